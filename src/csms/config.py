@@ -1,0 +1,31 @@
+"""The CSMS configuration: one frozen record, built from the command line."""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+#: Largest WebSocket message accepted by default; a larger one closes the connection (1009).
+DEFAULT_MAX_FRAME_SIZE = 1024 * 1024
+
+
+@frozen
+class CsmsConfig:
+    """Everything that may differ between dev, CI and production.
+
+    Attributes:
+        host: address the OCPP WebSocket server binds.
+        port: its port (0 picks a free one).
+        path_prefix: charge points connect to ``ws://host:port{path_prefix}{chargePointId}``.
+        max_frame_size: largest incoming WebSocket message, in bytes.
+        heartbeat_interval: seconds, sent in the BootNotification answer.
+        call_timeout: seconds to wait for a charge point's answer to a CALL of ours.
+        close_timeout: seconds allowed for a WebSocket closing handshake.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 9000
+    path_prefix: str = "/ocpp/"
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    heartbeat_interval: int = 300
+    call_timeout: float = 30.0
+    close_timeout: float = 5.0

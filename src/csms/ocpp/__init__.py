@@ -1,0 +1,1 @@
+"""The CSMS's OCPP edge: the WebSocket server, the live connections, the handlers."""

@@ -1,0 +1,129 @@
+"""The live charge-point connections, one task each, keyed by charge point id.
+
+A second connection with the id of a live one replaces it: the old WebSocket is closed
+(code 1000, "replaced by a new connection") and its session ends; the new one serves.
+Nothing that happens on one connection reaches another: every connection's task catches
+its own failures, logs them, and ends only itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import attrs
+import trio
+import trio_websocket
+
+from csms.config import CsmsConfig
+from ocppj import Router, RpcSession
+from ocppj.session import FrameObserver
+
+log = logging.getLogger("csms.connections")
+
+#: Builds the router that answers one charge point's CALLs.
+RouterFactory = Callable[["Connection"], Router]
+
+
+@attrs.define(eq=False)
+class Connection:
+    """One charge point's live WebSocket and its RPC session."""
+
+    charge_point_id: str
+    remote: str
+    websocket: trio_websocket.WebSocketConnection
+    session: RpcSession | None = None
+    cancel_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    close_code: int = 1000
+    close_reason: str = ""
+
+    def close(self, code: int, reason: str) -> None:
+        """Ask this connection's task to close its WebSocket with ``code`` and end."""
+        self.close_code, self.close_reason = code, reason
+        self.cancel_scope.cancel()
+
+
+class ConnectionManager:
+    """Supervises the charge point connections of one CSMS.
+
+    Args:
+        config: the CSMS configuration.
+        router_factory: builds the handlers for a new connection.
+        observer_factory: optionally builds a frame observer (the message log) per connection.
+    """
+
+    def __init__(
+        self,
+        config: CsmsConfig,
+        router_factory: RouterFactory,
+        observer_factory: Callable[[str], FrameObserver] | None = None,
+    ) -> None:
+        self._config = config
+        self._router_factory = router_factory
+        self._observer_factory = observer_factory
+        self._connections: dict[str, Connection] = {}
+        self._closing = False
+
+    def get(self, charge_point_id: str) -> Connection | None:
+        """The live connection of ``charge_point_id``, if any."""
+        return self._connections.get(charge_point_id)
+
+    @property
+    def connected(self) -> list[str]:
+        """Ids of the charge points connected now."""
+        return list(self._connections)
+
+    async def serve(
+        self, charge_point_id: str, websocket: trio_websocket.WebSocketConnection, remote: str
+    ) -> None:
+        """Run one charge point's connection until it closes. Never raises ``Exception``."""
+        conn = Connection(charge_point_id, remote, websocket)
+        old = self._connections.get(charge_point_id)
+        if old is not None:
+            log.info(
+                "%s: second connection from %s replaces the one from %s",
+                charge_point_id,
+                remote,
+                old.remote,
+            )
+            old.close(1000, "replaced by a new connection")
+        self._connections[charge_point_id] = conn
+        log.info("%s: connected from %s", charge_point_id, remote)
+        reason = "peer closed"
+        try:
+            with conn.cancel_scope:
+                if self._closing:
+                    conn.close(1001, "server shutting down")
+                observer = None
+                if self._observer_factory is not None:
+                    observer = self._observer_factory(charge_point_id)
+                conn.session = RpcSession(
+                    websocket,
+                    self._router_factory(conn),
+                    name=charge_point_id,
+                    call_timeout=self._config.call_timeout,
+                    observer=observer,
+                )
+                await conn.session.run()
+            if conn.cancel_scope.cancelled_caught:
+                reason = conn.close_reason
+            elif conn.session is not None and conn.session.close_reason is not None:
+                close = conn.session.close_reason
+                reason = f"peer closed ({close.code} {close.name} {close.reason or ''})".strip()
+        except Exception:
+            log.exception("%s: connection failed", charge_point_id)
+            reason = "internal error"
+            conn.close_code, conn.close_reason = 1011, "internal error"
+        finally:
+            if self._connections.get(charge_point_id) is conn:
+                del self._connections[charge_point_id]
+            with trio.move_on_after(self._config.close_timeout) as cleanup:
+                cleanup.shield = True
+                await websocket.aclose(conn.close_code, conn.close_reason or None)
+            log.info("%s: disconnected: %s", charge_point_id, reason)
+
+    def close_all(self, code: int = 1001, reason: str = "server shutting down") -> None:
+        """Close every connection (and any that arrives from now on) with ``code``."""
+        self._closing = True
+        for conn in list(self._connections.values()):
+            conn.close(code, reason)

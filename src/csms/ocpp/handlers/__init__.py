@@ -1,0 +1,1 @@
+"""Handlers for the CALLs a charge point sends, one module per action."""

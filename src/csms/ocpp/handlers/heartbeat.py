@@ -1,0 +1,12 @@
+"""Heartbeat: answer the server time."""
+
+from __future__ import annotations
+
+from ocpp.v16 import call, call_result
+
+from csms.ocpp.handlers.context import HandlerContext, ocpp_timestamp
+
+
+async def handle(ctx: HandlerContext, request: call.Heartbeat) -> call_result.Heartbeat:
+    """The server time, for the charge point to set its clock by."""
+    return call_result.Heartbeat(current_time=ocpp_timestamp(ctx.now()))

@@ -1,0 +1,12 @@
+"""MeterValues: sampled values of a connector or a transaction."""
+
+from __future__ import annotations
+
+from ocpp.v16 import call, call_result
+
+from csms.ocpp.handlers.context import HandlerContext
+
+
+async def handle(ctx: HandlerContext, request: call.MeterValues) -> call_result.MeterValues:
+    """Acknowledge; the answer has no fields."""
+    return call_result.MeterValues()

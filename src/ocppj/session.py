@@ -1,0 +1,365 @@
+"""The trio shell around the OCPP-J codec: one :class:`RpcSession` per WebSocket.
+
+A session runs two tasks (:meth:`RpcSession.run`):
+
+* the **reader** takes every WebSocket message, hands CALLRESULT / CALLERROR frames to
+  the CALL of ours that waits for them, and queues incoming CALLs on a bounded channel;
+* the **dispatcher** answers the queued CALLs one at a time, in arrival order, through the
+  handlers of a :class:`Router`.
+
+Because the reader never waits for a handler, a handler may itself :meth:`~RpcSession.call`
+the peer: the answer is read while the handler waits. At most one CALL of ours is
+outstanding (OCPP-J); concurrent callers queue on a fair lock and go in arrival order.
+
+Nothing a peer sends can end the session except closing the WebSocket: unreadable
+frames are logged and counted, broken CALLs and handler exceptions are answered with
+the OCPP 1.6 code from :data:`ocppj.errors.ERROR_TABLE`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import attrs
+import trio
+import trio_websocket
+
+from ocppj import frames
+from ocppj.errors import (
+    CallError,
+    CallTimeout,
+    ErrorCode,
+    Failure,
+    FrameError,
+    InvalidResponse,
+    PayloadError,
+    SessionClosed,
+    code_for,
+)
+from ocppj.payloads import (
+    action_of,
+    request_from_payload,
+    response_from_payload,
+    to_payload,
+)
+from ocppj.schemas import ACTIONS, validate_request, validate_response
+
+log = logging.getLogger("ocppj")
+
+#: A handler takes the request dataclass and returns the response dataclass.
+Handler = Callable[[Any], Awaitable[Any]]
+
+_CLOSED = (trio_websocket.ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError)
+_LOGGED_FRAME_CHARS = 200
+
+
+class MessageStream(Protocol):
+    """What a session needs from a WebSocket (``trio_websocket.WebSocketConnection``)."""
+
+    async def get_message(self) -> str | bytes: ...
+
+    async def send_message(self, message: str | bytes) -> None: ...
+
+
+class Direction(enum.StrEnum):
+    """Which way a frame travelled, seen from this side."""
+
+    IN = "in"
+    OUT = "out"
+
+
+#: Called with every frame, in and out, as the text on the wire (for the message log).
+FrameObserver = Callable[[Direction, str], None]
+
+
+class Router:
+    """Handlers by action name."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def register(self, action: str, handler: Handler) -> None:
+        """Answer CALLs of ``action`` with ``handler``.
+
+        Raises:
+            ValueError: ``action`` is not an OCPP 1.6 action.
+        """
+        if action not in ACTIONS:
+            raise ValueError(f"{action!r} is not an OCPP 1.6 action")
+        self._handlers[action] = handler
+
+    def on(self, action: str) -> Callable[[Handler], Handler]:
+        """Decorator form of :meth:`register`."""
+
+        def decorate(handler: Handler) -> Handler:
+            self.register(action, handler)
+            return handler
+
+        return decorate
+
+    def get(self, action: str) -> Handler | None:
+        """The handler for ``action``, if any."""
+        return self._handlers.get(action)
+
+
+@attrs.frozen
+class SessionStatistics:
+    """Counters of one session, as returned by :meth:`RpcSession.statistics`."""
+
+    calls_received: int
+    calls_sent: int
+    errors_sent: int
+    unreadable_frames: int
+    unmatched_responses: int
+
+
+@attrs.define
+class _Counters:
+    calls_received: int = 0
+    calls_sent: int = 0
+    errors_sent: int = 0
+    unreadable_frames: int = 0
+    unmatched_responses: int = 0
+
+
+@attrs.define
+class _Pending:
+    unique_id: str
+    action: str
+    done: trio.Event = attrs.field(factory=trio.Event)
+    payload: dict[str, Any] | None = None
+    error: Exception | None = None
+
+    def resolve(self, payload: dict[str, Any] | None, error: Exception | None) -> None:
+        self.payload, self.error = payload, error
+        self.done.set()
+
+
+class RpcSession:
+    """OCPP-J RPC over one WebSocket, for either side (CSMS or charge point).
+
+    Args:
+        stream: the open WebSocket.
+        router: handlers for incoming CALLs.
+        name: who the peer is, for log lines (the charge point id).
+        call_timeout: default seconds to wait for the answer to one of our CALLs.
+        observer: called with every frame in and out.
+        queue_size: incoming CALLs buffered before the reader waits for the dispatcher.
+    """
+
+    def __init__(
+        self,
+        stream: MessageStream,
+        router: Router,
+        *,
+        name: str = "peer",
+        call_timeout: float = 30.0,
+        observer: FrameObserver | None = None,
+        queue_size: int = 8,
+    ) -> None:
+        self.name = name
+        self.call_timeout = call_timeout
+        self._stream = stream
+        self._router = router
+        self._observer = observer
+        self._call_sender, self._call_receiver = trio.open_memory_channel[frames.Call](queue_size)
+        self._call_lock = trio.Lock()
+        self._pending: _Pending | None = None
+        self._closed = False
+        self._counters = _Counters()
+        #: Why the WebSocket closed, once it has (``trio_websocket.CloseReason``).
+        self.close_reason: trio_websocket.CloseReason | None = None
+
+    @property
+    def closed(self) -> bool:
+        """True once the WebSocket has closed."""
+        return self._closed
+
+    def statistics(self) -> SessionStatistics:
+        """A snapshot of this session's counters."""
+        return SessionStatistics(**attrs.asdict(self._counters))
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Read and answer until the WebSocket closes; then return.
+
+        Started with ``await nursery.start(session.run)``, it reports ready once the
+        dispatcher is running.
+        """
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._dispatcher)
+            task_status.started()
+            try:
+                await self._reader()
+            finally:
+                self._closed = True
+                self._call_sender.close()
+                if self._pending is not None:
+                    self._pending.resolve(None, SessionClosed(f"{self.name}: connection closed"))
+
+    # -- our CALLs -----------------------------------------------------------------------
+
+    # The per-CALL timeout is OCPP's answer deadline: its expiry is a protocol outcome
+    # (CallTimeout) that callers handle, not a cancellation of the caller.
+    async def call(self, request: Any, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        """Send an ``ocpp.v16.call`` request and return its ``ocpp.v16.call_result``.
+
+        Raises:
+            PayloadError: the request breaks its schema; nothing was sent.
+            CallError: the peer answered with a CALLERROR (its code in ``.code``).
+            InvalidResponse: the peer's CALLRESULT breaks the response schema.
+            CallTimeout: no answer within ``timeout`` (default: the session's).
+            SessionClosed: the connection closed first.
+        """
+        action = action_of(request)
+        payload = await self.call_payload(action, to_payload(request), timeout=timeout)
+        return response_from_payload(action, payload)
+
+    async def call_payload(
+        self,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (see call)
+    ) -> dict[str, Any]:
+        """Like :meth:`call`, with the wire payload as a dict in and out."""
+        if action not in ACTIONS:
+            raise CallError.from_failure(Failure.UNKNOWN_ACTION, f"{action!r} is not OCPP 1.6")
+        validate_request(action, payload)
+        async with self._call_lock:
+            if self._closed:
+                raise SessionClosed(f"{self.name}: connection closed")
+            pending = _Pending(str(uuid.uuid4()), action)
+            self._pending = pending
+            try:
+                with trio.move_on_after(self.call_timeout if timeout is None else timeout):
+                    await self._send(frames.encode_call(pending.unique_id, action, payload))
+                    self._counters.calls_sent += 1
+                    await pending.done.wait()
+            finally:
+                self._pending = None
+        if not pending.done.is_set():
+            raise CallTimeout(f"{self.name}: no answer to {action} {pending.unique_id}")
+        if pending.error is not None:
+            raise pending.error
+        assert pending.payload is not None
+        return pending.payload
+
+    # -- the two tasks -------------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        try:
+            while True:
+                data = await self._stream.get_message()
+                text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+                if self._observer is not None:
+                    self._observer(Direction.IN, text)
+                await self._on_frame(text)
+        except trio_websocket.ConnectionClosed as exc:
+            self.close_reason = exc.reason
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async def _on_frame(self, text: str) -> None:
+        try:
+            frame = frames.parse(text)
+        except FrameError as exc:
+            await self._on_frame_error(exc, text)
+            return
+        if isinstance(frame, frames.Call):
+            self._counters.calls_received += 1
+            await self._call_sender.send(frame)
+        else:
+            self._on_response(frame)
+
+    async def _on_frame_error(self, exc: FrameError, text: str) -> None:
+        if exc.reply and exc.failure is not None:
+            log.warning("%s: malformed CALL (%s): %.*s", self.name, exc, _LOGGED_FRAME_CHARS, text)
+            await self._send_error(exc.unique_id, code_for(exc.failure), exc.description)
+            return
+        pending = self._pending
+        if (
+            exc.unique_id is not None
+            and pending is not None
+            and pending.unique_id == str(exc.unique_id)
+        ):
+            code = code_for(exc.failure) if exc.failure else ErrorCode.FORMATION_VIOLATION
+            pending.resolve(None, CallError(code, f"malformed response: {exc}"))
+            return
+        self._counters.unreadable_frames += 1
+        log.warning("%s: unreadable frame (%s): %.*s", self.name, exc, _LOGGED_FRAME_CHARS, text)
+
+    def _on_response(self, frame: frames.CallResult | frames.CallErrorFrame) -> None:
+        pending = self._pending
+        if pending is None or pending.unique_id != frame.unique_id or pending.done.is_set():
+            self._counters.unmatched_responses += 1
+            log.warning("%s: dropped response to unknown uniqueId %r", self.name, frame.unique_id)
+            return
+        if isinstance(frame, frames.CallErrorFrame):
+            pending.resolve(
+                None,
+                CallError(frame.code, frame.description, frame.details, unique_id=frame.unique_id),
+            )
+            return
+        try:
+            validate_response(pending.action, frame.payload)
+        except PayloadError as exc:
+            pending.resolve(None, InvalidResponse(exc, frame.payload))
+        else:
+            pending.resolve(frame.payload, None)
+
+    async def _dispatcher(self) -> None:
+        async for call in self._call_receiver:
+            reply = await self._answer(call)
+            try:
+                await self._send(reply)
+            except SessionClosed:
+                continue
+
+    async def _answer(self, call: frames.Call) -> str:
+        """The frame answering ``call``: a CALLRESULT, or a CALLERROR from the error table."""
+        action = call.action
+        try:
+            if action not in ACTIONS:
+                raise CallError.from_failure(Failure.UNKNOWN_ACTION, f"{action!r} is not OCPP 1.6")
+            handler = self._router.get(action)
+            if handler is None:
+                raise CallError.from_failure(Failure.NO_HANDLER, f"{action} is not supported")
+            validate_request(action, call.payload)
+            response = await handler(request_from_payload(action, call.payload))
+            payload = to_payload(response, response_to=action)
+            try:
+                validate_response(action, payload)
+            except PayloadError as exc:
+                log.error("%s: our %s response is invalid: %s", self.name, action, exc)
+                raise CallError.from_failure(Failure.INVALID_RESULT) from None
+        except CallError as exc:
+            self._counters.errors_sent += 1
+            return frames.encode_error(call.unique_id, exc.code, exc.description, dict(exc.details))
+        except Exception:
+            log.exception("%s: handler for %s %s failed", self.name, action, call.unique_id)
+            self._counters.errors_sent += 1
+            return frames.encode_error(
+                call.unique_id, code_for(Failure.HANDLER_FAILED), "internal error"
+            )
+        return frames.encode_result(call.unique_id, payload)
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def _send_error(self, unique_id: Any, code: ErrorCode, description: str) -> None:
+        self._counters.errors_sent += 1
+        with contextlib.suppress(SessionClosed):
+            await self._send(frames.encode_error(unique_id, code, description))
+
+    async def _send(self, text: str) -> None:
+        if self._observer is not None:
+            self._observer(Direction.OUT, text)
+        try:
+            await self._stream.send_message(text)
+        except _CLOSED as exc:
+            self._closed = True
+            raise SessionClosed(f"{self.name}: connection closed") from exc
