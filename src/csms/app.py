@@ -1,18 +1,26 @@
-"""The CSMS as one supervised trio service: the OCPP server and its connections."""
+"""The CSMS as one supervised trio service: the store, the OCPP server, its connections."""
 
 from __future__ import annotations
 
+import datetime
 import logging
+from collections.abc import Callable, Mapping
 
 import trio
 import trio_websocket
 
+from csms.authorization import AuthorizationPolicy
 from csms.config import CsmsConfig
+from csms.domain.state import DomainState
 from csms.ocpp.connection_manager import Connection, ConnectionManager
-from csms.ocpp.handlers.context import HandlerContext
+from csms.ocpp.handlers.context import HandlerContext, VendorHandler
 from csms.ocpp.handlers.registry import build_router
 from csms.ocpp.server import serve_ocpp
-from ocppj import Router
+from csms.recorder import Recorder
+from csms.storage.base import Store
+from csms.storage.sqlite import open_sqlite_store
+from ocppj import Direction, FrameObserver, Router
+from ocppj.session import utc_now
 
 log = logging.getLogger("csms")
 
@@ -25,20 +33,82 @@ class Csms:
     once the service has ended.
     """
 
-    def __init__(self, config: CsmsConfig) -> None:
+    def __init__(
+        self,
+        config: CsmsConfig,
+        *,
+        vendors: Mapping[str, VendorHandler] | None = None,
+        clock: Callable[[], datetime.datetime] = utc_now,
+    ) -> None:
         self.config = config
-        self.connections = ConnectionManager(config, self._router_for)
+        self.clock = clock
+        self.policy = AuthorizationPolicy(dict(config.id_tags))
+        self.vendors = dict(vendors or {})
+        self.connections = ConnectionManager(
+            config, self._router_for, self._observer_for, listener=self
+        )
+        self._recorder: Recorder | None = None
         self._cancel_scope: trio.CancelScope | None = None
         self._stopped = trio.Event()
 
+    @property
+    def recorder(self) -> Recorder:
+        """The recorder; exists once :meth:`serve` has reported ready."""
+        if self._recorder is None:
+            raise RuntimeError("the CSMS is not serving")
+        return self._recorder
+
+    @property
+    def state(self) -> DomainState:
+        """The live domain state."""
+        return self.recorder.state
+
+    @property
+    def store(self) -> Store:
+        """The store the CSMS writes to."""
+        return self.recorder.store
+
     def _router_for(self, conn: Connection) -> Router:
-        return build_router(HandlerContext(conn.charge_point_id, self.config))
+        ctx = HandlerContext(
+            conn.charge_point_id, self.config, self.recorder, self.policy, self.vendors, self.clock
+        )
+        return build_router(ctx)
+
+    def _observer_for(self, charge_point_id: str) -> FrameObserver:
+        store = self.recorder.store
+
+        async def observe(direction: Direction, frame: str, at: datetime.datetime) -> None:
+            store.append_frame(charge_point_id, direction.value, frame, at)
+            if direction is Direction.OUT:
+                # Durability: nothing leaves before the frame (and the state changes the
+                # handler queued before it) is committed.
+                await store.flush()
+
+        return observe
+
+    # ConnectionListener
+    def connected(self, charge_point_id: str, remote: str) -> None:
+        """Record the WebSocket opening in the message log."""
+        self.recorder.connection(charge_point_id, "connect", self.clock(), remote=remote)
+
+    def disconnected(self, charge_point_id: str, reason: str, *, replaced: bool) -> None:
+        """Record the WebSocket closing in the message log."""
+        self.recorder.connection(
+            charge_point_id, "disconnect", self.clock(), reason=reason, replaced=replaced
+        )
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until :meth:`shutdown` or cancellation; reports the listening port."""
         try:
             with trio.CancelScope() as self._cancel_scope:
-                async with trio.open_nursery() as nursery:
+                async with (
+                    open_sqlite_store(
+                        self.config.db_path, synchronous=self.config.synchronous
+                    ) as store,
+                    trio.open_nursery() as nursery,
+                ):
+                    self._recorder = Recorder(await store.load_state(), store)
+                    self._close_stale_connections()
                     server: trio_websocket.WebSocketServer = await nursery.start(
                         serve_ocpp, self.config, self.connections
                     )
@@ -52,9 +122,22 @@ class Csms:
         finally:
             self._stopped.set()
 
+    def _close_stale_connections(self) -> None:
+        """Chargers the store shows connected lost their socket when the CSMS last stopped."""
+        for charger in list(self.recorder.state.chargers.values()):
+            if charger.connected:
+                self.recorder.connection(
+                    charger.id, "disconnect", self.clock(), reason="CSMS restarted", replaced=False
+                )
+
     async def shutdown(self) -> None:
         """Close every connection with 1001 and stop serving; returns when stopped."""
         self.connections.close_all(1001, "server shutting down")
+        # Let every connection finish its closing handshake before the server is
+        # cancelled: cancelling first would also kill trio-websocket's reader tasks, and
+        # each close would then wait the whole close_timeout for a reply nobody reads.
+        with trio.move_on_after(self.config.close_timeout):
+            await self.connections.wait_all_ended()
         if self._cancel_scope is not None:
             self._cancel_scope.cancel()
             await self._stopped.wait()

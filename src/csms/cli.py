@@ -1,9 +1,11 @@
-"""``python -m csms``: run the CSMS."""
+"""``python -m csms``: run the CSMS; ``replay`` and ``status`` read its database."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -11,7 +13,11 @@ from collections.abc import Sequence
 import trio
 
 from csms.app import Csms
+from csms.authorization import STATUSES
 from csms.config import DEFAULT_MAX_FRAME_SIZE, CsmsConfig
+from csms.inspect import render_json, render_text
+from csms.replay import diff, rebuild
+from csms.storage.sqlite import open_sqlite_store
 
 log = logging.getLogger("csms")
 
@@ -57,7 +63,73 @@ def _parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="(default: %(default)s)",
     )
+    parser.add_argument(
+        "--db",
+        default="csms.db",
+        help="SQLite file: the message log and the domain (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--id-tag",
+        action="append",
+        default=[],
+        metavar="TAG=STATUS",
+        help="answer this idTag with this status (Accepted, Blocked, Expired, "
+        "Invalid, ConcurrentTx); repeatable; other tags are accepted",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    replay = commands.add_parser(
+        "replay", help="rebuild the state from the message log and compare it with the store"
+    )
+    replay.add_argument("--db", default="csms.db", help="SQLite file (default: %(default)s)")
+    status = commands.add_parser("status", help="print chargers, EVSEs and sessions")
+    status.add_argument("--db", default="csms.db", help="SQLite file (default: %(default)s)")
+    status.add_argument("--json", action="store_true", help="print JSON for scripts")
     return parser
+
+
+def _id_tags(parser: argparse.ArgumentParser, values: list[str]) -> dict[str, str]:
+    tags = {}
+    for value in values:
+        tag, sep, status = value.partition("=")
+        if not sep or not tag or status not in STATUSES:
+            parser.error(
+                f"--id-tag {value!r}: expected TAG=STATUS with STATUS one of "
+                f"{', '.join(sorted(STATUSES))}"
+            )
+        tags[tag] = status
+    return tags
+
+
+async def replay_database(path: str) -> int:
+    """Rebuild from the log in ``path``, compare with its projection; print; exit code."""
+    async with open_sqlite_store(path) as store:
+        rows = await store.read_log()
+        stored = await store.load_state()
+        stored_samples = await store.read_samples()
+    rebuilt = rebuild(rows)
+    lines = diff(stored, stored_samples, rebuilt)
+    state = rebuilt.state
+    summary = (
+        f"{len(rows)} log rows, {len(state.chargers)} chargers, {len(state.evses)} EVSEs, "
+        f"{len(state.sessions)} sessions, {len(rebuilt.samples)} samples"
+    )
+    if lines:
+        print(f"replay differs from the stored state ({len(lines)} differences; {summary}):")
+        print("\n".join(f"  {line}" for line in lines))
+        return 1
+    print(f"replay identical: {summary}")
+    return 0
+
+
+async def print_status(path: str, *, as_json: bool) -> int:
+    """Print the stored state of ``path``."""
+    async with open_sqlite_store(path) as store:
+        state = await store.load_state()
+    if as_json:
+        print(json.dumps(render_json(state), indent=2))
+    else:
+        print(render_text(state))
+    return 0
 
 
 def _config(args: argparse.Namespace) -> CsmsConfig:
@@ -71,6 +143,8 @@ def _config(args: argparse.Namespace) -> CsmsConfig:
         max_frame_size=args.max_frame_size,
         heartbeat_interval=args.heartbeat_interval,
         call_timeout=args.call_timeout,
+        db_path=args.db,
+        id_tags=args.id_tags,
     )
 
 
@@ -90,6 +164,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command in ("replay", "status"):
+        if not os.path.exists(args.db):
+            print(f"python -m csms {args.command}: no database at {args.db}", file=sys.stderr)
+            return 2
+        if args.command == "replay":
+            return trio.run(replay_database, args.db)
+        return trio.run(lambda: print_status(args.db, as_json=args.json))
+    args.id_tags = _id_tags(parser, args.id_tag)
     for name, value in (
         ("--port", args.port),
         ("--max-frame-size", args.max_frame_size),
@@ -104,7 +186,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         trio.run(serve_until_signalled, _config(args))
-    except OSError as exc:
-        log.error("cannot serve on %s:%s: %s", args.host, args.port, exc)
+    except (OSError, ExceptionGroup) as exc:
+        # A bind failure reaches here wrapped in the nurseries' exception groups.
+        error = _sole_os_error(exc)
+        if error is None:
+            raise
+        log.error("cannot serve on %s:%s: %s", args.host, args.port, error)
         return 3
     return 0
+
+
+def _sole_os_error(exc: BaseException) -> OSError | None:
+    """The OSError that ``exc`` is, or wraps as the only leaf of nested exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError) else None

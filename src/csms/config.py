@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from attrs import frozen
+from collections.abc import Mapping
+
+from attrs import field, frozen
 
 #: Largest WebSocket message accepted by default; a larger one closes the connection (1009).
 DEFAULT_MAX_FRAME_SIZE = 1024 * 1024
@@ -20,6 +22,10 @@ class CsmsConfig:
         heartbeat_interval: seconds, sent in the BootNotification answer.
         call_timeout: seconds to wait for a charge point's answer to a CALL of ours.
         close_timeout: seconds allowed for a WebSocket closing handshake.
+        db_path: the SQLite file (``:memory:`` keeps nothing after exit; the CLI's
+            default is ``csms.db``).
+        synchronous: SQLite ``PRAGMA synchronous`` (FULL: a commit survives power loss).
+        id_tags: idTag → idTagInfo status; tags not listed are accepted.
     """
 
     host: str = "127.0.0.1"
@@ -29,3 +35,6 @@ class CsmsConfig:
     heartbeat_interval: int = 300
     call_timeout: float = 30.0
     close_timeout: float = 5.0
+    db_path: str = ":memory:"
+    synchronous: str = "FULL"
+    id_tags: Mapping[str, str] = field(factory=dict)

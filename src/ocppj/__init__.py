@@ -23,7 +23,16 @@ from ocppj.errors import (
     SessionClosed,
 )
 from ocppj.schemas import ACTIONS
-from ocppj.session import Direction, FrameObserver, Handler, Router, RpcSession, SessionStatistics
+from ocppj.session import (
+    CallInfo,
+    Direction,
+    FrameObserver,
+    Handler,
+    Router,
+    RpcSession,
+    SessionStatistics,
+    current_call,
+)
 
 #: The WebSocket subprotocol of OCPP 1.6J.
 SUBPROTOCOL = "ocpp1.6"
@@ -33,6 +42,7 @@ __all__ = [
     "ERROR_TABLE",
     "SUBPROTOCOL",
     "CallError",
+    "CallInfo",
     "CallTimeout",
     "Direction",
     "ErrorCode",
@@ -46,4 +56,5 @@ __all__ = [
     "RpcSession",
     "SessionClosed",
     "SessionStatistics",
+    "current_call",
 ]

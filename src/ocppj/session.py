@@ -19,6 +19,8 @@ the OCPP 1.6 code from :data:`ocppj.errors.ERROR_TABLE`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import datetime
 import enum
 import logging
 import uuid
@@ -73,8 +75,30 @@ class Direction(enum.StrEnum):
     OUT = "out"
 
 
-#: Called with every frame, in and out, as the text on the wire (for the message log).
-FrameObserver = Callable[[Direction, str], None]
+#: Awaited with every frame, in and out: its direction, its text on the wire and the
+#: moment (the session's clock) it was read or is about to be sent. An outgoing frame is
+#: sent only once the observer returns, so an observer that commits the frame to a log
+#: makes the log durable before the peer sees the frame.
+FrameObserver = Callable[[Direction, str, datetime.datetime], Awaitable[None]]
+
+
+def utc_now() -> datetime.datetime:
+    """The wall clock, in UTC (the default session clock)."""
+    return datetime.datetime.now(datetime.UTC)
+
+
+@attrs.frozen
+class CallInfo:
+    """The incoming CALL a handler is answering (see :data:`current_call`)."""
+
+    unique_id: str
+    action: str
+    received_at: datetime.datetime
+
+
+#: While a handler runs, the CALL it answers: its uniqueId, action and the moment it
+#: was read (the same moment the observer saw).
+current_call: contextvars.ContextVar[CallInfo] = contextvars.ContextVar("current_call")
 
 
 class Router:
@@ -148,7 +172,8 @@ class RpcSession:
         router: handlers for incoming CALLs.
         name: who the peer is, for log lines (the charge point id).
         call_timeout: default seconds to wait for the answer to one of our CALLs.
-        observer: called with every frame in and out.
+        observer: awaited with every frame in and out.
+        clock: the wall clock stamped on frames (tests pass their own).
         queue_size: incoming CALLs buffered before the reader waits for the dispatcher.
     """
 
@@ -160,14 +185,18 @@ class RpcSession:
         name: str = "peer",
         call_timeout: float = 30.0,
         observer: FrameObserver | None = None,
+        clock: Callable[[], datetime.datetime] = utc_now,
         queue_size: int = 8,
     ) -> None:
+        self._clock = clock
         self.name = name
         self.call_timeout = call_timeout
         self._stream = stream
         self._router = router
         self._observer = observer
-        self._call_sender, self._call_receiver = trio.open_memory_channel[frames.Call](queue_size)
+        self._call_sender, self._call_receiver = trio.open_memory_channel[
+            tuple[frames.Call, datetime.datetime]
+        ](queue_size)
         self._call_lock = trio.Lock()
         self._pending: _Pending | None = None
         self._closed = False
@@ -256,15 +285,16 @@ class RpcSession:
             while True:
                 data = await self._stream.get_message()
                 text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+                at = self._clock()
                 if self._observer is not None:
-                    self._observer(Direction.IN, text)
-                await self._on_frame(text)
+                    await self._observer(Direction.IN, text, at)
+                await self._on_frame(text, at)
         except trio_websocket.ConnectionClosed as exc:
             self.close_reason = exc.reason
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
-    async def _on_frame(self, text: str) -> None:
+    async def _on_frame(self, text: str, at: datetime.datetime) -> None:
         try:
             frame = frames.parse(text)
         except FrameError as exc:
@@ -272,7 +302,7 @@ class RpcSession:
             return
         if isinstance(frame, frames.Call):
             self._counters.calls_received += 1
-            await self._call_sender.send(frame)
+            await self._call_sender.send((frame, at))
         else:
             self._on_response(frame)
 
@@ -313,7 +343,8 @@ class RpcSession:
             pending.resolve(frame.payload, None)
 
     async def _dispatcher(self) -> None:
-        async for call in self._call_receiver:
+        async for call, received_at in self._call_receiver:
+            current_call.set(CallInfo(call.unique_id, call.action, received_at))
             reply = await self._answer(call)
             try:
                 await self._send(reply)
@@ -357,7 +388,7 @@ class RpcSession:
 
     async def _send(self, text: str) -> None:
         if self._observer is not None:
-            self._observer(Direction.OUT, text)
+            await self._observer(Direction.OUT, text, self._clock())
         try:
             await self._stream.send_message(text)
         except _CLOSED as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 import attrs
 import trio
@@ -23,6 +24,16 @@ log = logging.getLogger("csms.connections")
 
 #: Builds the router that answers one charge point's CALLs.
 RouterFactory = Callable[["Connection"], Router]
+
+
+class ConnectionListener(Protocol):
+    """Told when a charge point's WebSocket opens and closes (for the message log)."""
+
+    def connected(self, charge_point_id: str, remote: str) -> None:
+        """The connection is accepted; its first frame has not been read yet."""
+
+    def disconnected(self, charge_point_id: str, reason: str, *, replaced: bool) -> None:
+        """The connection ended; ``replaced`` when a newer one of the same id is live."""
 
 
 @attrs.define(eq=False)
@@ -43,6 +54,13 @@ class Connection:
         self.cancel_scope.cancel()
 
 
+def _peer_close_reason(close: trio_websocket.CloseReason) -> str:
+    detail = f"{close.code} {close.name}"
+    if close.reason:
+        detail += f": {close.reason}"
+    return f"peer closed ({detail})"
+
+
 class ConnectionManager:
     """Supervises the charge point connections of one CSMS.
 
@@ -50,6 +68,7 @@ class ConnectionManager:
         config: the CSMS configuration.
         router_factory: builds the handlers for a new connection.
         observer_factory: optionally builds a frame observer (the message log) per connection.
+        listener: optionally told of every connection opening and closing.
     """
 
     def __init__(
@@ -57,12 +76,19 @@ class ConnectionManager:
         config: CsmsConfig,
         router_factory: RouterFactory,
         observer_factory: Callable[[str], FrameObserver] | None = None,
+        listener: ConnectionListener | None = None,
     ) -> None:
+        self._listener = listener
         self._config = config
         self._router_factory = router_factory
         self._observer_factory = observer_factory
         self._connections: dict[str, Connection] = {}
         self._closing = False
+        # Every connection task still running, replaced ones included, so that a shutdown
+        # can wait for their closing handshakes before it cancels the server.
+        self._running: set[Connection] = set()
+        self._all_ended = trio.Event()
+        self._all_ended.set()
 
     def get(self, charge_point_id: str) -> Connection | None:
         """The live connection of ``charge_point_id``, if any."""
@@ -88,8 +114,13 @@ class ConnectionManager:
             )
             old.close(1000, "replaced by a new connection")
         self._connections[charge_point_id] = conn
+        if not self._running:
+            self._all_ended = trio.Event()
+        self._running.add(conn)
         log.info("%s: connected from %s", charge_point_id, remote)
         reason = "peer closed"
+        if self._listener is not None:
+            self._listener.connected(charge_point_id, remote)
         try:
             with conn.cancel_scope:
                 if self._closing:
@@ -108,19 +139,38 @@ class ConnectionManager:
             if conn.cancel_scope.cancelled_caught:
                 reason = conn.close_reason
             elif conn.session is not None and conn.session.close_reason is not None:
-                close = conn.session.close_reason
-                reason = f"peer closed ({close.code} {close.name} {close.reason or ''})".strip()
+                reason = _peer_close_reason(conn.session.close_reason)
         except Exception:
             log.exception("%s: connection failed", charge_point_id)
             reason = "internal error"
             conn.close_code, conn.close_reason = 1011, "internal error"
         finally:
-            if self._connections.get(charge_point_id) is conn:
-                del self._connections[charge_point_id]
-            with trio.move_on_after(self._config.close_timeout) as cleanup:
-                cleanup.shield = True
-                await websocket.aclose(conn.close_code, conn.close_reason or None)
-            log.info("%s: disconnected: %s", charge_point_id, reason)
+            await self._finish(conn, reason)
+
+    async def _finish(self, conn: Connection, reason: str) -> None:
+        """Forget ``conn``, record its end, and close its WebSocket (even when cancelled)."""
+        cp_id = conn.charge_point_id
+        current = self._connections.get(cp_id)
+        if current is conn:
+            del self._connections[cp_id]
+        if self._listener is not None:
+            try:
+                replaced = current is not None and current is not conn
+                self._listener.disconnected(cp_id, reason, replaced=replaced)
+            except Exception:
+                log.exception("%s: recording the disconnection failed", cp_id)
+        with trio.move_on_after(self._config.close_timeout) as cleanup:
+            cleanup.shield = True
+            await conn.websocket.aclose(conn.close_code, conn.close_reason or None)
+        self._running.discard(conn)
+        if not self._running:
+            self._all_ended.set()
+        log.info("%s: disconnected: %s", cp_id, reason)
+
+    async def wait_all_ended(self) -> None:
+        """Return once no connection task is running (each has closed its WebSocket)."""
+        while self._running:
+            await self._all_ended.wait()
 
     def close_all(self, code: int = 1001, reason: str = "server shutting down") -> None:
         """Close every connection (and any that arrives from now on) with ``code``."""

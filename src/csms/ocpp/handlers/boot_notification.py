@@ -1,4 +1,4 @@
-"""BootNotification: the charge point introduces itself; we accept it and give the time."""
+"""BootNotification: the charge point introduces itself; accept it and give the time."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from csms.ocpp.handlers.context import HandlerContext, ocpp_timestamp
 async def handle(
     ctx: HandlerContext, request: call.BootNotification
 ) -> call_result.BootNotification:
-    """Accept the charge point; ``interval`` is the configured heartbeat interval."""
-    return call_result.BootNotification(
+    """Create or update the charger; answer Accepted, the time and the heartbeat interval."""
+    response = call_result.BootNotification(
         current_time=ocpp_timestamp(ctx.now()),
         interval=ctx.config.heartbeat_interval,
         status=RegistrationStatus.accepted,
     )
+    ctx.record(request, response)
+    return response

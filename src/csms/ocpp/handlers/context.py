@@ -1,18 +1,22 @@
-"""What a handler knows about the CSMS: the charge point it serves, the config, the clock."""
+"""What a handler knows: the charge point it serves, the configuration, the domain."""
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
-from attrs import frozen
+from attrs import field, frozen
 
+from csms.authorization import AuthorizationPolicy
 from csms.config import CsmsConfig
+from csms.domain.state import DomainState
+from csms.recorder import Recorder
+from ocppj import current_call
+from ocppj.session import utc_now
 
-
-def utc_now() -> datetime.datetime:
-    """The wall clock, in UTC."""
-    return datetime.datetime.now(datetime.UTC)
+#: A vendor's DataTransfer handler: (messageId, data) → (status, data).
+VendorHandler = Callable[[str | None, str | None], Awaitable[tuple[str, str | None]]]
 
 
 def ocpp_timestamp(moment: datetime.datetime) -> str:
@@ -28,9 +32,31 @@ class HandlerContext:
     Attributes:
         charge_point_id: the id from the WebSocket path.
         config: the CSMS configuration.
-        now: the clock (tests pass a fixed one).
+        recorder: applies answered exchanges to the domain and the store.
+        policy: which idTags are accepted.
+        vendors: DataTransfer handlers by vendorId.
+        now: the wall clock.
     """
 
     charge_point_id: str
     config: CsmsConfig
+    recorder: Recorder
+    policy: AuthorizationPolicy = field(factory=AuthorizationPolicy)
+    vendors: Mapping[str, VendorHandler] = field(factory=dict)
     now: Callable[[], datetime.datetime] = utc_now
+
+    @property
+    def state(self) -> DomainState:
+        """The live domain state (read it; change it only through :meth:`record`)."""
+        return self.recorder.state
+
+    def record(self, request: Any, response: Any) -> None:
+        """Record the CALL being answered with ``response``.
+
+        Call it last, with no ``await`` between reading the state and recording: the
+        decision and its effect are then atomic with respect to other connections.
+        """
+        info = current_call.get()
+        self.recorder.exchange(
+            self.charge_point_id, info.action, request, response, info.received_at
+        )

@@ -1,4 +1,4 @@
-"""Heartbeat: answer the server time."""
+"""Heartbeat: note the charger alive; answer the server time."""
 
 from __future__ import annotations
 
@@ -9,4 +9,6 @@ from csms.ocpp.handlers.context import HandlerContext, ocpp_timestamp
 
 async def handle(ctx: HandlerContext, request: call.Heartbeat) -> call_result.Heartbeat:
     """The server time, for the charge point to set its clock by."""
-    return call_result.Heartbeat(current_time=ocpp_timestamp(ctx.now()))
+    response = call_result.Heartbeat(current_time=ocpp_timestamp(ctx.now()))
+    ctx.record(request, response)
+    return response

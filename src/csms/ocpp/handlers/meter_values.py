@@ -8,5 +8,7 @@ from csms.ocpp.handlers.context import HandlerContext
 
 
 async def handle(ctx: HandlerContext, request: call.MeterValues) -> call_result.MeterValues:
-    """Acknowledge; the answer has no fields."""
-    return call_result.MeterValues()
+    """Store the samples and update the session's metrics; the answer is empty."""
+    response = call_result.MeterValues()
+    ctx.record(request, response)
+    return response

@@ -10,5 +10,7 @@ from csms.ocpp.handlers.context import HandlerContext
 async def handle(
     ctx: HandlerContext, request: call.StatusNotification
 ) -> call_result.StatusNotification:
-    """Acknowledge; the answer has no fields."""
-    return call_result.StatusNotification()
+    """Create the EVSE on first sight and record its status; the answer is empty."""
+    response = call_result.StatusNotification()
+    ctx.record(request, response)
+    return response

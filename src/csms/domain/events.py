@@ -1,0 +1,181 @@
+"""Domain events, named in the past tense. Each carries the charger and the moment the
+OCPP message that caused it was received (``at``)."""
+
+from __future__ import annotations
+
+import datetime
+
+from attrs import frozen
+
+from csms.domain.meter import Sample
+
+
+@frozen
+class ChargerConnected:
+    """A charger's WebSocket opened."""
+
+    charger_id: str
+    at: datetime.datetime
+    remote: str
+
+
+@frozen
+class ChargerDisconnected:
+    """A charger's WebSocket closed (or the CSMS restarted while it was open)."""
+
+    charger_id: str
+    at: datetime.datetime
+    reason: str
+
+
+@frozen
+class ChargerBooted:
+    """BootNotification answered."""
+
+    charger_id: str
+    at: datetime.datetime
+    vendor: str
+    model: str
+    charge_point_serial_number: str | None
+    charge_box_serial_number: str | None
+    firmware_version: str | None
+    iccid: str | None
+    imsi: str | None
+    meter_type: str | None
+    meter_serial_number: str | None
+    registration_status: str
+
+
+@frozen
+class ChargerSeen:
+    """A message that changes nothing but the charger's last-seen time (a retransmission,
+    an action the domain does not model)."""
+
+    charger_id: str
+    at: datetime.datetime
+
+
+@frozen
+class HeartbeatReceived:
+    """Heartbeat answered."""
+
+    charger_id: str
+    at: datetime.datetime
+
+
+@frozen
+class ConnectorStatusChanged:
+    """StatusNotification; connector 0 is the charger as a whole."""
+
+    charger_id: str
+    at: datetime.datetime
+    connector_id: int
+    status: str
+    error_code: str
+    info: str | None
+    vendor_id: str | None
+    vendor_error_code: str | None
+    timestamp: datetime.datetime | None
+
+
+@frozen
+class IdTagAuthorized:
+    """Authorize answered with ``status``."""
+
+    charger_id: str
+    at: datetime.datetime
+    id_tag: str
+    status: str
+
+
+@frozen
+class SessionStarted:
+    """StartTransaction answered with a new transactionId."""
+
+    charger_id: str
+    at: datetime.datetime
+    transaction_id: int
+    connector_id: int
+    id_tag: str
+    auth_status: str
+    meter_start: int
+    timestamp: str
+    reservation_id: int | None
+
+
+@frozen
+class SessionSuperseded:
+    """A new StartTransaction on a connector closed the session still open there."""
+
+    charger_id: str
+    at: datetime.datetime
+    transaction_id: int
+    by_transaction_id: int
+
+
+@frozen
+class MeterSampled:
+    """Sampled values from MeterValues (or a StopTransaction's transactionData).
+
+    ``transaction_id`` is the session they belong to: the one named, else the connector's
+    open session; None for charger-level values (connector 0, or no open session).
+    """
+
+    charger_id: str
+    at: datetime.datetime
+    connector_id: int
+    transaction_id: int | None
+    samples: tuple[Sample, ...]
+
+
+@frozen
+class SessionStopped:
+    """StopTransaction for an open session."""
+
+    charger_id: str
+    at: datetime.datetime
+    transaction_id: int
+    meter_stop: int
+    timestamp: str
+    reason: str
+    id_tag: str | None
+
+
+@frozen
+class UnknownTransactionStopped:
+    """StopTransaction naming a transactionId this CSMS never gave out; answered and kept."""
+
+    charger_id: str
+    at: datetime.datetime
+    transaction_id: int
+    meter_stop: int
+    timestamp: str
+    reason: str
+
+
+@frozen
+class DataTransferReceived:
+    """DataTransfer answered with ``status``."""
+
+    charger_id: str
+    at: datetime.datetime
+    vendor_id: str
+    message_id: str | None
+    status: str
+
+
+Event = (
+    ChargerConnected
+    | ChargerDisconnected
+    | ChargerBooted
+    | ChargerSeen
+    | HeartbeatReceived
+    | ConnectorStatusChanged
+    | IdTagAuthorized
+    | SessionStarted
+    | SessionSuperseded
+    | MeterSampled
+    | SessionStopped
+    | UnknownTransactionStopped
+    | DataTransferReceived
+)

@@ -1,0 +1,171 @@
+"""Sampled values: parsing, units, and the session metrics they give. Pure.
+
+OCPP 1.6 defaults: a sampled value without ``measurand`` is
+``Energy.Active.Import.Register``; without ``unit`` it is ``Wh`` for energy (and the
+measurand's base unit otherwise); values are strings and may carry decimals.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from attrs import frozen
+
+DEFAULT_MEASURAND = "Energy.Active.Import.Register"
+ENERGY_REGISTER = "Energy.Active.Import.Register"
+POWER = "Power.Active.Import"
+CURRENT = "Current.Import"
+SOC = "SoC"
+
+#: Multipliers to this project's base units: Wh, varh, W, var, VA, A, V, Percent.
+_SCALE: Mapping[str, float] = {
+    "Wh": 1.0,
+    "kWh": 1000.0,
+    "varh": 1.0,
+    "kvarh": 1000.0,
+    "W": 1.0,
+    "kW": 1000.0,
+    "var": 1.0,
+    "kvar": 1000.0,
+    "VA": 1.0,
+    "kVA": 1000.0,
+    "A": 1.0,
+    "V": 1.0,
+    "Percent": 1.0,
+}
+
+_DEFAULT_UNIT_BY_PREFIX = (
+    ("Energy.Reactive", "varh"),
+    ("Energy", "Wh"),
+    ("Power.Reactive", "var"),
+    ("Power.Factor", ""),
+    ("Power", "W"),
+    ("Current", "A"),
+    ("Voltage", "V"),
+    ("SoC", "Percent"),
+    ("Temperature", "Celsius"),
+    ("Frequency", "Hertz"),
+)
+
+
+def default_unit(measurand: str) -> str:
+    """The unit a sampled value of ``measurand`` has when it names none."""
+    for prefix, unit in _DEFAULT_UNIT_BY_PREFIX:
+        if measurand.startswith(prefix):
+            return unit
+    return ""
+
+
+@frozen
+class Sample:
+    """One sampled value, as received, with its number in base units when it has one.
+
+    Attributes:
+        timestamp: the meterValue's timestamp, as sent.
+        value: the value string, as sent.
+        measurand, unit: after OCPP defaults.
+        phase, context, location, format: as sent (None when absent).
+        number: ``value`` in base units (kWh → Wh, kW → W), None when not a plain number
+            (signed data, garbage).
+    """
+
+    timestamp: str
+    value: str
+    measurand: str
+    unit: str
+    phase: str | None
+    context: str | None
+    location: str | None
+    format: str | None
+    number: float | None
+
+
+def _number(value: str, unit: str, fmt: str | None) -> float | None:
+    if fmt == "SignedData":
+        return None
+    try:
+        number = decimal.Decimal(value.strip())
+    except (decimal.InvalidOperation, AttributeError):
+        return None
+    if not number.is_finite():
+        return None
+    return float(number) * _SCALE.get(unit, 1.0)
+
+
+def samples_from(meter_values: Iterable[Mapping[str, Any]]) -> tuple[Sample, ...]:
+    """Flatten the wire ``meterValue`` list (camelCase dicts) into samples."""
+    samples = []
+    for meter_value in meter_values:
+        timestamp = str(meter_value.get("timestamp", ""))
+        for sampled in meter_value.get("sampledValue", ()):
+            measurand = sampled.get("measurand") or DEFAULT_MEASURAND
+            unit = sampled.get("unit") or default_unit(measurand)
+            fmt = sampled.get("format")
+            value = str(sampled.get("value", ""))
+            samples.append(
+                Sample(
+                    timestamp=timestamp,
+                    value=value,
+                    measurand=measurand,
+                    unit=unit,
+                    phase=sampled.get("phase"),
+                    context=sampled.get("context"),
+                    location=sampled.get("location"),
+                    format=fmt,
+                    number=_number(value, unit, fmt),
+                )
+            )
+    return tuple(samples)
+
+
+@frozen
+class Reading:
+    """What one meterValue timestamp says about a session, in base units (None = not said).
+
+    Attributes:
+        register_wh: Energy.Active.Import.Register.
+        power_w: Power.Active.Import, per-phase values summed when no total is given.
+        current_a: Current.Import per phase (``""`` for a value without phase).
+        soc: state of charge, percent.
+    """
+
+    register_wh: float | None = None
+    power_w: float | None = None
+    current_a: tuple[tuple[str, float], ...] | None = None
+    soc: float | None = None
+
+
+def _total(values: list[tuple[str | None, float]]) -> float | None:
+    if not values:
+        return None
+    totals = [v for phase, v in values if phase is None]
+    if totals:
+        return totals[-1]
+    # Phase-to-neutral and plain phase values add up; N (neutral) is not a load.
+    return sum(v for phase, v in values if phase != "N")
+
+
+def readings(samples: Iterable[Sample]) -> list[Reading]:
+    """One reading per distinct timestamp, in the order the timestamps first appear."""
+    groups: dict[str, list[Sample]] = {}
+    for sample in samples:
+        if sample.location not in (None, "Outlet", "Cable", "EV") or sample.number is None:
+            continue
+        groups.setdefault(sample.timestamp, []).append(sample)
+    result = []
+    for group in groups.values():
+        energy = [(s.phase, s.number) for s in group if s.measurand == ENERGY_REGISTER]
+        power = [(s.phase, s.number) for s in group if s.measurand == POWER]
+        current = [(s.phase or "", s.number) for s in group if s.measurand == CURRENT]
+        soc = [s.number for s in group if s.measurand == SOC]
+        result.append(
+            Reading(
+                register_wh=_total([(p, n) for p, n in energy if n is not None]),
+                power_w=_total([(p, n) for p, n in power if n is not None]),
+                current_a=tuple((p, n) for p, n in current if n is not None) or None,
+                soc=soc[-1] if soc else None,
+            )
+        )
+    return result

@@ -1,0 +1,107 @@
+"""The domain's records: chargers, EVSEs, sessions, anomalies. Frozen; changed with ``evolve``."""
+
+from __future__ import annotations
+
+import datetime
+
+from attrs import frozen
+
+from csms.domain.timestamps import parse_timestamp
+
+#: OCPP statuses under which an EVSE gets no power allocation.
+UNAVAILABLE_STATUSES = frozenset({"Faulted", "Unavailable"})
+
+
+@frozen
+class Charger:
+    """A charge point, as its OCPP messages describe it.
+
+    ``status``/``error_code`` are those of connector 0 (the charge point as a whole).
+    """
+
+    id: str
+    vendor: str | None = None
+    model: str | None = None
+    charge_point_serial_number: str | None = None
+    charge_box_serial_number: str | None = None
+    firmware_version: str | None = None
+    iccid: str | None = None
+    imsi: str | None = None
+    meter_type: str | None = None
+    meter_serial_number: str | None = None
+    registration_status: str | None = None
+    booted_at: datetime.datetime | None = None
+    connected: bool = False
+    remote: str | None = None
+    disconnect_reason: str | None = None
+    last_seen: datetime.datetime | None = None
+    status: str | None = None
+    error_code: str | None = None
+
+
+@frozen
+class Evse:
+    """One connector of a charger (OCPP connectorId ≥ 1; shown as ``EVSE_<id>``)."""
+
+    charger_id: str
+    connector_id: int
+    status: str
+    error_code: str = "NoError"
+    info: str | None = None
+    vendor_id: str | None = None
+    vendor_error_code: str | None = None
+    status_timestamp: datetime.datetime | None = None
+    plugged_in: bool = False
+
+    @property
+    def available(self) -> bool:
+        """Whether the EVSE may be given power (not Faulted, not Unavailable)."""
+        return self.status not in UNAVAILABLE_STATUSES
+
+
+@frozen
+class Session:
+    """A charging session: one OCPP transaction. Energies in Wh, power in W, current in A."""
+
+    transaction_id: int
+    charger_id: str
+    connector_id: int
+    id_tag: str
+    auth_status: str
+    meter_start: int
+    start_timestamp: str
+    started_at: datetime.datetime
+    reservation_id: int | None = None
+    energy_wh: float = 0.0
+    last_register_wh: float | None = None
+    power_w: float | None = None
+    current_a: tuple[tuple[str, float], ...] | None = None
+    soc: float | None = None
+    samples: int = 0
+    open: bool = True
+    stop_timestamp: str | None = None
+    stopped_at: datetime.datetime | None = None
+    meter_stop: int | None = None
+    stop_reason: str | None = None
+    stop_id_tag: str | None = None
+
+    @property
+    def start_time(self) -> datetime.datetime:
+        """When the charger says the session started (receive time if unreadable)."""
+        return parse_timestamp(self.start_timestamp) or self.started_at
+
+
+@frozen
+class Anomaly:
+    """Something a charger sent that does not add up, kept for the operator.
+
+    Attributes:
+        kind: ``register_backwards``, ``unknown_transaction``, ``superseded``,
+            ``stop_below_start``.
+    """
+
+    at: datetime.datetime
+    charger_id: str
+    kind: str
+    detail: str
+    transaction_id: int | None = None

@@ -1,0 +1,191 @@
+"""OCPP exchanges → domain events. Pure.
+
+An exchange is a CALL a charger sent and the CALLRESULT we answered, both as the
+``ocpp`` package's typed payloads. The events depend only on the state before the
+exchange, the two payloads and the receive time, never on configuration: so the recorded
+message log alone rebuilds the state (the transactionId, the authorization result …
+are read from our recorded answer, not decided again).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from typing import Any
+
+from csms.domain import events as ev
+from csms.domain.meter import samples_from
+from csms.domain.state import DomainState, start_key
+from csms.domain.timestamps import parse_timestamp
+
+Projector = Callable[[DomainState, str, Any, Any, datetime.datetime], list[ev.Event]]
+
+
+def _value(member: Any) -> Any:
+    """An enum member's OCPP value (the ocpp package's enums are str subclasses)."""
+    return getattr(member, "value", member)
+
+
+def _id_tag_status(response: Any) -> str:
+    info = getattr(response, "id_tag_info", None)
+    if info is None:
+        return "Accepted"
+    status = info["status"] if isinstance(info, dict) else info.status
+    return str(_value(status))
+
+
+def boot_notification(
+    state: DomainState, charger_id: str, req: Any, res: Any, at: datetime.datetime
+) -> list[ev.Event]:
+    return [
+        ev.ChargerBooted(
+            charger_id,
+            at,
+            req.charge_point_vendor,
+            req.charge_point_model,
+            req.charge_point_serial_number,
+            req.charge_box_serial_number,
+            req.firmware_version,
+            req.iccid,
+            req.imsi,
+            req.meter_type,
+            req.meter_serial_number,
+            str(_value(res.status)),
+        )
+    ]
+
+
+def heartbeat(
+    state: DomainState, charger_id: str, req: Any, res: Any, at: datetime.datetime
+) -> list[ev.Event]:
+    return [ev.HeartbeatReceived(charger_id, at)]
+
+
+def status_notification(
+    state: DomainState, charger_id: str, req: Any, res: Any, at: datetime.datetime
+) -> list[ev.Event]:
+    return [
+        ev.ConnectorStatusChanged(
+            charger_id,
+            at,
+            req.connector_id,
+            str(_value(req.status)),
+            str(_value(req.error_code)),
+            req.info,
+            req.vendor_id,
+            req.vendor_error_code,
+            parse_timestamp(req.timestamp),
+        )
+    ]
+
+
+def authorize(
+    state: DomainState, charger_id: str, req: Any, res: Any, at: datetime.datetime
+) -> list[ev.Event]:
+    return [ev.IdTagAuthorized(charger_id, at, req.id_tag, _id_tag_status(res))]
+
+
+def start_transaction(
+    state: DomainState, charger_id: str, req: Any, res: Any, at: datetime.datetime
+) -> list[ev.Event]:
+    key = start_key(charger_id, req.connector_id, req.id_tag, req.meter_start, req.timestamp)
+    if key in state.start_keys or res.transaction_id in state.sessions:
+        return [ev.ChargerSeen(charger_id, at)]  # a retransmission: nothing new
+    events: list[ev.Event] = []
+    old = state.open_session(charger_id, req.connector_id)
+    if old is not None:
+        events.append(ev.SessionSuperseded(charger_id, at, old.transaction_id, res.transaction_id))
+    events.append(
+        ev.SessionStarted(
+            charger_id,
+            at,
+            res.transaction_id,
+            req.connector_id,
+            req.id_tag,
+            _id_tag_status(res),
+            req.meter_start,
+            req.timestamp,
+            req.reservation_id,
+        )
+    )
+    return events
+
+
+def meter_values(
+    state: DomainState, charger_id: str, req: Any, res: Any, at: datetime.datetime
+) -> list[ev.Event]:
+    tx = req.transaction_id
+    if tx is None and req.connector_id > 0:
+        session = state.open_session(charger_id, req.connector_id)
+        tx = session.transaction_id if session is not None else None
+    return [ev.MeterSampled(charger_id, at, req.connector_id, tx, samples_from(req.meter_value))]
+
+
+def stop_transaction(
+    state: DomainState, charger_id: str, req: Any, res: Any, at: datetime.datetime
+) -> list[ev.Event]:
+    reason = str(_value(req.reason)) if req.reason is not None else "Other"
+    session = state.sessions.get(req.transaction_id)
+    if session is None:
+        return [
+            ev.UnknownTransactionStopped(
+                charger_id, at, req.transaction_id, req.meter_stop, req.timestamp, reason
+            )
+        ]
+    if not session.open:
+        return [ev.ChargerSeen(charger_id, at)]  # repeated: changes nothing
+    events: list[ev.Event] = []
+    if req.transaction_data:
+        events.append(
+            ev.MeterSampled(
+                charger_id,
+                at,
+                session.connector_id,
+                session.transaction_id,
+                samples_from(req.transaction_data),
+            )
+        )
+    events.append(
+        ev.SessionStopped(
+            charger_id, at, req.transaction_id, req.meter_stop, req.timestamp, reason, req.id_tag
+        )
+    )
+    return events
+
+
+def data_transfer(
+    state: DomainState, charger_id: str, req: Any, res: Any, at: datetime.datetime
+) -> list[ev.Event]:
+    return [
+        ev.DataTransferReceived(
+            charger_id, at, req.vendor_id, req.message_id, str(_value(res.status))
+        )
+    ]
+
+
+#: The projector of every charger-initiated action the domain understands.
+PROJECTORS: dict[str, Projector] = {
+    "BootNotification": boot_notification,
+    "Heartbeat": heartbeat,
+    "StatusNotification": status_notification,
+    "Authorize": authorize,
+    "StartTransaction": start_transaction,
+    "MeterValues": meter_values,
+    "StopTransaction": stop_transaction,
+    "DataTransfer": data_transfer,
+}
+
+
+def events_for(
+    state: DomainState,
+    charger_id: str,
+    action: str,
+    request: Any,
+    response: Any,
+    at: datetime.datetime,
+) -> list[ev.Event]:
+    """The events one answered CALL produces (a plain last-seen for other actions)."""
+    projector = PROJECTORS.get(action)
+    if projector is None:
+        return [ev.ChargerSeen(charger_id, at)]
+    return projector(state, charger_id, request, response, at)

@@ -1,0 +1,309 @@
+"""The domain state and the fold that applies one event to it. Pure: no I/O, no clock.
+
+``apply(state, event)`` changes ``state`` in place (its records are frozen and replaced,
+never mutated) and returns it; replaying events is ``functools.reduce(apply, events,
+DomainState())``. The state also notes which records an event touched (``dirty``), so
+that the store can write exactly those.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from csms.domain import events as ev
+from csms.domain.meter import readings
+from csms.domain.model import Anomaly, Charger, Evse, Session
+
+#: Statuses in which a cable is plugged in.
+PLUGGED_STATUSES = frozenset({"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing"})
+
+#: Key of a StartTransaction for recognising a retransmission.
+StartKey = tuple[str, int, str, int, str]
+
+
+@attrs.define
+class DomainState:
+    """Everything the CSMS knows, rebuilt by folding events.
+
+    Attributes:
+        chargers: by charger id.
+        evses: by (charger id, connector id), connector ids ≥ 1.
+        sessions: by transactionId.
+        open_sessions: the open session's transactionId by (charger id, connector id).
+        start_keys: transactionId by (charger, connector, idTag, meterStart, timestamp).
+        next_transaction_id: the next id to give out; never goes down.
+        anomalies: in the order they happened.
+        dirty: records touched since the store last collected them.
+    """
+
+    chargers: dict[str, Charger] = attrs.Factory(dict)
+    evses: dict[tuple[str, int], Evse] = attrs.Factory(dict)
+    sessions: dict[int, Session] = attrs.Factory(dict)
+    open_sessions: dict[tuple[str, int], int] = attrs.Factory(dict)
+    start_keys: dict[StartKey, int] = attrs.Factory(dict)
+    next_transaction_id: int = 1
+    anomalies: list[Anomaly] = attrs.Factory(list)
+    dirty: set[tuple[str, Any]] = attrs.field(factory=set, eq=False, repr=False)
+
+    def take_dirty(self) -> set[tuple[str, Any]]:
+        """The records touched since the last call, and forget them."""
+        dirty, self.dirty = self.dirty, set()
+        return dirty
+
+    def open_session(self, charger_id: str, connector_id: int) -> Session | None:
+        """The open session on a connector, if any."""
+        tx = self.open_sessions.get((charger_id, connector_id))
+        return self.sessions.get(tx) if tx is not None else None
+
+
+def start_key(
+    charger_id: str, connector_id: int, id_tag: str, meter_start: int, timestamp: str
+) -> StartKey:
+    """What makes two StartTransactions the same message sent twice."""
+    return (charger_id, connector_id, id_tag, meter_start, timestamp)
+
+
+def _charger(state: DomainState, charger_id: str) -> Charger:
+    return state.chargers.get(charger_id) or Charger(id=charger_id)
+
+
+def _put_charger(state: DomainState, charger: Charger) -> None:
+    state.chargers[charger.id] = charger
+    state.dirty.add(("charger", charger.id))
+
+
+def _put_session(state: DomainState, session: Session) -> None:
+    state.sessions[session.transaction_id] = session
+    state.dirty.add(("session", session.transaction_id))
+
+
+def _anomaly(state: DomainState, anomaly: Anomaly) -> None:
+    state.anomalies.append(anomaly)
+    state.dirty.add(("anomaly", len(state.anomalies) - 1))
+
+
+def _close(state: DomainState, session: Session) -> None:
+    key = (session.charger_id, session.connector_id)
+    if state.open_sessions.get(key) == session.transaction_id:
+        del state.open_sessions[key]
+    _put_session(state, session)
+
+
+@functools.singledispatch
+def _apply(event: Any, state: DomainState) -> None:
+    raise TypeError(f"not a domain event: {event!r}")
+
+
+@_apply.register
+def _(event: ev.ChargerConnected, state: DomainState) -> None:
+    charger = _charger(state, event.charger_id)
+    _put_charger(
+        state, attrs.evolve(charger, connected=True, remote=event.remote, disconnect_reason=None)
+    )
+
+
+@_apply.register
+def _(event: ev.ChargerDisconnected, state: DomainState) -> None:
+    charger = _charger(state, event.charger_id)
+    _put_charger(state, attrs.evolve(charger, connected=False, disconnect_reason=event.reason))
+
+
+@_apply.register
+def _(event: ev.ChargerBooted, state: DomainState) -> None:
+    charger = attrs.evolve(
+        _charger(state, event.charger_id),
+        vendor=event.vendor,
+        model=event.model,
+        charge_point_serial_number=event.charge_point_serial_number,
+        charge_box_serial_number=event.charge_box_serial_number,
+        firmware_version=event.firmware_version,
+        iccid=event.iccid,
+        imsi=event.imsi,
+        meter_type=event.meter_type,
+        meter_serial_number=event.meter_serial_number,
+        registration_status=event.registration_status,
+        booted_at=event.at,
+    )
+    _put_charger(state, charger)
+
+
+@_apply.register
+def _(event: ev.ConnectorStatusChanged, state: DomainState) -> None:
+    if event.connector_id == 0:
+        charger = _charger(state, event.charger_id)
+        _put_charger(state, attrs.evolve(charger, status=event.status, error_code=event.error_code))
+        return
+    key = (event.charger_id, event.connector_id)
+    state.evses[key] = Evse(
+        charger_id=event.charger_id,
+        connector_id=event.connector_id,
+        status=event.status,
+        error_code=event.error_code,
+        info=event.info,
+        vendor_id=event.vendor_id,
+        vendor_error_code=event.vendor_error_code,
+        status_timestamp=event.timestamp,
+        plugged_in=event.status in PLUGGED_STATUSES,
+    )
+    state.dirty.add(("evse", key))
+
+
+@_apply.register
+def _(event: ev.SessionStarted, state: DomainState) -> None:
+    session = Session(
+        transaction_id=event.transaction_id,
+        charger_id=event.charger_id,
+        connector_id=event.connector_id,
+        id_tag=event.id_tag,
+        auth_status=event.auth_status,
+        meter_start=event.meter_start,
+        start_timestamp=event.timestamp,
+        started_at=event.at,
+        reservation_id=event.reservation_id,
+        last_register_wh=float(event.meter_start),
+    )
+    _put_session(state, session)
+    state.open_sessions[(event.charger_id, event.connector_id)] = event.transaction_id
+    state.start_keys[
+        start_key(
+            event.charger_id, event.connector_id, event.id_tag, event.meter_start, event.timestamp
+        )
+    ] = event.transaction_id
+    state.next_transaction_id = max(state.next_transaction_id, event.transaction_id + 1)
+
+
+@_apply.register
+def _(event: ev.SessionSuperseded, state: DomainState) -> None:
+    old = state.sessions[event.transaction_id]
+    _close(state, attrs.evolve(old, open=False, stopped_at=event.at, stop_reason="Superseded"))
+    _anomaly(
+        state,
+        Anomaly(
+            event.at,
+            event.charger_id,
+            "superseded",
+            f"closed by transaction {event.by_transaction_id} on connector {old.connector_id}",
+            event.transaction_id,
+        ),
+    )
+
+
+@_apply.register
+def _(event: ev.MeterSampled, state: DomainState) -> None:
+    if event.transaction_id is None:
+        return
+    session = state.sessions.get(event.transaction_id)
+    if session is None:
+        _anomaly(
+            state,
+            Anomaly(
+                event.at,
+                event.charger_id,
+                "unknown_transaction",
+                f"MeterValues for unknown transaction {event.transaction_id}",
+                event.transaction_id,
+            ),
+        )
+        return
+    changes: dict[str, Any] = {"samples": session.samples + len(event.samples)}
+    last = session.last_register_wh
+    energy = session.energy_wh
+    for reading in readings(event.samples):
+        if reading.register_wh is not None:
+            if last is not None and reading.register_wh < last:
+                _anomaly(
+                    state,
+                    Anomaly(
+                        event.at,
+                        event.charger_id,
+                        "register_backwards",
+                        f"register {reading.register_wh:g} Wh after {last:g} Wh",
+                        session.transaction_id,
+                    ),
+                )
+            else:
+                last = reading.register_wh
+                energy = max(energy, reading.register_wh - session.meter_start)
+        if reading.power_w is not None:
+            changes["power_w"] = reading.power_w
+        if reading.current_a is not None:
+            changes["current_a"] = reading.current_a
+        if reading.soc is not None:
+            changes["soc"] = reading.soc
+    if session.open:
+        # A closed session's energy is meterStop - meterStart, whatever arrives late.
+        changes.update(last_register_wh=last, energy_wh=energy)
+    _put_session(state, attrs.evolve(session, **changes))
+
+
+@_apply.register
+def _(event: ev.SessionStopped, state: DomainState) -> None:
+    session = state.sessions[event.transaction_id]
+    energy = float(event.meter_stop - session.meter_start)
+    if energy < 0:
+        _anomaly(
+            state,
+            Anomaly(
+                event.at,
+                event.charger_id,
+                "stop_below_start",
+                f"meterStop {event.meter_stop} < meterStart {session.meter_start}",
+                session.transaction_id,
+            ),
+        )
+    _close(
+        state,
+        attrs.evolve(
+            session,
+            open=False,
+            meter_stop=event.meter_stop,
+            stop_timestamp=event.timestamp,
+            stopped_at=event.at,
+            stop_reason=event.reason,
+            stop_id_tag=event.id_tag,
+            energy_wh=energy,
+            last_register_wh=max(session.last_register_wh or 0.0, float(event.meter_stop)),
+        ),
+    )
+
+
+@_apply.register
+def _(event: ev.UnknownTransactionStopped, state: DomainState) -> None:
+    _anomaly(
+        state,
+        Anomaly(
+            event.at,
+            event.charger_id,
+            "unknown_transaction",
+            f"StopTransaction for unknown transaction {event.transaction_id} "
+            f"(meterStop {event.meter_stop}, reason {event.reason})",
+            event.transaction_id,
+        ),
+    )
+    # Never give out an id a charger already believes in.
+    state.next_transaction_id = max(state.next_transaction_id, event.transaction_id + 1)
+
+
+@_apply.register
+def _(
+    event: ev.ChargerSeen | ev.HeartbeatReceived | ev.IdTagAuthorized | ev.DataTransferReceived,
+    state: DomainState,
+) -> None:
+    pass
+
+
+def apply(state: DomainState, event: ev.Event) -> DomainState:
+    """Apply one event to ``state`` and return it."""
+    _apply(event, state)
+    charger = state.chargers.get(event.charger_id) or Charger(id=event.charger_id)
+    _put_charger(state, attrs.evolve(charger, last_seen=event.at))
+    return state
+
+
+def replay(events: Iterable[ev.Event], state: DomainState | None = None) -> DomainState:
+    """Fold ``events`` into ``state`` (a new one by default)."""
+    return functools.reduce(apply, events, state if state is not None else DomainState())

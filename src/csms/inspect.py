@@ -1,0 +1,147 @@
+"""``python -m csms status``: the domain state as tables for people and JSON for scripts."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from typing import Any
+
+from csms.domain.model import Session
+from csms.domain.state import DomainState
+from csms.storage.codec import converter
+
+RECENT_SESSIONS = 10
+
+
+def _when(moment: datetime.datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+
+def _num(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
+    return "-" if value is None else f"{value / scale:.{digits}f}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table with aligned columns."""
+    widths = [
+        max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)
+    ]
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _session_row(s: Session) -> list[str]:
+    return [
+        str(s.transaction_id),
+        s.charger_id,
+        f"EVSE_{s.connector_id}",
+        s.id_tag,
+        s.auth_status,
+        _when(s.start_time),
+        _num(s.energy_wh, 1000, 3),
+        _num(s.power_w, 1000),
+        _num(s.soc, 1, 0),
+        s.stop_reason or "-",
+    ]
+
+
+def _recent(state: DomainState) -> list[Session]:
+    closed = [s for s in state.sessions.values() if not s.open]
+    return sorted(closed, key=lambda s: s.transaction_id, reverse=True)[:RECENT_SESSIONS]
+
+
+def render_text(state: DomainState) -> str:
+    """Chargers, EVSEs, open and recent sessions, as tables."""
+    chargers = [
+        [
+            c.id,
+            c.vendor or "-",
+            c.model or "-",
+            c.firmware_version or "-",
+            "yes" if c.connected else "no",
+            c.status or "-",
+            _when(c.last_seen),
+        ]
+        for c in sorted(state.chargers.values(), key=lambda c: c.id)
+    ]
+    evses = [
+        [
+            e.charger_id,
+            f"EVSE_{e.connector_id}",
+            e.status,
+            e.error_code,
+            "yes" if e.available else "no",
+            "yes" if e.plugged_in else "no",
+            str(state.open_sessions.get(key, "-")),
+        ]
+        for key, e in sorted(state.evses.items())
+    ]
+    session_headers = [
+        "tx",
+        "charger",
+        "EVSE",
+        "idTag",
+        "auth",
+        "started",
+        "kWh",
+        "kW",
+        "SoC %",
+        "stop reason",
+    ]
+    open_sessions = [_session_row(s) for s in state.sessions.values() if s.open]
+    parts = [
+        f"Chargers ({len(chargers)})",
+        table(["id", "vendor", "model", "firmware", "connected", "status", "last seen"], chargers),
+        "",
+        f"EVSEs ({len(evses)})",
+        table(["charger", "EVSE", "status", "error", "available", "plugged", "open tx"], evses),
+        "",
+        f"Open sessions ({len(open_sessions)})",
+        table(session_headers, open_sessions),
+        "",
+        f"Recent sessions (last {RECENT_SESSIONS})",
+        table(session_headers, [_session_row(s) for s in _recent(state)]),
+    ]
+    if state.anomalies:
+        parts += [
+            "",
+            f"Anomalies ({len(state.anomalies)})",
+            table(
+                ["at", "charger", "kind", "tx", "detail"],
+                [
+                    [_when(a.at), a.charger_id, a.kind, str(a.transaction_id or "-"), a.detail]
+                    for a in state.anomalies[-RECENT_SESSIONS:]
+                ],
+            ),
+        ]
+    return "\n".join(parts)
+
+
+def render_json(state: DomainState) -> dict[str, Any]:
+    """The same content as :func:`render_text`, as JSON-ready data."""
+
+    def session(s: Session) -> dict[str, Any]:
+        data: dict[str, Any] = converter.unstructure(s)
+        data["evse"] = f"EVSE_{s.connector_id}"
+        return data
+
+    return {
+        "chargers": [
+            converter.unstructure(c) for c in sorted(state.chargers.values(), key=lambda c: c.id)
+        ],
+        "evses": [
+            {
+                **converter.unstructure(e),
+                "evse": f"EVSE_{e.connector_id}",
+                "available": e.available,
+                "open_transaction_id": state.open_sessions.get(key),
+            }
+            for key, e in sorted(state.evses.items())
+        ],
+        "open_sessions": [session(s) for s in state.sessions.values() if s.open],
+        "recent_sessions": [session(s) for s in _recent(state)],
+        "anomalies": [converter.unstructure(a) for a in state.anomalies],
+        "next_transaction_id": state.next_transaction_id,
+    }

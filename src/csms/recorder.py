@@ -1,0 +1,93 @@
+"""Where OCPP exchanges become durable domain state.
+
+The live path for every answered CALL: the projection turns (request, answer) into
+events, the fold applies them to the in-memory state, and the records they touched are
+queued for the store, in the same group commit as the frames themselves. Connection
+open/close are recorded in the message log too, so that replay sees them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+import orjson
+
+from csms.domain import events as ev
+from csms.domain.projection import events_for
+from csms.domain.state import DomainState, apply
+from csms.storage.base import Changes, SampleRow, Store
+
+log = logging.getLogger("csms.recorder")
+
+
+def sample_rows(event: ev.MeterSampled) -> tuple[SampleRow, ...]:
+    """The stored rows of a MeterSampled event."""
+    return tuple(
+        SampleRow(event.charger_id, event.connector_id, event.transaction_id, event.at, sample)
+        for sample in event.samples
+    )
+
+
+def connection_event(
+    charger_id: str, direction: str, frame: str, at: datetime.datetime
+) -> ev.Event | None:
+    """The event of a ``connect`` / ``disconnect`` log row (None for a replaced connection,
+    whose successor is already connected)."""
+    data = orjson.loads(frame)
+    if direction == "connect":
+        return ev.ChargerConnected(charger_id, at, str(data.get("remote", "")))
+    if data.get("replaced"):
+        return None
+    return ev.ChargerDisconnected(charger_id, at, str(data.get("reason", "")))
+
+
+class Recorder:
+    """Applies exchanges to ``state`` and queues the changes on ``store``."""
+
+    def __init__(self, state: DomainState, store: Store) -> None:
+        self.state = state
+        self.store = store
+
+    def exchange(
+        self, charger_id: str, action: str, request: Any, response: Any, at: datetime.datetime
+    ) -> list[ev.Event]:
+        """Record an answered CALL; returns the events it produced."""
+        events = events_for(self.state, charger_id, action, request, response, at)
+        self._apply(events)
+        return events
+
+    def connection(
+        self, charger_id: str, direction: str, at: datetime.datetime, **data: Any
+    ) -> None:
+        """Record a WebSocket opening (``connect``) or closing (``disconnect``)."""
+        frame = orjson.dumps(data).decode()
+        self.store.append_frame(charger_id, direction, frame, at)
+        event = connection_event(charger_id, direction, frame, at)
+        if event is not None:
+            self._apply([event])
+
+    def _apply(self, events: list[ev.Event]) -> None:
+        next_tx = self.state.next_transaction_id
+        samples: list[SampleRow] = []
+        for event in events:
+            apply(self.state, event)
+            if isinstance(event, ev.MeterSampled):
+                samples.extend(sample_rows(event))
+        self.store.save(changes_of(self.state, samples, next_tx))
+
+
+def changes_of(state: DomainState, samples: list[SampleRow], previous_next_tx: int) -> Changes:
+    """The records ``state`` marked dirty, as a Changes to write."""
+    dirty = state.take_dirty()
+    return Changes(
+        chargers=tuple(state.chargers[key] for kind, key in dirty if kind == "charger"),
+        evses=tuple(state.evses[key] for kind, key in dirty if kind == "evse"),
+        sessions=tuple(state.sessions[key] for kind, key in dirty if kind == "session"),
+        anomalies=tuple((key, state.anomalies[key]) for kind, key in dirty if kind == "anomaly"),
+        samples=tuple(samples),
+        next_transaction_id=(
+            state.next_transaction_id if state.next_transaction_id != previous_next_tx else None
+        ),
+    )

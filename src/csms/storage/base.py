@@ -1,0 +1,92 @@
+"""The storage interface the CSMS writes through, whatever the database."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Protocol
+
+from attrs import frozen
+
+from csms.domain.meter import Sample
+from csms.domain.model import Anomaly, Charger, Evse, Session
+from csms.domain.state import DomainState
+
+
+@frozen
+class LogRow:
+    """One row of the OCPP message log.
+
+    ``direction`` is ``in`` / ``out`` (a frame, as on the wire), or ``connect`` /
+    ``disconnect`` (the WebSocket opened or closed; ``frame`` is a JSON object with the
+    remote address or the reason).
+    """
+
+    seq: int
+    charger_id: str
+    direction: str
+    at: datetime.datetime
+    frame: str
+
+
+@frozen
+class SampleRow:
+    """One stored sampled value and what it belongs to."""
+
+    charger_id: str
+    connector_id: int
+    transaction_id: int | None
+    received_at: datetime.datetime
+    sample: Sample
+
+
+@frozen
+class Changes:
+    """Projection records to write, as the fold left them."""
+
+    chargers: tuple[Charger, ...] = ()
+    evses: tuple[Evse, ...] = ()
+    sessions: tuple[Session, ...] = ()
+    anomalies: tuple[tuple[int, Anomaly], ...] = ()
+    samples: tuple[SampleRow, ...] = ()
+    next_transaction_id: int | None = None
+
+
+@frozen
+class StoreStatistics:
+    """Counters of a store (see :meth:`Store.statistics`)."""
+
+    pending: int
+    in_flight: bool
+    commits: int
+    rows_written: int
+
+
+class Store(Protocol):
+    """What the CSMS needs from its database.
+
+    Writes are queued and committed in groups by one writer; :meth:`flush` waits until
+    everything queued before it is durable.
+    """
+
+    def append_frame(
+        self, charger_id: str, direction: str, frame: str, at: datetime.datetime
+    ) -> None:
+        """Queue one message-log row."""
+
+    def save(self, changes: Changes) -> None:
+        """Queue projection changes."""
+
+    async def flush(self) -> None:
+        """Return once everything queued so far is committed."""
+
+    async def load_state(self) -> DomainState:
+        """The domain state as the projection tables hold it."""
+
+    async def read_log(self, charger_id: str | None = None) -> list[LogRow]:
+        """The message log in order, optionally for one charger."""
+
+    async def read_samples(self) -> list[SampleRow]:
+        """Every stored sampled value, in order."""
+
+    def statistics(self) -> StoreStatistics:
+        """A snapshot of the writer's counters."""

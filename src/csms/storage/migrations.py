@@ -1,0 +1,55 @@
+"""Versioned schema migrations of the SQLite store, applied in order at open.
+
+The version lives in ``PRAGMA user_version``. A migration is never edited once released;
+a change is a new entry at the end.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the message log and the domain projections.
+    """
+    CREATE TABLE message_log (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        charger_id TEXT NOT NULL,
+        direction TEXT NOT NULL CHECK (direction IN ('in', 'out', 'connect', 'disconnect')),
+        at TEXT NOT NULL,
+        frame TEXT NOT NULL
+    );
+    CREATE INDEX message_log_by_charger ON message_log (charger_id, seq);
+    CREATE TABLE chargers (id TEXT PRIMARY KEY, data TEXT NOT NULL);
+    CREATE TABLE evses (
+        charger_id TEXT NOT NULL,
+        connector_id INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (charger_id, connector_id)
+    );
+    CREATE TABLE sessions (
+        transaction_id INTEGER PRIMARY KEY,
+        charger_id TEXT NOT NULL,
+        connector_id INTEGER NOT NULL,
+        open INTEGER NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX sessions_open ON sessions (open, charger_id, connector_id);
+    CREATE TABLE anomalies (idx INTEGER PRIMARY KEY, data TEXT NOT NULL);
+    CREATE TABLE meter_samples (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        charger_id TEXT NOT NULL,
+        connector_id INTEGER NOT NULL,
+        transaction_id INTEGER,
+        received_at TEXT NOT NULL,
+        timestamp TEXT NOT NULL,
+        measurand TEXT NOT NULL,
+        phase TEXT,
+        unit TEXT NOT NULL,
+        value TEXT NOT NULL,
+        number REAL,
+        context TEXT,
+        location TEXT,
+        format TEXT
+    );
+    CREATE INDEX meter_samples_by_tx ON meter_samples (transaction_id);
+    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    """,
+)

@@ -1,0 +1,308 @@
+"""The SQLite store: aiosqlite on its worker thread, bridged into trio with trio-asyncio.
+
+This is the only module that imports aiosqlite or trio_asyncio. One writer task takes
+every queued row, writes them in one transaction (``executemany`` per statement) and
+commits: durability costs one fsync per group, not per message. WAL mode; ``synchronous``
+is FULL by default so that a commit survives power loss, not only a crash.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import aiosqlite
+import trio
+import trio_asyncio
+
+from csms.domain.meter import Sample
+from csms.domain.model import Anomaly, Charger, Evse, Session
+from csms.domain.state import DomainState, start_key
+from csms.storage import codec
+from csms.storage.base import Changes, LogRow, SampleRow, StoreStatistics
+from csms.storage.migrations import MIGRATIONS
+
+log = logging.getLogger("csms.storage")
+
+T = TypeVar("T")
+
+_INSERT_FRAME = "INSERT INTO message_log (charger_id, direction, at, frame) VALUES (?, ?, ?, ?)"
+_UPSERT_CHARGER = "INSERT OR REPLACE INTO chargers (id, data) VALUES (?, ?)"
+_UPSERT_EVSE = "INSERT OR REPLACE INTO evses (charger_id, connector_id, data) VALUES (?, ?, ?)"
+_UPSERT_SESSION = (
+    "INSERT OR REPLACE INTO sessions (transaction_id, charger_id, connector_id, open, data) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+_UPSERT_ANOMALY = "INSERT OR REPLACE INTO anomalies (idx, data) VALUES (?, ?)"
+_INSERT_SAMPLE = (
+    "INSERT INTO meter_samples (charger_id, connector_id, transaction_id, received_at, "
+    "timestamp, measurand, phase, unit, value, number, context, location, format) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_COUNTER = "INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)"
+
+#: Rows written in one transaction at most.
+_MAX_BATCH = 5000
+
+
+async def _aio(fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+    result: T = await trio_asyncio.aio_as_trio(fn)(*args)
+    return result
+
+
+class SqliteStore:
+    """A :class:`~csms.storage.base.Store` on one SQLite file; see :func:`open_sqlite_store`."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        self._queue: collections.deque[tuple[str, tuple[Any, ...]] | trio.Event] = (
+            collections.deque()
+        )
+        self._wakeup = trio.Event()
+        self._in_flight = False
+        self._commits = 0
+        self._rows = 0
+        self._failed: BaseException | None = None
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _put(self, statement: str, params: tuple[Any, ...]) -> None:
+        self._queue.append((statement, params))
+        self._wakeup.set()
+
+    def append_frame(
+        self, charger_id: str, direction: str, frame: str, at: datetime.datetime
+    ) -> None:
+        """Queue one message-log row."""
+        self._put(_INSERT_FRAME, (charger_id, direction, at.isoformat(), frame))
+
+    def save(self, changes: Changes) -> None:
+        """Queue projection changes."""
+        for charger in changes.chargers:
+            self._put(_UPSERT_CHARGER, (charger.id, codec.dumps(charger)))
+        for evse in changes.evses:
+            self._put(_UPSERT_EVSE, (evse.charger_id, evse.connector_id, codec.dumps(evse)))
+        for session in changes.sessions:
+            self._put(
+                _UPSERT_SESSION,
+                (
+                    session.transaction_id,
+                    session.charger_id,
+                    session.connector_id,
+                    int(session.open),
+                    codec.dumps(session),
+                ),
+            )
+        for idx, anomaly in changes.anomalies:
+            self._put(_UPSERT_ANOMALY, (idx, codec.dumps(anomaly)))
+        for row in changes.samples:
+            s = row.sample
+            self._put(
+                _INSERT_SAMPLE,
+                (
+                    row.charger_id,
+                    row.connector_id,
+                    row.transaction_id,
+                    row.received_at.isoformat(),
+                    s.timestamp,
+                    s.measurand,
+                    s.phase,
+                    s.unit,
+                    s.value,
+                    s.number,
+                    s.context,
+                    s.location,
+                    s.format,
+                ),
+            )
+        if changes.next_transaction_id is not None:
+            self._put(_UPSERT_COUNTER, ("next_transaction_id", changes.next_transaction_id))
+
+    async def flush(self) -> None:
+        """Return once everything queued so far is committed.
+
+        Raises:
+            RuntimeError: the writer failed; nothing more can be made durable.
+        """
+        if self._failed is not None:
+            raise RuntimeError("the SQLite writer has failed") from self._failed
+        done = trio.Event()
+        self._queue.append(done)
+        self._wakeup.set()
+        await done.wait()
+        if self._failed is not None:
+            raise RuntimeError("the SQLite writer has failed") from self._failed
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup = trio.Event()
+                while self._queue:
+                    # A batch, once taken off the queue, is written and committed even
+                    # when the store is being closed by cancellation: otherwise its rows
+                    # would be neither queued nor committed.
+                    with trio.CancelScope(shield=True):
+                        await self._write_batch()
+        except Exception as exc:
+            log.exception("the SQLite writer failed")
+            self._failed = exc
+            for item in self._queue:
+                if isinstance(item, trio.Event):
+                    item.set()
+            raise
+
+    async def _write_batch(self) -> None:
+        groups: dict[str, list[tuple[Any, ...]]] = {}
+        waiters: list[trio.Event] = []
+        rows = 0
+        while self._queue and rows < _MAX_BATCH:
+            item = self._queue.popleft()
+            if isinstance(item, trio.Event):
+                waiters.append(item)
+            else:
+                groups.setdefault(item[0], []).append(item[1])
+                rows += 1
+        self._in_flight = True
+        try:
+            for statement, params in groups.items():
+                await _aio(self._db.executemany, statement, params)
+            await _aio(self._db.commit)
+        finally:
+            self._in_flight = False
+        self._commits += 1
+        self._rows += rows
+        for waiter in waiters:
+            waiter.set()
+
+    async def _drain(self) -> None:
+        """Write everything queued, without the writer task (at close)."""
+        while self._queue:
+            await self._write_batch()
+
+    def statistics(self) -> StoreStatistics:
+        """A snapshot of the writer's counters."""
+        return StoreStatistics(len(self._queue), self._in_flight, self._commits, self._rows)
+
+    @property
+    def busy(self) -> bool:
+        """True while rows are queued or a write is on the database thread."""
+        return self._in_flight or bool(self._queue)
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def _fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        cursor = await _aio(self._db.execute, sql, params)
+        rows: list[Any] = list(await _aio(cursor.fetchall))
+        await _aio(cursor.close)
+        return rows
+
+    async def load_state(self) -> DomainState:
+        """The domain state as the projection tables hold it."""
+        state = DomainState()
+        for (data,) in await self._fetchall("SELECT data FROM chargers ORDER BY id"):
+            charger = codec.loads(data, Charger)
+            state.chargers[charger.id] = charger
+        for (data,) in await self._fetchall(
+            "SELECT data FROM evses ORDER BY charger_id, connector_id"
+        ):
+            evse = codec.loads(data, Evse)
+            state.evses[(evse.charger_id, evse.connector_id)] = evse
+        for (data,) in await self._fetchall("SELECT data FROM sessions ORDER BY transaction_id"):
+            session = codec.loads(data, Session)
+            state.sessions[session.transaction_id] = session
+            if session.open:
+                state.open_sessions[(session.charger_id, session.connector_id)] = (
+                    session.transaction_id
+                )
+            state.start_keys[
+                start_key(
+                    session.charger_id,
+                    session.connector_id,
+                    session.id_tag,
+                    session.meter_start,
+                    session.start_timestamp,
+                )
+            ] = session.transaction_id
+        for (data,) in await self._fetchall("SELECT data FROM anomalies ORDER BY idx"):
+            state.anomalies.append(codec.loads(data, Anomaly))
+        for (value,) in await self._fetchall(
+            "SELECT value FROM counters WHERE name = 'next_transaction_id'"
+        ):
+            state.next_transaction_id = int(value)
+        return state
+
+    async def read_log(self, charger_id: str | None = None) -> list[LogRow]:
+        """The message log in order, optionally for one charger."""
+        sql = "SELECT seq, charger_id, direction, at, frame FROM message_log"
+        params: tuple[Any, ...] = ()
+        if charger_id is not None:
+            sql += " WHERE charger_id = ?"
+            params = (charger_id,)
+        rows = await self._fetchall(sql + " ORDER BY seq", params)
+        return [
+            LogRow(seq, cp, direction, datetime.datetime.fromisoformat(at), frame)
+            for seq, cp, direction, at, frame in rows
+        ]
+
+    async def read_samples(self) -> list[SampleRow]:
+        """Every stored sampled value, in order."""
+        rows = await self._fetchall(
+            "SELECT charger_id, connector_id, transaction_id, received_at, timestamp, value, "
+            "measurand, unit, phase, context, location, format, number FROM meter_samples "
+            "ORDER BY id"
+        )
+        return [
+            SampleRow(cp, connector, tx, datetime.datetime.fromisoformat(received), Sample(*sample))
+            for cp, connector, tx, received, *sample in rows
+        ]
+
+
+async def _connect(path: str) -> aiosqlite.Connection:
+    return await aiosqlite.connect(path)
+
+
+async def _migrate(db: aiosqlite.Connection, path: str) -> None:
+    cursor = await _aio(db.execute, "PRAGMA user_version")
+    row = await _aio(cursor.fetchone)
+    version = int(row[0]) if row else 0
+    if version > len(MIGRATIONS):
+        raise RuntimeError(f"{path}: schema version {version} is newer than this CSMS knows")
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        log.info("%s: migrating the schema to version %d", path, number)
+        await _aio(db.executescript, f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+
+@asynccontextmanager
+async def open_sqlite_store(path: str, *, synchronous: str = "FULL") -> AsyncIterator[SqliteStore]:
+    """Open (creating and migrating as needed) the SQLite store at ``path``.
+
+    Everything queued is committed before the file is closed, also when the context is
+    left by cancellation.
+    """
+    async with trio_asyncio.open_loop():
+        db = await _aio(_connect, path)
+        store: SqliteStore | None = None
+        try:
+            await _aio(db.execute, "PRAGMA journal_mode = WAL")
+            await _aio(db.execute, f"PRAGMA synchronous = {synchronous}")
+            await _migrate(db, path)
+            store = SqliteStore(db)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(store._writer)
+                try:
+                    yield store
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            # Whatever is still queued (a shutdown by cancellation included) is written
+            # before the file is closed.
+            with trio.CancelScope(shield=True):
+                if store is not None:
+                    with trio.move_on_after(30):
+                        await store._drain()
+                await _aio(db.close)
