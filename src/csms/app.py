@@ -45,7 +45,7 @@ class Csms:
         self.policy = AuthorizationPolicy(dict(config.id_tags))
         self.vendors = dict(vendors or {})
         self.connections = ConnectionManager(
-            config, self._router_for, self._observer_for, listener=self
+            config, self._router_for, self._observer_for, listener=self, clock=clock
         )
         self._recorder: Recorder | None = None
         self._cancel_scope: trio.CancelScope | None = None

@@ -124,7 +124,11 @@ def _dumps(obj: Any) -> str:
 
 
 def encode_call(unique_id: str, action: str, payload: dict[str, Any]) -> str:
-    """A CALL frame as compact JSON text."""
+    """A CALL frame as compact JSON text.
+
+    Raises:
+        TypeError: the payload holds something JSON cannot carry (as every ``encode_*``).
+    """
     return _dumps([CALL, unique_id, action, payload])
 
 

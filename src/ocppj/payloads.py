@@ -23,6 +23,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import types
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +32,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from ocpp.charge_point import snake_to_camel_case
 from ocpp.v16 import call, call_result
+from ocpp.v16 import enums as ocpp_enums
 
 from ocppj.schemas import schema
 
@@ -46,7 +49,31 @@ def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter()
 
     def structure_factory(cls: type) -> Callable[[Any, type], Any]:
-        return make_dict_structure_fn(cls, converter, **_overrides(cls))
+        # A key missing from a validated payload is optional on the wire, even where the
+        # ocpp package gave its field no default (SecurityEventNotification.tech_info,
+        # LogStatusNotification.request_id): such a field is structured as None.
+        hints = typing.get_type_hints(cls)
+        overrides = _overrides(cls)
+        undefaulted: list[str] = []
+        for f in dataclasses.fields(cls):
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                undefaulted.append(_wire_name(f.name))
+                overrides[f.name] = override(
+                    rename=_wire_name(f.name), struct_hook=none_or(hints[f.name])
+                )
+        base: Callable[[Any, type], Any] = make_dict_structure_fn(cls, converter, **overrides)
+
+        def structure(obj: Any, cl: type) -> Any:
+            missing = [name for name in undefaulted if name not in obj]
+            return base({**obj, **dict.fromkeys(missing)} if missing else obj, cl)
+
+        return structure
+
+    def none_or(hint: Any) -> Callable[[Any, Any], Any]:
+        def structure(value: Any, _: Any) -> Any:
+            return None if value is None else converter.structure(value, hint)
+
+        return structure
 
     def unstructure_factory(cls: type) -> Callable[[Any], dict[str, Any]]:
         base: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(
@@ -61,11 +88,43 @@ def _make_converter() -> cattrs.Converter:
     def is_enum(cls: Any) -> bool:
         return isinstance(cls, type) and issubclass(cls, enum.Enum)
 
-    # The ocpp enums subclass str, which cattrs would pass through as enum members.
-    converter.register_unstructure_hook_func(is_enum, lambda member: member.value)
+    def typed_union(cls: Any) -> bool:
+        return _union_dataclass(cls) is not None
+
+    def structure_union(cls: Any) -> Callable[[Any, Any], Any]:
+        target: Any = _union_dataclass(cls)
+
+        def structure(obj: Any, _: Any) -> Any:
+            return None if obj is None else converter.structure(obj, target)
+
+        return structure
+
+    # The ocpp package types some fields `Union[SomeDataclass, Dict]`: the wire always
+    # carries the object, so it becomes the dataclass.
+    converter.register_structure_hook_factory(typed_union, structure_union)
+    # The ocpp enums subclass str, and cattrs's class dispatch would pick str's
+    # pass-through (an enum member in the payload) over a predicate hook: register the
+    # value hook on every enum class itself.
+    for module in (ocpp_enums,):
+        for member in vars(module).values():
+            if is_enum(member):
+                converter.register_unstructure_hook(member, _enum_value)
     converter.register_structure_hook_factory(dataclasses.is_dataclass, structure_factory)
     converter.register_unstructure_hook_factory(dataclasses.is_dataclass, unstructure_factory)
     return converter
+
+
+def _enum_value(member: enum.Enum | str) -> Any:
+    # A field typed with an enum may hold the plain OCPP string (``type="Soft"``).
+    return member.value if isinstance(member, enum.Enum) else member
+
+
+def _union_dataclass(cls: Any) -> type | None:
+    """The dataclass member of a Union annotation, if it has one."""
+    if typing.get_origin(cls) not in (typing.Union, types.UnionType):
+        return None
+    members = [arg for arg in typing.get_args(cls) if dataclasses.is_dataclass(arg)]
+    return members[0] if len(members) == 1 and isinstance(members[0], type) else None
 
 
 converter = _make_converter()

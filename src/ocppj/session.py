@@ -151,6 +151,10 @@ class _Counters:
     unmatched_responses: int = 0
 
 
+class _PeerCallError(CallError):
+    """A CALLERROR the peer answered one of our CALLs with."""
+
+
 @attrs.define
 class _Pending:
     unique_id: str
@@ -332,7 +336,9 @@ class RpcSession:
         if isinstance(frame, frames.CallErrorFrame):
             pending.resolve(
                 None,
-                CallError(frame.code, frame.description, frame.details, unique_id=frame.unique_id),
+                _PeerCallError(
+                    frame.code, frame.description, frame.details, unique_id=frame.unique_id
+                ),
             )
             return
         try:
@@ -361,23 +367,43 @@ class RpcSession:
             if handler is None:
                 raise CallError.from_failure(Failure.NO_HANDLER, f"{action} is not supported")
             validate_request(action, call.payload)
-            response = await handler(request_from_payload(action, call.payload))
+            response = await self._run_handler(handler, action, call.payload)
             payload = to_payload(response, response_to=action)
             try:
                 validate_response(action, payload)
-            except PayloadError as exc:
+                # Schema-valid is not always encodable (an integer beyond 64 bits).
+                return frames.encode_result(call.unique_id, payload)
+            except (PayloadError, TypeError) as exc:
                 log.error("%s: our %s response is invalid: %s", self.name, action, exc)
                 raise CallError.from_failure(Failure.INVALID_RESULT) from None
         except CallError as exc:
-            self._counters.errors_sent += 1
-            return frames.encode_error(call.unique_id, exc.code, exc.description, dict(exc.details))
+            error = exc
         except Exception:
             log.exception("%s: handler for %s %s failed", self.name, action, call.unique_id)
-            self._counters.errors_sent += 1
+            error = CallError.from_failure(Failure.HANDLER_FAILED, "internal error")
+        self._counters.errors_sent += 1
+        try:
+            return frames.encode_error(
+                call.unique_id, error.code, error.description, dict(error.details)
+            )
+        except TypeError:
+            # A handler's CallError whose details cannot be encoded: the session lives on.
+            log.exception("%s: unencodable error for %s %s", self.name, action, call.unique_id)
             return frames.encode_error(
                 call.unique_id, code_for(Failure.HANDLER_FAILED), "internal error"
             )
-        return frames.encode_result(call.unique_id, payload)
+
+    async def _run_handler(self, handler: Handler, action: str, payload: dict[str, Any]) -> Any:
+        """Run a handler. Only a plain :class:`CallError` it raises chooses the answer's
+        code: the errors of its own ``call()`` to the peer (a CALLERROR received, an invalid
+        response, an invalid request of ours) say nothing about the peer's CALL."""
+        try:
+            return await handler(request_from_payload(action, payload))
+        except CallError as exc:
+            if type(exc) is CallError:
+                raise
+            log.exception("%s: handler for %s failed", self.name, action)
+            raise CallError.from_failure(Failure.HANDLER_FAILED, "internal error") from None
 
     # -- sending -------------------------------------------------------------------------
 

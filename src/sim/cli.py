@@ -1,18 +1,193 @@
-"""``python -m sim``: the simulator's command line."""
+"""``python -m sim``: run scenarios and long-running fleets.
+
+Exit codes: 0 success, 1 a scenario check failed, 2 bad usage or configuration,
+3 cannot reach the CSMS or the running simulator.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+import urllib.parse
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio.testing
+
+from sim.config import ConfigError, SimConfig, load_config
+from sim.control import (
+    ControlError,
+    default_control_path,
+    send_command,
+    serve_fleet,
+)
+from sim.simulator_runner import ScenarioError, load_scenario, run_scenario
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+log = logging.getLogger("sim")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sim",
-        description="Simulated OCPP 1.6J charge points that talk to a CSMS over real WebSockets.",
+        description="Simulated OCPP 1.6J charge points that talk to a CSMS over real "
+        "WebSockets. Exit codes: 0 ok, 1 scenario check failed, 2 bad usage or config, "
+        "3 CSMS or simulator unreachable.",
     )
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="simulator configuration (default: the project's config.yaml)")
+    parser.add_argument("--log-level", default="WARNING",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in ("scenario", "run-scenario"):
+        scenario = commands.add_parser(name, help="run a scenario script and print its report")
+        _scenario_arguments(scenario)
+    start = commands.add_parser("start-sim", help="run a fleet until stop-sim")
+    _start_arguments(start)
+    fault = commands.add_parser("inject-fault", help="fault an EVSE of the running fleet")
+    _fault_arguments(fault)
+    stop = commands.add_parser("stop-sim", help="stop the running fleet gracefully")
+    _control_argument(stop)
     return parser
+
+
+def _control_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--control", type=Path, default=default_control_path(),
+                        help="the running fleet's control socket (default: %(default)s)")
+
+
+def _scenario_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="a scenario in scenarios/ (morning_rush …) or a .py file")
+    parser.add_argument("--url", help="an external CSMS, e.g. ws://host:9000/ocpp (real time); "
+                        "without it the CSMS runs in-process in virtual time")
+    parser.add_argument("--seed", type=int, help="seed of all randomness (default: config)")
+    parser.add_argument("--chargers", type=int, help="number of chargers (scenario parameter)")
+    parser.add_argument("--evses", type=int, help="EVSEs per charger (scenario parameter)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any scenario parameter")
+    parser.add_argument("--report", type=Path, help="also write the report as JSON here")
+
+
+def _start_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--chargers", type=int, default=10)
+    parser.add_argument("--evses", type=int, default=2)
+    parser.add_argument("--url", help="the CSMS (default: the config's csms_url or "
+                        "ws://127.0.0.1:9000/ocpp)")
+    parser.add_argument("--seed", type=int)
+    _control_argument(parser)
+
+
+def _fault_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("charger", help="e.g. CP_01")
+    parser.add_argument("evse", help="e.g. EVSE_2")
+    parser.add_argument("--error-code", default="GroundFailure",
+                        help="OCPP ChargePointErrorCode (default: %(default)s)")
+    _control_argument(parser)
+
+
+def _value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _params(module: Any, args: argparse.Namespace) -> dict[str, Any]:
+    params = dict(getattr(module, "PARAMETERS", {}))
+    overrides = {"chargers": args.chargers, "evses": args.evses}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key] = _value(value)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in params:
+            known = ", ".join(sorted(params)) or "none"
+            raise ConfigError(f"scenario {args.name} has no parameter {key!r} (has: {known})")
+        params[key] = value
+    return params
+
+
+async def _reachable(url: str) -> bool:
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "wss" else 80)
+    try:
+        with trio.fail_after(5):
+            stream = await trio.open_tcp_stream(parts.hostname or "127.0.0.1", port)
+    except (OSError, trio.TooSlowError):
+        return False
+    await stream.aclose()
+    return True
+
+
+def _seed_scheduler(seed: int) -> None:
+    """Make trio's scheduling order a function of the seed (it shuffles run batches with
+    a module-level Random; hypothesis seeds the same object for the same reason)."""
+    scheduler_random = getattr(getattr(trio, "_core", None), "_run", None)
+    rng = getattr(scheduler_random, "_r", None)
+    if rng is not None:
+        rng.seed(seed)
+
+
+def cmd_scenario(args: argparse.Namespace, config: SimConfig) -> int:
+    """Run one scenario; print its report."""
+    module = load_scenario(args.name)
+    params = _params(module, args)
+    if args.seed is not None:
+        config = SimConfig(config.csms_url, args.seed, config.meter_interval,
+                           config.heartbeat_interval, config.chargers, config.ev_mix)
+    url = args.url or config.csms_url
+    site_limit = params.get("site_limit_kw")
+    if url is not None:
+        if not trio.run(_reachable, url):
+            print(f"cannot reach the CSMS at {url}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+        report = trio.run(lambda: run_scenario(module, config, params, url=url, clock=None,
+                                               site_limit_kw=site_limit))
+    else:
+        _seed_scheduler(config.seed)
+        clock = trio.testing.MockClock()
+        report = trio.run(lambda: run_scenario(module, config, params, url=None, clock=clock,
+                                               site_limit_kw=site_limit), clock=clock)
+    print(report.to_text())
+    if args.report is not None:
+        args.report.write_text(report.to_json() + "\n", encoding="utf-8")
+    return EXIT_OK if report.passed else EXIT_FAILED
+
+
+def cmd_start(args: argparse.Namespace, config: SimConfig) -> int:
+    """Run a fleet in real time until stop-sim (or a signal)."""
+    url = args.url or config.csms_url or "ws://127.0.0.1:9000/ocpp"
+    if not trio.run(_reachable, url):
+        print(f"cannot reach the CSMS at {url}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    seed = args.seed if args.seed is not None else config.seed
+    trio.run(serve_fleet, url, config, args.chargers, args.evses, seed, args.control)
+    return EXIT_OK
+
+
+def cmd_fault(args: argparse.Namespace) -> int:
+    """Fault an EVSE of the running fleet."""
+    answer = trio.run(send_command, args.control,
+                      {"command": "inject-fault", "charger": args.charger, "evse": args.evse,
+                       "error_code": args.error_code})
+    print(answer.get("message", answer))
+    return EXIT_OK if answer.get("ok") else EXIT_USAGE
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop the running fleet."""
+    answer = trio.run(send_command, args.control, {"command": "stop-sim"})
+    print(answer.get("message", answer))
+    return EXIT_OK if answer.get("ok") else EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,5 +196,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return 2
-    return 0
+        return EXIT_USAGE
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+        if args.command in ("scenario", "run-scenario"):
+            return cmd_scenario(args, config)
+        if args.command == "start-sim":
+            return cmd_start(args, config)
+        if args.command == "inject-fault":
+            return cmd_fault(args)
+        return cmd_stop(args)
+    except (ConfigError, ScenarioError) as exc:
+        print(f"python -m sim: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ControlError as exc:
+        print(f"python -m sim: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+
+
+def _command(name: str) -> int:
+    return main([name, *sys.argv[1:]])
+
+
+def start_sim() -> int:
+    """Console script ``start-sim``."""
+    return _command("start-sim")
+
+
+def run_scenario_script() -> int:
+    """Console script ``run-scenario``."""
+    return _command("run-scenario")
+
+
+def inject_fault() -> int:
+    """Console script ``inject-fault``."""
+    return _command("inject-fault")
+
+
+def stop_sim() -> int:
+    """Console script ``stop-sim``."""
+    return _command("stop-sim")
+

@@ -154,6 +154,16 @@ class UnknownTransactionStopped:
 
 
 @frozen
+class UnknownTransactionMetered:
+    """MeterValues naming a transactionId that is unknown or another charger's; the
+    samples are kept at charger level."""
+
+    charger_id: str
+    at: datetime.datetime
+    transaction_id: int
+
+
+@frozen
 class DataTransferReceived:
     """DataTransfer answered with ``status``."""
 
@@ -177,5 +187,6 @@ Event = (
     | MeterSampled
     | SessionStopped
     | UnknownTransactionStopped
+    | UnknownTransactionMetered
     | DataTransferReceived
 )

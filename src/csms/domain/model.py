@@ -98,6 +98,8 @@ class Anomaly:
     Attributes:
         kind: ``register_backwards``, ``unknown_transaction``, ``superseded``,
             ``stop_below_start``.
+        key: what identifies the message behind it, where a retransmission must be
+            recognised (an unknown transaction's StopTransaction).
     """
 
     at: datetime.datetime
@@ -105,3 +107,4 @@ class Anomaly:
     kind: str
     detail: str
     transaction_id: int | None = None
+    key: str | None = None

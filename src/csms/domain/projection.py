@@ -15,7 +15,7 @@ from typing import Any
 
 from csms.domain import events as ev
 from csms.domain.meter import samples_from
-from csms.domain.state import DomainState, start_key
+from csms.domain.state import DomainState, start_key, unknown_stop_key
 from csms.domain.timestamps import parse_timestamp
 
 Projector = Callable[[DomainState, str, Any, Any, datetime.datetime], list[ev.Event]]
@@ -118,7 +118,15 @@ def meter_values(
     if tx is None and req.connector_id > 0:
         session = state.open_session(charger_id, req.connector_id)
         tx = session.transaction_id if session is not None else None
-    return [ev.MeterSampled(charger_id, at, req.connector_id, tx, samples_from(req.meter_value))]
+    events: list[ev.Event] = []
+    if tx is not None and not _owns(state, charger_id, tx):
+        # Unknown, or another charger's session: the samples stay at charger level.
+        events.append(ev.UnknownTransactionMetered(charger_id, at, tx))
+        tx = None
+    events.append(
+        ev.MeterSampled(charger_id, at, req.connector_id, tx, samples_from(req.meter_value))
+    )
+    return events
 
 
 def stop_transaction(
@@ -126,7 +134,10 @@ def stop_transaction(
 ) -> list[ev.Event]:
     reason = str(_value(req.reason)) if req.reason is not None else "Other"
     session = state.sessions.get(req.transaction_id)
-    if session is None:
+    if session is None or session.charger_id != charger_id:
+        key = unknown_stop_key(req.transaction_id, req.meter_stop, req.timestamp)
+        if (charger_id, key) in state.unknown_stops:
+            return [ev.ChargerSeen(charger_id, at)]  # a retransmission: nothing new
         return [
             ev.UnknownTransactionStopped(
                 charger_id, at, req.transaction_id, req.meter_stop, req.timestamp, reason
@@ -151,6 +162,11 @@ def stop_transaction(
         )
     )
     return events
+
+
+def _owns(state: DomainState, charger_id: str, transaction_id: int) -> bool:
+    session = state.sessions.get(transaction_id)
+    return session is not None and session.charger_id == charger_id
 
 
 def data_transfer(

@@ -37,6 +37,8 @@ class DomainState:
         start_keys: transactionId by (charger, connector, idTag, meterStart, timestamp).
         next_transaction_id: the next id to give out; never goes down.
         anomalies: in the order they happened.
+        unknown_stops: (charger, key) of the StopTransactions for transactions this CSMS
+            does not know (see :func:`unknown_stop_key`), to recognise a retransmission.
         dirty: records touched since the store last collected them.
     """
 
@@ -47,6 +49,7 @@ class DomainState:
     start_keys: dict[StartKey, int] = attrs.Factory(dict)
     next_transaction_id: int = 1
     anomalies: list[Anomaly] = attrs.Factory(list)
+    unknown_stops: set[tuple[str, str]] = attrs.Factory(set)
     dirty: set[tuple[str, Any]] = attrs.field(factory=set, eq=False, repr=False)
 
     def take_dirty(self) -> set[tuple[str, Any]]:
@@ -65,6 +68,11 @@ def start_key(
 ) -> StartKey:
     """What makes two StartTransactions the same message sent twice."""
     return (charger_id, connector_id, id_tag, meter_start, timestamp)
+
+
+def unknown_stop_key(transaction_id: int, meter_stop: int, timestamp: str) -> str:
+    """What makes two StopTransactions for an unknown transaction the same message."""
+    return f"stop:{transaction_id}:{meter_stop}:{timestamp}"
 
 
 def _charger(state: DomainState, charger_id: str) -> Charger:
@@ -197,18 +205,8 @@ def _(event: ev.MeterSampled, state: DomainState) -> None:
     if event.transaction_id is None:
         return
     session = state.sessions.get(event.transaction_id)
-    if session is None:
-        _anomaly(
-            state,
-            Anomaly(
-                event.at,
-                event.charger_id,
-                "unknown_transaction",
-                f"MeterValues for unknown transaction {event.transaction_id}",
-                event.transaction_id,
-            ),
-        )
-        return
+    if session is None or session.charger_id != event.charger_id:
+        return  # the projection never names another charger's session; see below
     changes: dict[str, Any] = {"samples": session.samples + len(event.samples)}
     last = session.last_register_wh
     energy = session.energy_wh
@@ -273,6 +271,8 @@ def _(event: ev.SessionStopped, state: DomainState) -> None:
 
 @_apply.register
 def _(event: ev.UnknownTransactionStopped, state: DomainState) -> None:
+    key = unknown_stop_key(event.transaction_id, event.meter_stop, event.timestamp)
+    state.unknown_stops.add((event.charger_id, key))
     _anomaly(
         state,
         Anomaly(
@@ -282,10 +282,26 @@ def _(event: ev.UnknownTransactionStopped, state: DomainState) -> None:
             f"StopTransaction for unknown transaction {event.transaction_id} "
             f"(meterStop {event.meter_stop}, reason {event.reason})",
             event.transaction_id,
+            key=key,
         ),
     )
     # Never give out an id a charger already believes in.
     state.next_transaction_id = max(state.next_transaction_id, event.transaction_id + 1)
+
+
+@_apply.register
+def _(event: ev.UnknownTransactionMetered, state: DomainState) -> None:
+    _anomaly(
+        state,
+        Anomaly(
+            event.at,
+            event.charger_id,
+            "unknown_transaction",
+            f"MeterValues for transaction {event.transaction_id}, unknown or another "
+            "charger's: kept at charger level",
+            event.transaction_id,
+        ),
+    )
 
 
 @_apply.register

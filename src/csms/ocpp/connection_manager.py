@@ -8,6 +8,7 @@ its own failures, logs them, and ends only itself.
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Callable
 from typing import Protocol
@@ -18,7 +19,7 @@ import trio_websocket
 
 from csms.config import CsmsConfig
 from ocppj import Router, RpcSession
-from ocppj.session import FrameObserver
+from ocppj.session import FrameObserver, utc_now
 
 log = logging.getLogger("csms.connections")
 
@@ -69,6 +70,7 @@ class ConnectionManager:
         router_factory: builds the handlers for a new connection.
         observer_factory: optionally builds a frame observer (the message log) per connection.
         listener: optionally told of every connection opening and closing.
+        clock: the wall clock the sessions stamp frames with.
     """
 
     def __init__(
@@ -77,8 +79,10 @@ class ConnectionManager:
         router_factory: RouterFactory,
         observer_factory: Callable[[str], FrameObserver] | None = None,
         listener: ConnectionListener | None = None,
+        clock: Callable[[], datetime.datetime] = utc_now,
     ) -> None:
         self._listener = listener
+        self._clock = clock
         self._config = config
         self._router_factory = router_factory
         self._observer_factory = observer_factory
@@ -134,6 +138,7 @@ class ConnectionManager:
                     name=charge_point_id,
                     call_timeout=self._config.call_timeout,
                     observer=observer,
+                    clock=self._clock,
                 )
                 await conn.session.run()
             if conn.cancel_scope.cancelled_caught:

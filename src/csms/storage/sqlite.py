@@ -45,10 +45,6 @@ _INSERT_SAMPLE = (
 )
 _UPSERT_COUNTER = "INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)"
 
-#: Rows written in one transaction at most.
-_MAX_BATCH = 5000
-
-
 async def _aio(fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
     result: T = await trio_asyncio.aio_as_trio(fn)(*args)
     return result
@@ -63,6 +59,8 @@ class SqliteStore:
             collections.deque()
         )
         self._wakeup = trio.Event()
+        self._idle = trio.Event()
+        self._idle.set()
         self._in_flight = False
         self._commits = 0
         self._rows = 0
@@ -72,7 +70,16 @@ class SqliteStore:
 
     def _put(self, statement: str, params: tuple[Any, ...]) -> None:
         self._queue.append((statement, params))
+        self._mark_busy()
+
+    def _mark_busy(self) -> None:
+        if self._idle.is_set():
+            self._idle = trio.Event()
         self._wakeup.set()
+
+    async def wait_idle(self) -> None:
+        """Return once nothing is queued and nothing is on the database thread."""
+        await self._idle.wait()
 
     def append_frame(
         self, charger_id: str, direction: str, frame: str, at: datetime.datetime
@@ -132,7 +139,7 @@ class SqliteStore:
             raise RuntimeError("the SQLite writer has failed") from self._failed
         done = trio.Event()
         self._queue.append(done)
-        self._wakeup.set()
+        self._mark_busy()
         await done.wait()
         if self._failed is not None:
             raise RuntimeError("the SQLite writer has failed") from self._failed
@@ -148,19 +155,23 @@ class SqliteStore:
                     # would be neither queued nor committed.
                     with trio.CancelScope(shield=True):
                         await self._write_batch()
+                self._idle.set()
         except Exception as exc:
             log.exception("the SQLite writer failed")
             self._failed = exc
             for item in self._queue:
                 if isinstance(item, trio.Event):
                     item.set()
+            self._idle.set()
             raise
 
     async def _write_batch(self) -> None:
         groups: dict[str, list[tuple[Any, ...]]] = {}
         waiters: list[trio.Event] = []
         rows = 0
-        while self._queue and rows < _MAX_BATCH:
+        # Everything queued goes into one transaction: a handler's state changes and the
+        # answer frame queued after them must never be split across two commits.
+        while self._queue:
             item = self._queue.popleft()
             if isinstance(item, trio.Event):
                 waiters.append(item)
@@ -229,7 +240,10 @@ class SqliteStore:
                 )
             ] = session.transaction_id
         for (data,) in await self._fetchall("SELECT data FROM anomalies ORDER BY idx"):
-            state.anomalies.append(codec.loads(data, Anomaly))
+            anomaly = codec.loads(data, Anomaly)
+            state.anomalies.append(anomaly)
+            if anomaly.key is not None:
+                state.unknown_stops.add((anomaly.charger_id, anomaly.key))
         for (value,) in await self._fetchall(
             "SELECT value FROM counters WHERE name = 'next_transaction_id'"
         ):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,7 +16,7 @@ from csms.ocpp.handlers import (
     stop_transaction,
 )
 from csms.ocpp.handlers.context import HandlerContext
-from ocppj import Router
+from ocppj import CallError, Failure, Router
 
 HANDLERS: dict[str, Callable[[HandlerContext, Any], Awaitable[Any]]] = {
     "BootNotification": boot_notification.handle,
@@ -30,10 +29,43 @@ HANDLERS: dict[str, Callable[[HandlerContext, Any], Awaitable[Any]]] = {
     "DataTransfer": data_transfer.handle,
 }
 
+#: connectorId and transactionId are 32-bit integers in OCPP 1.6 (``s:int`` in its SOAP
+#: schema; the JSON schemas leave integers unbounded). A larger one cannot be an id this
+#: CSMS gave out, and it would overflow SQLite's 64-bit integer columns (a transactionId
+#: of 2**63 - 1 moves the next id to 2**63) and stop the store's writer, the whole CSMS
+#: with it. So it is refused here, before it reaches the domain.
+ID_MIN, ID_MAX = -(2**31), 2**31 - 1
+_ID_FIELDS = (("connector_id", "connectorId"), ("transaction_id", "transactionId"))
+
+
+def check_ids(request: Any) -> None:
+    """Refuse ``request`` when its connectorId or transactionId is outside 32 bits.
+
+    Raises:
+        CallError: PropertyConstraintViolation, naming the field.
+    """
+    for attribute, name in _ID_FIELDS:
+        value = getattr(request, attribute, None)
+        # Comparisons, not ``in range(...)``: that is a linear scan for a non-int.
+        if isinstance(value, int | float) and not ID_MIN <= value <= ID_MAX:
+            raise CallError.from_failure(
+                Failure.BAD_VALUE, f"{name} {value} is outside the 32-bit integer range"
+            )
+
+
+def _bind(
+    handler: Callable[[HandlerContext, Any], Awaitable[Any]], ctx: HandlerContext
+) -> Callable[[Any], Awaitable[Any]]:
+    async def handle(request: Any) -> Any:
+        check_ids(request)
+        return await handler(ctx, request)
+
+    return handle
+
 
 def build_router(ctx: HandlerContext) -> Router:
     """A router whose handlers all see ``ctx``."""
     router = Router()
     for action, handler in HANDLERS.items():
-        router.register(action, functools.partial(handler, ctx))
+        router.register(action, _bind(handler, ctx))
     return router

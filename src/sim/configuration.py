@@ -1,0 +1,91 @@
+"""The OCPP configuration keys of a simulated charge point (GetConfiguration /
+ChangeConfiguration). Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from attrs import define, frozen
+
+
+def _positive_int(value: str) -> bool:
+    return value.isdigit() and int(value) >= 0
+
+
+def _boolean(value: str) -> bool:
+    return value.lower() in ("true", "false")
+
+
+def _any(value: str) -> bool:
+    return len(value) <= 500
+
+
+@frozen
+class Key:
+    """One key: its value, whether it is read-only, and what a new value must look like."""
+
+    value: str
+    readonly: bool = False
+    valid: Callable[[str], bool] = _any
+
+
+@define
+class Configuration:
+    """The key set, as a real charge point of the Core and Smart Charging profiles has it."""
+
+    keys: dict[str, Key]
+
+    @classmethod
+    def default(cls, *, connectors: int, heartbeat_interval: int, meter_interval: int,
+                max_stack_level: int = 8, max_periods: int = 24,
+                max_profiles: int = 20) -> Configuration:
+        """The keys a simulated charge point starts with."""
+        sampled = "Energy.Active.Import.Register,Power.Active.Import,Current.Import,SoC"
+        return cls({
+            "AuthorizeRemoteTxRequests": Key("false", valid=_boolean),
+            "ClockAlignedDataInterval": Key("0", valid=_positive_int),
+            "ConnectionTimeOut": Key("60", valid=_positive_int),
+            "GetConfigurationMaxKeys": Key("50", readonly=True),
+            "HeartbeatInterval": Key(str(heartbeat_interval), valid=_positive_int),
+            "LocalAuthorizeOffline": Key("true", valid=_boolean),
+            "LocalPreAuthorize": Key("false", valid=_boolean),
+            "MeterValuesAlignedData": Key("Energy.Active.Import.Register"),
+            "MeterValuesSampledData": Key(sampled),
+            "MeterValueSampleInterval": Key(str(meter_interval), valid=_positive_int),
+            "NumberOfConnectors": Key(str(connectors), readonly=True),
+            "ResetRetries": Key("1", valid=_positive_int),
+            "StopTransactionOnEVSideDisconnect": Key("true", valid=_boolean),
+            "StopTransactionOnInvalidId": Key("true", valid=_boolean),
+            "StopTxnAlignedData": Key(""),
+            "StopTxnSampledData": Key("Energy.Active.Import.Register"),
+            "SupportedFeatureProfiles": Key("Core,SmartCharging,RemoteTrigger", readonly=True),
+            "TransactionMessageAttempts": Key("3", valid=_positive_int),
+            "TransactionMessageRetryInterval": Key("30", valid=_positive_int),
+            "UnlockConnectorOnEVSideDisconnect": Key("true", valid=_boolean),
+            "ChargeProfileMaxStackLevel": Key(str(max_stack_level), readonly=True),
+            "ChargingScheduleAllowedChargingRateUnit": Key("Current,Power", readonly=True),
+            "ChargingScheduleMaxPeriods": Key(str(max_periods), readonly=True),
+            "MaxChargingProfilesInstalled": Key(str(max_profiles), readonly=True),
+        })
+
+    def get(self, names: Iterable[str] | None) -> tuple[list[dict[str, object]], list[str]]:
+        """GetConfiguration: (configurationKey entries, unknownKey names)."""
+        wanted = list(names) if names else sorted(self.keys)
+        known = [{"key": n, "readonly": self.keys[n].readonly, "value": self.keys[n].value}
+                 for n in wanted if n in self.keys]
+        return known, [n for n in wanted if n not in self.keys]
+
+    def change(self, name: str, value: str) -> str:
+        """ChangeConfiguration: Accepted, Rejected or NotSupported."""
+        key = self.keys.get(name)
+        if key is None:
+            return "NotSupported"
+        if key.readonly or not key.valid(value):
+            return "Rejected"
+        self.keys[name] = Key(value, key.readonly, key.valid)
+        return "Accepted"
+
+    def int_value(self, name: str, default: int) -> int:
+        """A numeric key's value."""
+        key = self.keys.get(name)
+        return int(key.value) if key is not None and key.value.isdigit() else default

@@ -1,0 +1,160 @@
+"""The running fleet's control socket (``start-sim`` serves it; ``inject-fault`` and
+``stop-sim`` talk to it): a Unix socket, one JSON line in, one JSON line out."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from sim.config import SimConfig
+from sim.simulator_runner import Fleet
+
+log = logging.getLogger("sim.control")
+
+MAX_LINE = 64 * 1024
+
+
+class ControlError(Exception):
+    """The running fleet cannot be reached."""
+
+
+def default_control_path() -> Path:
+    """Where ``start-sim`` listens unless told otherwise."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(base) / f"trio-csms-sim-{os.getuid()}.sock"
+
+
+async def send_command(path: Path, request: dict[str, Any]) -> dict[str, Any]:
+    """Send one command to the fleet at ``path``; its answer.
+
+    Raises:
+        ControlError: no fleet is listening there.
+    """
+    try:
+        with trio.fail_after(30):
+            stream = await trio.open_unix_socket(str(path))
+            async with stream:
+                await stream.send_all(json.dumps(request).encode() + b"\n")
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = await stream.receive_some(MAX_LINE)
+                    if not chunk:
+                        break
+                    data += chunk
+    except (OSError, trio.TooSlowError) as exc:
+        raise ControlError(f"no running simulator at {path} ({exc})") from None
+    try:
+        answer: dict[str, Any] = json.loads(data)
+    except ValueError:
+        raise ControlError(f"the simulator at {path} answered garbage") from None
+    return answer
+
+
+def _evse_number(name: str) -> int | None:
+    digits = name.upper().removeprefix("EVSE_")
+    return int(digits) if digits.isdigit() else None
+
+
+async def _execute(fleet: Fleet, request: Any, stop: trio.Event) -> dict[str, Any]:
+    if not isinstance(request, dict):
+        return {"ok": False, "message": "expected a JSON object"}
+    command = request.get("command")
+    if command == "stop-sim":
+        stop.set()
+        return {"ok": True, "message": f"stopping {len(fleet.chargers)} chargers"}
+    if command == "inject-fault":
+        charger, evse_name = str(request.get("charger")), str(request.get("evse"))
+        cp = fleet.chargers.get(charger)
+        if cp is None:
+            return {"ok": False, "message": f"no charger {charger} (have CP_01..CP_"
+                    f"{len(fleet.chargers):02d})"}
+        number = _evse_number(evse_name)
+        if number is None or number not in cp.evses:
+            return {"ok": False, "message": f"{charger} has no {evse_name} "
+                    f"(has EVSE_1..EVSE_{len(cp.evses)})"}
+        evse = cp.evses[number]
+        before = evse.fsm.state.value
+        had_tx = evse.transaction is not None
+        await cp.fault(number, str(request.get("error_code") or "GroundFailure"))
+        stopped = " (its transaction was stopped)" if had_tx else ""
+        return {"ok": True, "message": f"{charger} EVSE_{number}: {before} -> "
+                f"{evse.fsm.state.value} ({evse.error_code}){stopped}"}
+    return {"ok": False, "message": f"unknown command {command!r}"}
+
+
+async def _serve_control(path: Path, fleet: Fleet, stop: trio.Event,
+                         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    socket_file = trio.Path(path)
+    if await socket_file.exists():
+        try:
+            await send_command(path, {"command": "ping"})
+        except ControlError:
+            await socket_file.unlink()  # left over by a fleet that died
+        else:
+            raise ControlError(f"a simulator already runs at {path}")
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    await sock.bind(str(path))
+    sock.listen(16)
+    listener = trio.SocketListener(sock)
+
+    async def handle(stream: trio.abc.Stream) -> None:
+        async with stream:
+            try:
+                data = b""
+                with trio.fail_after(10):
+                    while not data.endswith(b"\n") and len(data) < MAX_LINE:
+                        chunk = await stream.receive_some(MAX_LINE)
+                        if not chunk:
+                            break
+                        data += chunk
+                try:
+                    request = json.loads(data)
+                except ValueError:
+                    request = None
+                answer = await _execute(fleet, request, stop)
+                await stream.send_all(json.dumps(answer).encode() + b"\n")
+            except (trio.TooSlowError, trio.BrokenResourceError, OSError) as exc:
+                log.info("control connection failed: %s", exc)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, handle, [listener])
+            task_status.started()
+    finally:
+        with trio.CancelScope(shield=True):
+            await socket_file.unlink(missing_ok=True)
+
+
+async def serve_fleet(url: str, config: SimConfig, chargers: int, evses: int, seed: int,
+                      control: Path) -> None:
+    """Run ``chargers`` chargers against ``url`` until stop-sim, SIGINT or SIGTERM."""
+    stop = trio.Event()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            fleet = Fleet(url, config, clock=lambda: datetime.datetime.now(datetime.UTC),
+                          rng=random.Random(seed), nursery=nursery)
+            await nursery.start(_serve_control, control, fleet, stop)
+
+            async def on_signal() -> None:
+                async for _ in signals:
+                    stop.set()
+                    return
+
+            nursery.start_soon(on_signal)
+            await fleet.spawn(chargers, evses=evses)
+            print(f"{chargers} chargers of {evses} EVSEs against {url}; control socket "
+                  f"{control}", flush=True)
+            await stop.wait()
+            with trio.move_on_after(30):
+                await fleet.stop()
+            nursery.cancel_scope.cancel()

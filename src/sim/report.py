@@ -1,0 +1,121 @@
+"""The report at the end of a scenario: per session, fleet totals, the profiles each EVSE
+received, and peak site power against the site limit. A table for people, JSON for tools.
+
+Everything in it is a function of the scenario's clock and seed (no wall-clock stamps, no
+transaction ids whose order could depend on scheduling), so the same seed in virtual time
+gives the same report byte for byte.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import TYPE_CHECKING, Any
+
+from attrs import frozen
+
+from csms.inspect import table
+
+if TYPE_CHECKING:
+    from sim.simulator_runner import Fleet, ScenarioContext
+
+
+def _t(moment: datetime.datetime | None) -> str | None:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+@frozen
+class ScenarioReport:
+    """What a scenario run produced."""
+
+    scenario: str
+    seed: int
+    params: dict[str, Any]
+    sessions: list[dict[str, Any]]
+    totals: dict[str, Any]
+    profiles: list[dict[str, Any]]
+    failures: list[str]
+    notes: list[str]
+
+    @property
+    def passed(self) -> bool:
+        """True when every check of the scenario held."""
+        return not self.failures
+
+    def to_json(self) -> str:
+        """The report as stable, indented JSON."""
+        return json.dumps({
+            "scenario": self.scenario, "seed": self.seed, "params": self.params,
+            "passed": self.passed, "failures": self.failures, "notes": self.notes,
+            "totals": self.totals, "sessions": self.sessions, "profiles": self.profiles,
+        }, indent=2, sort_keys=True)
+
+    def to_text(self) -> str:
+        """The report as tables."""
+        rows = [[s["charger"], s["evse"], s["start"] or "-", s["stop"] or "-",
+                 f"{s['energy_kwh']:.3f}", f"{s['peak_kw']:.2f}", s["stop_reason"] or "-",
+                 str(s["profiles_received"])] for s in self.sessions]
+        t = self.totals
+        lines = [
+            f"Scenario {self.scenario} (seed {self.seed})",
+            "",
+            table(["charger", "EVSE", "start", "stop", "kWh", "peak kW", "reason", "profiles"],
+                  rows),
+            "",
+            f"chargers {t['chargers']}  EVSEs {t['evses']}  sessions {t['sessions']}  "
+            f"energy {t['energy_kwh']:.3f} kWh  profiles received {t['profiles_received']}",
+            f"peak site power {t['peak_site_kw']:.2f} kW at {t['peak_site_at']}"
+            + (f"  (site limit {t['site_limit_kw']:.2f} kW)" if t["site_limit_kw"] else ""),
+        ]
+        lines += [f"note: {n}" for n in self.notes]
+        lines += [f"FAILED: {f}" for f in self.failures] or ["all checks passed"]
+        return "\n".join(lines)
+
+
+def build_report(name: str, seed: int, params: dict[str, Any], fleet: Fleet,
+                 ctx: ScenarioContext) -> ScenarioReport:
+    """Collect the report from the fleet after a run."""
+    sessions: list[dict[str, Any]] = []
+    profiles: list[dict[str, Any]] = []
+    for cp in sorted(fleet, key=lambda c: c.id):
+        for record in sorted(cp.sessions, key=lambda r: (r.evse, r.start)):
+            connector = int(record.evse.removeprefix("EVSE_"))
+            received = [p for at, p in cp.profiles_received.get(connector, [])
+                        if at >= record.start and (record.stop is None or at <= record.stop)]
+            sessions.append({
+                "charger": record.charger, "evse": record.evse, "id_tag": record.id_tag,
+                "start": _t(record.start), "stop": _t(record.stop),
+                "energy_kwh": round(record.energy_wh / 1000, 3),
+                "peak_kw": round(record.peak_power_w / 1000, 3),
+                "stop_reason": record.stop_reason, "profiles_received": len(received),
+            })
+        for connector, received_list in sorted(cp.profiles_received.items()):
+            profiles.append({
+                "charger": cp.id, "evse": f"EVSE_{connector}", "count": len(received_list),
+                "last": _profile_summary(received_list[-1][1]) if received_list else None,
+            })
+    peak_kw, peak_at = fleet.peak_site_power()
+    totals = {
+        "chargers": len(fleet.chargers),
+        "evses": sum(len(cp.evses) for cp in fleet),
+        "sessions": len(sessions),
+        "energy_kwh": round(sum(s["energy_kwh"] for s in sessions), 3),
+        "profiles_received": sum(p["count"] for p in profiles),
+        "peak_site_kw": round(peak_kw, 3),
+        "peak_site_at": _t(peak_at),
+        "site_limit_kw": ctx.site_limit_kw,
+    }
+    return ScenarioReport(name, seed, params, sessions, totals, profiles, list(ctx.failures),
+                          list(ctx.notes))
+
+
+def _profile_summary(profile: dict[str, Any]) -> dict[str, Any]:
+    schedule = profile.get("chargingSchedule", {})
+    periods = schedule.get("chargingSchedulePeriod", [])
+    return {
+        "id": profile.get("chargingProfileId"),
+        "purpose": profile.get("chargingProfilePurpose"),
+        "stack_level": profile.get("stackLevel"),
+        "unit": schedule.get("chargingRateUnit"),
+        "first_limit": periods[0]["limit"] if periods else None,
+    }

@@ -1,0 +1,307 @@
+"""Run a fleet of simulated charge points, and scenarios against a CSMS.
+
+Two clocks:
+
+* **real time** against an external CSMS (``url`` given): the fleet connects to it;
+* **virtual time** (no ``url``, the embedded default): the CSMS is started inside the same
+  trio process on an ephemeral loopback port with a temporary SQLite file, and everyone
+  talks over real WebSockets on trio's :class:`~trio.testing.MockClock`. A clock driver
+  jumps virtual time only when every task is blocked *and* the CSMS's store has nothing
+  on its database thread: a commit in flight looks "blocked" to trio, and jumping then
+  would make time pass mid-commit. With trio's scheduler seeded from the scenario seed,
+  the same seed gives the same report, byte for byte.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import inspect
+import logging
+import random
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import attrs
+import trio
+import trio.lowlevel
+import trio.testing
+
+from csms.app import Csms
+from csms.config import CsmsConfig
+from csms.storage.sqlite import SqliteStore
+from sim.charge_point import ChargePointConfig, SimChargePoint
+from sim.config import SimConfig
+from sim.ev import Ev
+from sim.report import ScenarioReport, build_report
+
+log = logging.getLogger("sim.runner")
+
+#: The virtual day starts here (a Monday, 05:00 UTC) unless a scenario says otherwise.
+VIRTUAL_EPOCH = datetime.datetime(2026, 1, 5, 5, 0, tzinfo=datetime.UTC)
+
+SCENARIO_DIRS = (Path.cwd() / "scenarios", Path(__file__).resolve().parents[2] / "scenarios")
+
+
+class ScenarioError(Exception):
+    """A scenario cannot be found or loaded."""
+
+
+class ScenarioFailed(AssertionError):
+    """One or more of the scenario's checks failed."""
+
+
+def find_scenario(name: str) -> Path:
+    """The file of scenario ``name`` (a name in ``scenarios/`` or a path to a .py file)."""
+    candidate = Path(name)
+    if candidate.suffix == ".py" and candidate.is_file():
+        return candidate
+    for directory in SCENARIO_DIRS:
+        path = directory / f"{name}.py"
+        if path.is_file():
+            return path
+    known = sorted({p.stem for d in SCENARIO_DIRS if d.is_dir() for p in d.glob("*.py")
+                    if not p.stem.startswith("_")})
+    raise ScenarioError(f"no scenario {name!r} (known: {', '.join(known) or 'none'})")
+
+
+def load_scenario(name: str) -> ModuleType:
+    """Import a scenario module; it must define ``async def scenario(ctx)``."""
+    path = find_scenario(name)
+    spec = importlib.util.spec_from_file_location(f"scenarios.{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ScenarioError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not inspect.iscoroutinefunction(getattr(module, "scenario", None)):
+        raise ScenarioError(f"{path}: no `async def scenario(ctx)`")
+    return module
+
+
+class Fleet:
+    """Simulated charge points supervised in one nursery."""
+
+    def __init__(self, url: str, config: SimConfig, *, clock: Callable[[], datetime.datetime],
+                 rng: random.Random, nursery: trio.Nursery) -> None:
+        self.url = url
+        self.config = config
+        self.clock = clock
+        self.rng = rng
+        self._nursery = nursery
+        self.chargers: dict[str, SimChargePoint] = {}
+        #: (moment, total power in W) sampled every meter interval.
+        self.site_power: list[tuple[datetime.datetime, float]] = []
+        nursery.start_soon(self._sample_site_power)
+
+    async def _sample_site_power(self) -> None:
+        # Halfway between meter ticks, when no charger is changing its power, so that the
+        # samples do not depend on which task runs first at a tick.
+        await trio.sleep(self.config.meter_interval / 2)
+        while True:
+            await trio.sleep(self.config.meter_interval)
+            total = sum(evse.power_w for cp in self for evse in cp.evses.values())
+            self.site_power.append((self.clock(), total))
+
+    def peak_site_power(self) -> tuple[float, datetime.datetime | None]:
+        """The highest sampled site power (kW) and when."""
+        if not self.site_power:
+            return 0.0, None
+        at, watts = max(self.site_power, key=lambda sample: sample[1])
+        return watts / 1000, at
+
+    async def spawn(self, count: int, *, evses: int | None = None,
+                    template: str | None = None) -> list[SimChargePoint]:
+        """Start ``count`` more chargers named ``CP_01``, ``CP_02`` …; returns them."""
+        tpl = self.config.template(template)
+        spawned = []
+        for _ in range(count):
+            cp_id = f"CP_{len(self.chargers) + 1:02d}"
+            cp = SimChargePoint(
+                ChargePointConfig(
+                    id=cp_id, url=self.url, vendor=tpl.vendor, model=tpl.model,
+                    evses=evses or tpl.evses, max_power_w=tpl.max_power_kw * 1000,
+                    phases=tpl.phases, meter_interval=self.config.meter_interval,
+                    heartbeat_interval=self.config.heartbeat_interval,
+                ),
+                clock=self.clock,
+                rng=random.Random(self.rng.random()),
+            )
+            self.chargers[cp_id] = cp
+            await self._nursery.start(cp.run)
+            spawned.append(cp)
+        return spawned
+
+    def __iter__(self) -> Iterator[SimChargePoint]:
+        return iter(self.chargers.values())
+
+    def get(self, charger_id: str) -> SimChargePoint:
+        """The charger named ``charger_id``.
+
+        Raises:
+            KeyError: no such charger.
+        """
+        try:
+            return self.chargers[charger_id]
+        except KeyError:
+            raise KeyError(f"no charger {charger_id}") from None
+
+    async def stop(self) -> None:
+        """Stop every transaction, deliver the queues, close every socket."""
+        async with trio.open_nursery() as nursery:
+            for cp in self:
+                nursery.start_soon(cp.stop)
+
+
+@attrs.define
+class ScenarioContext:
+    """What a scenario script works with.
+
+    Attributes:
+        fleet: the chargers (``await ctx.fleet.spawn(20, evses=2)``).
+        params: the scenario's parameters after command-line overrides.
+        rng: the scenario's seeded randomness.
+        site_limit_kw: the site limit the CSMS enforces, if known (None = none).
+    """
+
+    fleet: Fleet
+    params: dict[str, Any]
+    rng: random.Random
+    start: datetime.datetime
+    site_limit_kw: float | None = None
+    failures: list[str] = attrs.Factory(list)
+    notes: list[str] = attrs.Factory(list)
+
+    def now(self) -> datetime.datetime:
+        """The scenario clock (virtual in-process, wall clock against an external CSMS)."""
+        return self.fleet.clock()
+
+    def elapsed(self) -> float:
+        """Seconds since the scenario began."""
+        return (self.now() - self.start).total_seconds()
+
+    async def sleep(self, seconds: float) -> None:
+        """Let ``seconds`` of scenario time pass."""
+        await trio.sleep(seconds)
+
+    async def sleep_until(self, offset_seconds: float) -> None:
+        """Sleep until ``offset_seconds`` after the scenario began."""
+        await trio.sleep(max(0.0, offset_seconds - self.elapsed()))
+
+    def ev(self) -> Ev:
+        """An EV drawn from the configured EV mix."""
+        mix = self.config_ev_mix
+        spec = self.rng.choices(mix, weights=[e.weight for e in mix])[0]
+        soc = self.rng.uniform(spec.soc_min, spec.soc_max)
+        return Ev(capacity_wh=spec.capacity_kwh * 1000, soc=round(soc, 1),
+                  max_power_w=spec.max_power_kw * 1000)
+
+    @property
+    def config_ev_mix(self) -> list[Any]:
+        """The EV mix of the simulator configuration."""
+        return list(self.fleet.config.ev_mix)
+
+    def check(self, condition: bool, message: str) -> None:
+        """Record a failed check (the scenario goes on; the run exits 1)."""
+        if not condition:
+            self.failures.append(message)
+
+    def note(self, message: str) -> None:
+        """Add a line to the report."""
+        self.notes.append(message)
+
+    def spawn_task(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run ``fn(*args)`` concurrently; the scenario waits for it before it ends."""
+        self._tasks.start_soon(fn, *args)
+
+    _tasks: trio.Nursery = attrs.field(init=False)
+
+
+async def drive_virtual_clock(
+    clock: trio.testing.MockClock, wait_idle: Callable[[], Awaitable[bool]]
+) -> None:
+    """Jump ``clock`` to the next deadline when every task is blocked and the store is idle.
+
+    ``wait_idle()`` returns False at once when the store is idle; otherwise it waits (in
+    real time: the work is on a thread) until it is, and returns True.
+    """
+    while True:
+        await trio.testing.wait_all_tasks_blocked()
+        if await wait_idle():
+            continue
+        delay = trio.lowlevel.current_statistics().seconds_to_next_deadline
+        if delay == float("inf"):
+            await trio.lowlevel.checkpoint()
+            continue
+        clock.jump(delay)
+
+
+async def run_scenario(
+    module: ModuleType,
+    config: SimConfig,
+    params: dict[str, Any],
+    *,
+    url: str | None,
+    clock: trio.testing.MockClock | None,
+    site_limit_kw: float | None = None,
+) -> ScenarioReport:
+    """Run one scenario: in-process with ``clock`` (virtual), or against ``url``."""
+    rng = random.Random(config.seed)
+    if url is None:
+        assert clock is not None
+        return await _run_in_process(module, config, params, rng, clock, site_limit_kw)
+    return await _run(module, config, params, rng, url, _wall_clock, site_limit_kw)
+
+
+def _wall_clock() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+async def _run_in_process(module: ModuleType, config: SimConfig, params: dict[str, Any],
+                          rng: random.Random, clock: trio.testing.MockClock,
+                          site_limit_kw: float | None) -> ScenarioReport:
+    t0 = trio.current_time()
+    epoch = VIRTUAL_EPOCH
+
+    def virtual_now() -> datetime.datetime:
+        return epoch + datetime.timedelta(seconds=trio.current_time() - t0)
+
+    with tempfile.TemporaryDirectory(prefix="sim-csms-") as tmp:
+        # A temporary database: durability against power loss buys nothing here.
+        csms = Csms(CsmsConfig(port=0, db_path=str(Path(tmp) / "csms.db"), synchronous="OFF",
+                               heartbeat_interval=config.heartbeat_interval),
+                    clock=virtual_now)
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(csms.serve)
+            nursery.start_soon(drive_virtual_clock, clock, lambda: _wait_store_idle(csms))
+            report = await _run(module, config, params, rng, f"ws://127.0.0.1:{port}/ocpp",
+                                virtual_now, site_limit_kw)
+            await csms.shutdown()
+            nursery.cancel_scope.cancel()
+    return report
+
+
+async def _wait_store_idle(csms: Csms) -> bool:
+    store = csms.store
+    if not isinstance(store, SqliteStore) or not store.busy:
+        return False
+    await store.wait_idle()
+    return True
+
+
+async def _run(module: ModuleType, config: SimConfig, params: dict[str, Any],
+               rng: random.Random, url: str, clock: Callable[[], datetime.datetime],
+               site_limit_kw: float | None) -> ScenarioReport:
+    async with trio.open_nursery() as nursery:
+        fleet = Fleet(url, config, clock=clock, rng=random.Random(rng.random()), nursery=nursery)
+        ctx = ScenarioContext(fleet, params, random.Random(rng.random()), clock(),
+                              site_limit_kw=site_limit_kw)
+        async with trio.open_nursery() as tasks:
+            ctx._tasks = tasks
+            await module.scenario(ctx)
+        await fleet.stop()
+        nursery.cancel_scope.cancel()
+    name = module.__name__.rsplit(".", 1)[-1]
+    return build_report(name, config.seed, params, fleet, ctx)
