@@ -11,7 +11,7 @@ from sim.charge_point import SimChargePoint
 from sim.simulator_runner import ScenarioContext
 
 PARAMETERS = {"chargers": 20, "evses": 2, "hours": 8.0, "arrivals_per_evse": 1.0,
-              "site_limit_kw": None}
+              "site_limit_kw": 250.0}
 
 
 async def _visit(ctx: ScenarioContext, cp: SimChargePoint, connector: int, arrive: float,

@@ -17,6 +17,7 @@ from csms.ocpp.handlers.context import HandlerContext, VendorHandler
 from csms.ocpp.handlers.registry import build_router
 from csms.ocpp.server import serve_ocpp
 from csms.recorder import Recorder
+from csms.smart.service import SmartCharging
 from csms.storage.base import Store
 from csms.storage.sqlite import open_sqlite_store
 from ocppj import Direction, FrameObserver, Router
@@ -48,6 +49,8 @@ class Csms:
             config, self._router_for, self._observer_for, listener=self, clock=clock
         )
         self._recorder: Recorder | None = None
+        #: Smart charging, when the site has a limit (None otherwise).
+        self.smart: SmartCharging | None = None
         self._cancel_scope: trio.CancelScope | None = None
         self._stopped = trio.Event()
 
@@ -70,7 +73,8 @@ class Csms:
 
     def _router_for(self, conn: Connection) -> Router:
         ctx = HandlerContext(
-            conn.charge_point_id, self.config, self.recorder, self.policy, self.vendors, self.clock
+            conn.charge_point_id, self.config, self.recorder, self.policy, self.vendors, self.clock,
+            self.smart,
         )
         return build_router(ctx)
 
@@ -109,6 +113,13 @@ class Csms:
                 ):
                     self._recorder = Recorder(await store.load_state(), store)
                     self._close_stale_connections()
+                    site = self.config.site
+                    if site.limit_w is not None or site.group_limits_w():
+                        self.smart = SmartCharging(
+                            site, self._recorder, self.connections, self.clock,
+                            call_timeout=self.config.call_timeout,
+                        )
+                        await nursery.start(self.smart.run)
                     server: trio_websocket.WebSocketServer = await nursery.start(
                         serve_ocpp, self.config, self.connections
                     )

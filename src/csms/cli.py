@@ -9,14 +9,18 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import trio
+import yaml
 
 from csms.app import Csms
 from csms.authorization import STATUSES
 from csms.config import DEFAULT_MAX_FRAME_SIZE, CsmsConfig
 from csms.inspect import render_json, render_text
 from csms.replay import diff, rebuild
+from csms.smart.site import SiteConfig, SiteConfigError, parse_site
 from csms.storage.sqlite import open_sqlite_store
 
 log = logging.getLogger("csms")
@@ -76,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
         help="answer this idTag with this status (Accepted, Blocked, Expired, "
         "Invalid, ConcurrentTx); repeatable; other tags are accepted",
     )
+    parser.add_argument("--config", type=Path, default=None,
+                        help="YAML configuration file; its 'site' section is the site model "
+                        "(see docs/smart-charging.md)")
+    parser.add_argument("--site-limit-kw", type=float, default=None,
+                        help="the site's grid limit in kW (overrides the file's); turns smart "
+                        "charging on")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     replay = commands.add_parser(
         "replay", help="rebuild the state from the message log and compare it with the store"
@@ -85,6 +95,29 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--db", default="csms.db", help="SQLite file (default: %(default)s)")
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
     return parser
+
+
+def load_site(path: Path | None, site_limit_kw: float | None) -> SiteConfig:
+    """The site model from the configuration file and the command line.
+
+    Raises:
+        SiteConfigError: naming the file and the field.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SiteConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise SiteConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict) or set(loaded) - {"site"}:
+            raise SiteConfigError(f"{path}: expected a mapping with a 'site' section")
+        data = dict(loaded.get("site") or {})
+    if site_limit_kw is not None:
+        data.pop("limit_a_per_phase", None)
+        data["limit_kw"] = site_limit_kw
+    return parse_site(data, source=f"{path}: site" if path is not None else "site")
 
 
 def _id_tags(parser: argparse.ArgumentParser, values: list[str]) -> dict[str, str]:
@@ -145,6 +178,7 @@ def _config(args: argparse.Namespace) -> CsmsConfig:
         call_timeout=args.call_timeout,
         db_path=args.db,
         id_tags=args.id_tags,
+        site=args.site,
     )
 
 
@@ -172,6 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return trio.run(replay_database, args.db)
         return trio.run(lambda: print_status(args.db, as_json=args.json))
     args.id_tags = _id_tags(parser, args.id_tag)
+    try:
+        args.site = load_site(args.config, args.site_limit_kw)
+    except SiteConfigError as exc:
+        print(f"python -m csms: {exc}", file=sys.stderr)
+        return 2
     for name, value in (
         ("--port", args.port),
         ("--max-frame-size", args.max_frame_size),

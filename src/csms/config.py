@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 from attrs import field, frozen
 
+from csms.smart.site import SiteConfig
+
 #: Largest WebSocket message accepted by default; a larger one closes the connection (1009).
 DEFAULT_MAX_FRAME_SIZE = 1024 * 1024
 
@@ -26,6 +28,7 @@ class CsmsConfig:
             default is ``csms.db``).
         synchronous: SQLite ``PRAGMA synchronous`` (FULL: a commit survives power loss).
         id_tags: idTag → idTagInfo status; tags not listed are accepted.
+        site: the site model; with a site or group limit, smart charging is on.
     """
 
     host: str = "127.0.0.1"
@@ -38,3 +41,4 @@ class CsmsConfig:
     db_path: str = ":memory:"
     synchronous: str = "FULL"
     id_tags: Mapping[str, str] = field(factory=dict)
+    site: SiteConfig = field(factory=SiteConfig)

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from csms.domain import events as ev
-from csms.domain.projection import events_for
+from csms.domain.projection import events_for, events_for_answer
 from csms.domain.state import DomainState, apply
 from csms.storage.base import Changes, SampleRow, Store
 
@@ -58,6 +58,21 @@ class Recorder:
         self._apply(events)
         return events
 
+    def answer(
+        self,
+        charger_id: str,
+        action: str,
+        request: dict[str, Any],
+        response: dict[str, Any] | None,
+        error: str | None,
+        at: datetime.datetime,
+    ) -> list[ev.Event]:
+        """Record a charger's answer to a CALL of ours (``at``: when the answer was read)."""
+        events = events_for_answer(self.state, charger_id, action, request, response, error, at)
+        if events:
+            self._apply(events)
+        return events
+
     def connection(
         self, charger_id: str, direction: str, at: datetime.datetime, **data: Any
     ) -> None:
@@ -86,6 +101,7 @@ def changes_of(state: DomainState, samples: list[SampleRow], previous_next_tx: i
         evses=tuple(state.evses[key] for kind, key in dirty if kind == "evse"),
         sessions=tuple(state.sessions[key] for kind, key in dirty if kind == "session"),
         anomalies=tuple((key, state.anomalies[key]) for kind, key in dirty if kind == "anomaly"),
+        profiles=tuple(state.profiles[key] for kind, key in dirty if kind == "profile"),
         samples=tuple(samples),
         next_transaction_id=(
             state.next_transaction_id if state.next_transaction_id != previous_next_tx else None

@@ -15,14 +15,14 @@ from typing import Any
 import attrs
 
 from csms.domain import events as ev
-from csms.domain.projection import events_for
+from csms.domain.projection import events_for, events_for_answer
 from csms.domain.state import DomainState, apply
 from csms.recorder import connection_event, sample_rows
 from csms.storage.base import LogRow, SampleRow
 from ocppj import frames
 from ocppj.errors import FrameError, PayloadError
 from ocppj.payloads import request_from_payload, response_from_payload
-from ocppj.schemas import ACTIONS, validate_request
+from ocppj.schemas import ACTIONS, validate_request, validate_response
 
 
 @attrs.frozen
@@ -38,6 +38,9 @@ def rebuild(rows: Iterable[LogRow]) -> Rebuilt:
     state = DomainState()
     samples: list[SampleRow] = []
     calls: dict[tuple[str, str], tuple[str, dict[str, Any], datetime.datetime]] = {}
+    # Our CALL awaiting its answer, per charger: at most one is outstanding, so a newer
+    # one means the older was given up (timed out) and its late answer was dropped.
+    ours: dict[str, tuple[str, str, dict[str, Any]]] = {}
 
     def apply_all(events: Iterable[ev.Event]) -> None:
         for event in events:
@@ -65,13 +68,37 @@ def rebuild(rows: Iterable[LogRow]) -> Rebuilt:
         elif row.direction == "out" and isinstance(frame, frames.CallResult):
             call = calls.pop((row.charger_id, frame.unique_id), None)
             if call is None:
-                continue  # the answer to one of our own CALLs
+                continue
             action, payload, at = call
             request = request_from_payload(action, payload)
             response = response_from_payload(action, frame.payload)
             apply_all(events_for(state, row.charger_id, action, request, response, at))
+        elif row.direction == "out" and isinstance(frame, frames.Call):
+            ours[row.charger_id] = (frame.unique_id, frame.action, frame.payload)
+        elif row.direction == "in" and not isinstance(frame, frames.Call):
+            mine = ours.get(row.charger_id)
+            if mine is None or mine[0] != frame.unique_id:
+                continue  # an answer to nothing outstanding: the live CSMS dropped it too
+            del ours[row.charger_id]
+            _, action, payload = mine
+            answer, error = _answer_of(action, frame)
+            apply_all(events_for_answer(state, row.charger_id, action, payload, answer, error,
+                                        row.at))
     state.take_dirty()
     return Rebuilt(state, samples)
+
+
+def _answer_of(
+    action: str, frame: frames.CallResult | frames.CallErrorFrame
+) -> tuple[dict[str, Any] | None, str | None]:
+    """A charger's answer as the live CSMS saw it: a valid payload, or an error code."""
+    if isinstance(frame, frames.CallErrorFrame):
+        return None, frame.code
+    try:
+        validate_response(action, frame.payload)
+    except PayloadError as exc:
+        return None, str(exc.code)
+    return frame.payload, None
 
 
 def _records(state: DomainState) -> dict[str, dict[Any, Any]]:
@@ -80,6 +107,7 @@ def _records(state: DomainState) -> dict[str, dict[Any, Any]]:
         "evses": dict(state.evses),
         "sessions": dict(state.sessions),
         "anomalies": dict(enumerate(state.anomalies)),
+        "charging_profiles": dict(state.profiles),
         "counters": {"next_transaction_id": state.next_transaction_id},
     }
 

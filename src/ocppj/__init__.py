@@ -24,6 +24,7 @@ from ocppj.errors import (
 )
 from ocppj.schemas import ACTIONS
 from ocppj.session import (
+    Answer,
     CallInfo,
     Direction,
     FrameObserver,
@@ -41,6 +42,7 @@ __all__ = [
     "ACTIONS",
     "ERROR_TABLE",
     "SUBPROTOCOL",
+    "Answer",
     "CallError",
     "CallInfo",
     "CallTimeout",

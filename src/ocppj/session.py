@@ -94,6 +94,10 @@ class CallInfo:
     unique_id: str
     action: str
     received_at: datetime.datetime
+    #: Called (synchronously, in order) once the answer has been sent: what must happen
+    #: only after the peer has its answer (a CSMS's SetChargingProfile after the
+    #: StartTransaction answer that tells the charger its transactionId).
+    after_answer: list[Callable[[], None]] = attrs.Factory(list)
 
 
 #: While a handler runs, the CALL it answers: its uniqueId, action and the moment it
@@ -161,11 +165,36 @@ class _Pending:
     action: str
     done: trio.Event = attrs.field(factory=trio.Event)
     payload: dict[str, Any] | None = None
-    error: Exception | None = None
+    error: CallError | SessionClosed | None = None
+    answered_at: datetime.datetime | None = None
 
-    def resolve(self, payload: dict[str, Any] | None, error: Exception | None) -> None:
-        self.payload, self.error = payload, error
+    def resolve(
+        self,
+        payload: dict[str, Any] | None,
+        error: CallError | SessionClosed | None,
+        at: datetime.datetime | None = None,
+    ) -> None:
+        self.payload, self.error, self.answered_at = payload, error, at
         self.done.set()
+
+
+@attrs.frozen
+class Answer:
+    """How the peer answered one of our CALLs (see :meth:`RpcSession.exchange`).
+
+    Attributes:
+        unique_id: the CALL's uniqueId.
+        action: the CALL's action.
+        payload: the CALLRESULT payload, or None when the answer was an error.
+        error: the CALLERROR (or the invalid CALLRESULT) as a CallError, else None.
+        answered_at: when the answer frame was read (the time the observer saw).
+    """
+
+    unique_id: str
+    action: str
+    payload: dict[str, Any] | None
+    error: CallError | None
+    answered_at: datetime.datetime
 
 
 class RpcSession:
@@ -204,7 +233,10 @@ class RpcSession:
         self._call_lock = trio.Lock()
         self._pending: _Pending | None = None
         self._closed = False
+        self._ended = trio.Event()
         self._counters = _Counters()
+        #: trio time of our last CALL (for a charge point's heartbeat rule).
+        self.last_call_at = trio.current_time()
         #: Why the WebSocket closed, once it has (``trio_websocket.CloseReason``).
         self.close_reason: trio_websocket.CloseReason | None = None
 
@@ -212,6 +244,10 @@ class RpcSession:
     def closed(self) -> bool:
         """True once the WebSocket has closed."""
         return self._closed
+
+    async def wait_closed(self) -> None:
+        """Return once the session has ended (the WebSocket closed)."""
+        await self._ended.wait()
 
     def statistics(self) -> SessionStatistics:
         """A snapshot of this session's counters."""
@@ -230,6 +266,7 @@ class RpcSession:
                 await self._reader()
             finally:
                 self._closed = True
+                self._ended.set()
                 self._call_sender.close()
                 if self._pending is not None:
                     self._pending.resolve(None, SessionClosed(f"{self.name}: connection closed"))
@@ -260,6 +297,27 @@ class RpcSession:
         timeout: float | None = None,  # noqa: ASYNC109 (see call)
     ) -> dict[str, Any]:
         """Like :meth:`call`, with the wire payload as a dict in and out."""
+        answer = await self.exchange(action, payload, timeout=timeout)
+        if answer.error is not None:
+            raise answer.error
+        assert answer.payload is not None
+        return answer.payload
+
+    async def exchange(
+        self,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (see call)
+    ) -> Answer:
+        """Send a CALL and return the peer's answer, a CALLERROR included.
+
+        Raises:
+            PayloadError: the request breaks its schema; nothing was sent.
+            CallError: ``action`` is not OCPP 1.6 (NotImplemented); nothing was sent.
+            CallTimeout: no answer in time.
+            SessionClosed: the connection closed first.
+        """
         if action not in ACTIONS:
             raise CallError.from_failure(Failure.UNKNOWN_ACTION, f"{action!r} is not OCPP 1.6")
         validate_request(action, payload)
@@ -272,15 +330,18 @@ class RpcSession:
                 with trio.move_on_after(self.call_timeout if timeout is None else timeout):
                     await self._send(frames.encode_call(pending.unique_id, action, payload))
                     self._counters.calls_sent += 1
+                    self.last_call_at = trio.current_time()
                     await pending.done.wait()
             finally:
                 self._pending = None
         if not pending.done.is_set():
             raise CallTimeout(f"{self.name}: no answer to {action} {pending.unique_id}")
-        if pending.error is not None:
+        if isinstance(pending.error, SessionClosed):
             raise pending.error
-        assert pending.payload is not None
-        return pending.payload
+        assert pending.answered_at is not None
+        return Answer(
+            pending.unique_id, action, pending.payload, pending.error, pending.answered_at
+        )
 
     # -- the two tasks -------------------------------------------------------------------
 
@@ -302,15 +363,15 @@ class RpcSession:
         try:
             frame = frames.parse(text)
         except FrameError as exc:
-            await self._on_frame_error(exc, text)
+            await self._on_frame_error(exc, text, at)
             return
         if isinstance(frame, frames.Call):
             self._counters.calls_received += 1
             await self._call_sender.send((frame, at))
         else:
-            self._on_response(frame)
+            self._on_response(frame, at)
 
-    async def _on_frame_error(self, exc: FrameError, text: str) -> None:
+    async def _on_frame_error(self, exc: FrameError, text: str, at: datetime.datetime) -> None:
         if exc.reply and exc.failure is not None:
             log.warning("%s: malformed CALL (%s): %.*s", self.name, exc, _LOGGED_FRAME_CHARS, text)
             await self._send_error(exc.unique_id, code_for(exc.failure), exc.description)
@@ -322,12 +383,14 @@ class RpcSession:
             and pending.unique_id == str(exc.unique_id)
         ):
             code = code_for(exc.failure) if exc.failure else ErrorCode.FORMATION_VIOLATION
-            pending.resolve(None, CallError(code, f"malformed response: {exc}"))
+            pending.resolve(None, CallError(code, f"malformed response: {exc}"), at)
             return
         self._counters.unreadable_frames += 1
         log.warning("%s: unreadable frame (%s): %.*s", self.name, exc, _LOGGED_FRAME_CHARS, text)
 
-    def _on_response(self, frame: frames.CallResult | frames.CallErrorFrame) -> None:
+    def _on_response(
+        self, frame: frames.CallResult | frames.CallErrorFrame, at: datetime.datetime
+    ) -> None:
         pending = self._pending
         if pending is None or pending.unique_id != frame.unique_id or pending.done.is_set():
             self._counters.unmatched_responses += 1
@@ -339,23 +402,30 @@ class RpcSession:
                 _PeerCallError(
                     frame.code, frame.description, frame.details, unique_id=frame.unique_id
                 ),
+                at,
             )
             return
         try:
             validate_response(pending.action, frame.payload)
         except PayloadError as exc:
-            pending.resolve(None, InvalidResponse(exc, frame.payload))
+            pending.resolve(None, InvalidResponse(exc, frame.payload), at)
         else:
-            pending.resolve(frame.payload, None)
+            pending.resolve(frame.payload, None, at)
 
     async def _dispatcher(self) -> None:
         async for call, received_at in self._call_receiver:
-            current_call.set(CallInfo(call.unique_id, call.action, received_at))
+            info = CallInfo(call.unique_id, call.action, received_at)
+            current_call.set(info)
             reply = await self._answer(call)
             try:
                 await self._send(reply)
             except SessionClosed:
                 continue
+            for callback in info.after_answer:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("%s: after-answer callback of %s failed", self.name, call.action)
 
     async def _answer(self, call: frames.Call) -> str:
         """The frame answering ``call``: a CALLRESULT, or a CALLERROR from the error table."""

@@ -328,9 +328,13 @@ class SimChargePoint:
             await trio.sleep(max(int(result.interval), 1))
 
     async def _heartbeat_loop(self, session: RpcSession, interval: int) -> None:
+        # OCPP 1.6 lets a charge point skip a Heartbeat when it sent another message within
+        # the interval, as real chargers do while transaction messages flow.
         while True:
-            configured = self.configuration.int_value("HeartbeatInterval", interval)
-            await trio.sleep(configured or interval)
+            period = self.configuration.int_value("HeartbeatInterval", interval) or interval
+            await trio.sleep_until(session.last_call_at + period)
+            if trio.current_time() < session.last_call_at + period:
+                continue
             try:
                 await session.call(call.Heartbeat())
             except (CallTimeout, CallError):
@@ -696,7 +700,8 @@ class SimChargePoint:
             return call_result.GetCompositeSchedule(status=GetCompositeScheduleStatus.rejected)
         return call_result.GetCompositeSchedule(
             status=GetCompositeScheduleStatus.accepted, connector_id=connector_id,
-            schedule_start=ocpp_time(now), charging_schedule=schedule,
+            schedule_start=schedule.get("startSchedule", ocpp_time(now)),
+            charging_schedule=schedule,
         )
 
     async def _on_remote_start(

@@ -4,6 +4,8 @@ error naming the file, the field and what was expected."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,8 @@ import attrs
 import cattrs
 import yaml
 from attrs import frozen
+from cattrs.errors import AttributeValidationNote, ClassValidationError
+from cattrs.gen import make_dict_structure_fn
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config.yaml"
 
@@ -19,19 +23,30 @@ class ConfigError(Exception):
     """The configuration is invalid; the message names the file and the field."""
 
 
+class _Invalid(ValueError):
+    """A value the configuration does not allow; the message says what was expected.
+
+    ``field`` names the attribute when a validator raised it (cattrs cannot tell then).
+    """
+
+    def __init__(self, expected: str, value: Any, field: str | None = None) -> None:
+        super().__init__(f"expected {expected}, got {value!r}")
+        self.field = field
+
+
 def _positive(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
     if value <= 0:
-        raise ValueError(f"must be > 0, got {value}")
+        raise _Invalid("a number > 0", value, attribute.name)
 
 
 def _percent(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
     if not 0 <= value <= 100:
-        raise ValueError(f"must be within 0..100, got {value}")
+        raise _Invalid("a percentage within 0..100", value, attribute.name)
 
 
 def _phases(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
     if value not in (1, 3):
-        raise ValueError(f"must be 1 or 3, got {value}")
+        raise _Invalid("1 or 3", value, attribute.name)
 
 
 @frozen
@@ -93,6 +108,60 @@ class SimConfig:
 _converter = cattrs.Converter(forbid_extra_keys=True)
 
 
+# YAML gives typed scalars: take them as they are instead of coercing (cattrs' default
+# would make 1.5 an int 1, true a 1 and 5 a "5").
+def _integer(value: Any, _: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid("an integer", value)
+    return value
+
+
+def _number(value: Any, _: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _Invalid("a number", value)
+    return float(value)
+
+
+def _text(value: Any, _: Any) -> str:
+    if not isinstance(value, str):
+        raise _Invalid("a string", value)
+    return value
+
+
+_converter.register_structure_hook(int, _integer)
+_converter.register_structure_hook(float, _number)
+_converter.register_structure_hook(str, _text)
+
+
+def _attrs_hook(cls: type) -> Callable[[Any, Any], Any]:
+    """Structure an attrs class, attributing a validator's failure to its field."""
+    structure: Callable[[Any, Any], Any] = make_dict_structure_fn(cls, _converter)
+
+    def hook(data: Any, _: Any) -> Any:
+        try:
+            return structure(data, cls)
+        except ClassValidationError as group:
+            # cattrs reports an exception from __init__ (a validator's) at the class.
+            for exc in group.exceptions:
+                if isinstance(exc, _Invalid) and exc.field and not hasattr(exc, "__notes__"):
+                    exc.__notes__ = [AttributeValidationNote(
+                        f"Structuring class {cls.__qualname__} @ attribute {exc.field}",
+                        exc.field, None,
+                    )]
+            raise
+
+    return hook
+
+
+_converter.register_structure_hook_factory(attrs.has, _attrs_hook)
+
+
+def _describe(exc: BaseException, type_: type | None) -> str:
+    if isinstance(exc, _Invalid):
+        return str(exc)
+    return cattrs.v.format_exception(exc, type_)
+
+
 def parse_config(data: Any, *, source: str = "<config>") -> SimConfig:
     """Validate ``data`` (parsed YAML) into a SimConfig.
 
@@ -106,7 +175,7 @@ def parse_config(data: Any, *, source: str = "<config>") -> SimConfig:
     try:
         config = _converter.structure(data, SimConfig)
     except cattrs.BaseValidationError as exc:
-        problems = "; ".join(cattrs.transform_error(exc, path="config"))
+        problems = "; ".join(cattrs.transform_error(exc, "config", _describe))
         raise ConfigError(f"{source}: {problems}") from None
     if "default" not in config.chargers:
         raise ConfigError(f"{source}: config.chargers: needs a 'default' template")

@@ -8,8 +8,13 @@ from collections.abc import Callable, Iterable
 from attrs import define, frozen
 
 
+def _decimal(value: str) -> bool:
+    # str.isdigit() alone also accepts "²" (int() raises) and non-ASCII digits.
+    return value.isascii() and value.isdigit()
+
+
 def _positive_int(value: str) -> bool:
-    return value.isdigit() and int(value) >= 0
+    return _decimal(value) and int(value) >= 0
 
 
 def _boolean(value: str) -> bool:
@@ -88,4 +93,4 @@ class Configuration:
     def int_value(self, name: str, default: int) -> int:
         """A numeric key's value."""
         key = self.keys.get(name)
-        return int(key.value) if key is not None and key.value.isdigit() else default
+        return int(key.value) if key is not None and _decimal(key.value) else default

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 
 from csms.inspect import table
+from csms.storage.base import SampleRow
 
 if TYPE_CHECKING:
     from sim.simulator_runner import Fleet, ScenarioContext
@@ -67,6 +69,12 @@ class ScenarioReport:
             f"peak site power {t['peak_site_kw']:.2f} kW at {t['peak_site_at']}"
             + (f"  (site limit {t['site_limit_kw']:.2f} kW)" if t["site_limit_kw"] else ""),
         ]
+        seen = t.get("csms_seen")
+        if seen:
+            lines.append(
+                f"site power the CSMS received: peak {seen['peak_kw']:.2f} kW at "
+                f"{seen['peak_at']}; longest above the limit {seen['longest_over_limit_s']:.0f} s"
+            )
         lines += [f"note: {n}" for n in self.notes]
         lines += [f"FAILED: {f}" for f in self.failures] or ["all checks passed"]
         return "\n".join(lines)
@@ -104,6 +112,7 @@ def build_report(name: str, seed: int, params: dict[str, Any], fleet: Fleet,
         "peak_site_kw": round(peak_kw, 3),
         "peak_site_at": _t(peak_at),
         "site_limit_kw": ctx.site_limit_kw,
+        "csms_seen": ctx.csms_view,
     }
     return ScenarioReport(name, seed, params, sessions, totals, profiles, list(ctx.failures),
                           list(ctx.notes))
@@ -119,3 +128,42 @@ def _profile_summary(profile: dict[str, Any]) -> dict[str, Any]:
         "unit": schedule.get("chargingRateUnit"),
         "first_limit": periods[0]["limit"] if periods else None,
     }
+
+
+def site_power_seen(samples: Iterable[SampleRow], limit_w: float) -> dict[str, Any]:
+    """The site's power as the CSMS received it, from its stored MeterValues.
+
+    Each session's power is its last reported Power.Active.Import (a step function); the
+    site's power at every receive time is their sum. Returns the peak, and the longest
+    stretch during which the sum stayed above ``limit_w`` (from the first sample above to
+    the last sample above in a row).
+    """
+    tolerance = 1.0  # W: rounding of reported values
+    last: dict[int, float] = {}
+    by_time: dict[datetime.datetime, list[tuple[int, float]]] = {}
+    for row in samples:
+        s = row.sample
+        if (row.transaction_id is None or s.measurand != "Power.Active.Import"
+                or s.phase is not None or s.number is None):
+            continue
+        by_time.setdefault(row.received_at, []).append((row.transaction_id, s.number))
+    peak, peak_at = 0.0, None
+    longest, longest_from = 0.0, None
+    run_start: datetime.datetime | None = None
+    for moment in sorted(by_time):
+        for tx, watts in by_time[moment]:
+            last[tx] = watts
+        total = sum(last.values())
+        if total > peak:
+            peak, peak_at = total, moment
+        if total > limit_w + tolerance:
+            if run_start is None:
+                run_start = moment
+            length = (moment - run_start).total_seconds()
+            if length >= longest:
+                longest, longest_from = length, run_start
+        else:
+            run_start = None
+    return {"peak_kw": round(peak / 1000, 3), "peak_at": _t(peak_at),
+            "longest_over_limit_s": longest, "longest_over_limit_from": _t(longest_from),
+            "limit_kw": round(limit_w / 1000, 3)}

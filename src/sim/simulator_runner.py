@@ -32,11 +32,12 @@ import trio.testing
 
 from csms.app import Csms
 from csms.config import CsmsConfig
+from csms.smart.site import SiteConfig
 from csms.storage.sqlite import SqliteStore
 from sim.charge_point import ChargePointConfig, SimChargePoint
 from sim.config import SimConfig
 from sim.ev import Ev
-from sim.report import ScenarioReport, build_report
+from sim.report import ScenarioReport, build_report, site_power_seen
 
 log = logging.getLogger("sim.runner")
 
@@ -173,6 +174,8 @@ class ScenarioContext:
     site_limit_kw: float | None = None
     failures: list[str] = attrs.Factory(list)
     notes: list[str] = attrs.Factory(list)
+    #: In-process runs: the site power as the CSMS received it (see report.site_power_seen).
+    csms_view: dict[str, Any] | None = None
 
     def now(self) -> datetime.datetime:
         """The scenario clock (virtual in-process, wall clock against an external CSMS)."""
@@ -270,14 +273,29 @@ async def _run_in_process(module: ModuleType, config: SimConfig, params: dict[st
 
     with tempfile.TemporaryDirectory(prefix="sim-csms-") as tmp:
         # A temporary database: durability against power loss buys nothing here.
+        site = SiteConfig(limit_kw=site_limit_kw)
         csms = Csms(CsmsConfig(port=0, db_path=str(Path(tmp) / "csms.db"), synchronous="OFF",
-                               heartbeat_interval=config.heartbeat_interval),
+                               heartbeat_interval=config.heartbeat_interval, site=site),
                     clock=virtual_now)
+
+        async def observe(ctx: ScenarioContext) -> None:
+            # What the CSMS received, checked against the site limit (OCPP alone).
+            if site.limit_w is None:
+                return
+            samples = await csms.store.read_samples()
+            view = site_power_seen(samples, site.limit_w)
+            ctx.csms_view = view
+            tolerance = site.rebalance_interval_s
+            ctx.check(view["longest_over_limit_s"] <= tolerance,
+                      f"site power reported in MeterValues stayed above the {site_limit_kw} kW "
+                      f"limit for {view['longest_over_limit_s']:.0f} s (more than one "
+                      f"{tolerance:.0f} s tick) from {view['longest_over_limit_from']}")
+
         async with trio.open_nursery() as nursery:
             port = await nursery.start(csms.serve)
             nursery.start_soon(drive_virtual_clock, clock, lambda: _wait_store_idle(csms))
             report = await _run(module, config, params, rng, f"ws://127.0.0.1:{port}/ocpp",
-                                virtual_now, site_limit_kw)
+                                virtual_now, site_limit_kw, observe)
             await csms.shutdown()
             nursery.cancel_scope.cancel()
     return report
@@ -293,7 +311,9 @@ async def _wait_store_idle(csms: Csms) -> bool:
 
 async def _run(module: ModuleType, config: SimConfig, params: dict[str, Any],
                rng: random.Random, url: str, clock: Callable[[], datetime.datetime],
-               site_limit_kw: float | None) -> ScenarioReport:
+               site_limit_kw: float | None,
+               observe: Callable[[ScenarioContext], Awaitable[None]] | None = None,
+               ) -> ScenarioReport:
     async with trio.open_nursery() as nursery:
         fleet = Fleet(url, config, clock=clock, rng=random.Random(rng.random()), nursery=nursery)
         ctx = ScenarioContext(fleet, params, random.Random(rng.random()), clock(),
@@ -302,6 +322,8 @@ async def _run(module: ModuleType, config: SimConfig, params: dict[str, Any],
             ctx._tasks = tasks
             await module.scenario(ctx)
         await fleet.stop()
+        if observe is not None:
+            await observe(ctx)
         nursery.cancel_scope.cancel()
     name = module.__name__.rsplit(".", 1)[-1]
     return build_report(name, config.seed, params, fleet, ctx)

@@ -164,6 +164,23 @@ class UnknownTransactionMetered:
 
 
 @frozen
+class ChargingProfileAnswered:
+    """The charger answered our SetChargingProfile: ``status`` is Accepted, Rejected,
+    NotSupported, or the CALLERROR code it sent."""
+
+    charger_id: str
+    at: datetime.datetime
+    connector_id: int
+    profile_id: int
+    purpose: str
+    stack_level: int
+    transaction_id: int | None
+    unit: str
+    limit: float
+    status: str
+
+
+@frozen
 class DataTransferReceived:
     """DataTransfer answered with ``status``."""
 
@@ -189,4 +206,5 @@ Event = (
     | UnknownTransactionStopped
     | UnknownTransactionMetered
     | DataTransferReceived
+    | ChargingProfileAnswered
 )

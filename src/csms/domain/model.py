@@ -108,3 +108,23 @@ class Anomaly:
     detail: str
     transaction_id: int | None = None
     key: str | None = None
+
+
+@frozen
+class SentProfile:
+    """The last charging profile the CSMS sent to a connector, and the charger's answer.
+
+    ``limit`` is the first period's limit in ``unit`` (A or W); ``status`` is Accepted,
+    Rejected, NotSupported or a CALLERROR code.
+    """
+
+    charger_id: str
+    connector_id: int
+    profile_id: int
+    purpose: str
+    stack_level: int
+    transaction_id: int | None
+    unit: str
+    limit: float
+    status: str
+    at: datetime.datetime

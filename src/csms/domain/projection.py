@@ -205,3 +205,53 @@ def events_for(
     if projector is None:
         return [ev.ChargerSeen(charger_id, at)]
     return projector(state, charger_id, request, response, at)
+
+
+# -- exchanges the CSMS started: our CALL, the charger's answer --------------------------
+
+OutProjector = Callable[
+    [DomainState, str, dict[str, Any], dict[str, Any] | None, str | None, datetime.datetime],
+    list[ev.Event],
+]
+
+
+def set_charging_profile(
+    state: DomainState,
+    charger_id: str,
+    request: dict[str, Any],
+    response: dict[str, Any] | None,
+    error: str | None,
+    at: datetime.datetime,
+) -> list[ev.Event]:
+    profile = request["csChargingProfiles"]
+    schedule = profile["chargingSchedule"]
+    periods = schedule["chargingSchedulePeriod"]
+    status = str(response["status"]) if response is not None else str(error)
+    return [ev.ChargingProfileAnswered(
+        charger_id, at, int(request["connectorId"]), int(profile["chargingProfileId"]),
+        str(profile["chargingProfilePurpose"]), int(profile["stackLevel"]),
+        profile.get("transactionId"), str(schedule["chargingRateUnit"]),
+        float(periods[0]["limit"]), status,
+    )]
+
+
+#: The projector of every CSMS-initiated action the domain records.
+OUT_PROJECTORS: dict[str, OutProjector] = {
+    "SetChargingProfile": set_charging_profile,
+}
+
+
+def events_for_answer(
+    state: DomainState,
+    charger_id: str,
+    action: str,
+    request: dict[str, Any],
+    response: dict[str, Any] | None,
+    error: str | None,
+    at: datetime.datetime,
+) -> list[ev.Event]:
+    """The events of a charger's answer (``response`` or CALLERROR ``error``) to our CALL."""
+    projector = OUT_PROJECTORS.get(action)
+    if projector is None:
+        return []
+    return projector(state, charger_id, request, response, error, at)

@@ -16,7 +16,7 @@ import attrs
 
 from csms.domain import events as ev
 from csms.domain.meter import readings
-from csms.domain.model import Anomaly, Charger, Evse, Session
+from csms.domain.model import Anomaly, Charger, Evse, SentProfile, Session
 
 #: Statuses in which a cable is plugged in.
 PLUGGED_STATUSES = frozenset({"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing"})
@@ -37,6 +37,7 @@ class DomainState:
         start_keys: transactionId by (charger, connector, idTag, meterStart, timestamp).
         next_transaction_id: the next id to give out; never goes down.
         anomalies: in the order they happened.
+        profiles: the last charging profile sent to each (charger, connector), answered.
         unknown_stops: (charger, key) of the StopTransactions for transactions this CSMS
             does not know (see :func:`unknown_stop_key`), to recognise a retransmission.
         dirty: records touched since the store last collected them.
@@ -50,6 +51,7 @@ class DomainState:
     next_transaction_id: int = 1
     anomalies: list[Anomaly] = attrs.Factory(list)
     unknown_stops: set[tuple[str, str]] = attrs.Factory(set)
+    profiles: dict[tuple[str, int], SentProfile] = attrs.Factory(dict)
     dirty: set[tuple[str, Any]] = attrs.field(factory=set, eq=False, repr=False)
 
     def take_dirty(self) -> set[tuple[str, Any]]:
@@ -302,6 +304,16 @@ def _(event: ev.UnknownTransactionMetered, state: DomainState) -> None:
             event.transaction_id,
         ),
     )
+
+
+@_apply.register
+def _(event: ev.ChargingProfileAnswered, state: DomainState) -> None:
+    key = (event.charger_id, event.connector_id)
+    state.profiles[key] = SentProfile(
+        event.charger_id, event.connector_id, event.profile_id, event.purpose,
+        event.stack_level, event.transaction_id, event.unit, event.limit, event.status, event.at,
+    )
+    state.dirty.add(("profile", key))
 
 
 @_apply.register

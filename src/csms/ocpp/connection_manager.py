@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import attrs
@@ -25,6 +25,15 @@ log = logging.getLogger("csms.connections")
 
 #: Builds the router that answers one charge point's CALLs.
 RouterFactory = Callable[["Connection"], Router]
+#: A task that runs beside a connection's session for the connection's lifetime.
+ConnectionTask = Callable[["Connection"], Awaitable[None]]
+
+
+async def _guarded(task: ConnectionTask, conn: Connection) -> None:
+    try:
+        await task(conn)
+    except Exception:
+        log.exception("%s: connection task %r failed", conn.charge_point_id, task)
 
 
 class ConnectionListener(Protocol):
@@ -83,6 +92,7 @@ class ConnectionManager:
     ) -> None:
         self._listener = listener
         self._clock = clock
+        self._connection_tasks: list[ConnectionTask] = []
         self._config = config
         self._router_factory = router_factory
         self._observer_factory = observer_factory
@@ -140,7 +150,7 @@ class ConnectionManager:
                     observer=observer,
                     clock=self._clock,
                 )
-                await conn.session.run()
+                await self._run_session(conn, conn.session)
             if conn.cancel_scope.cancelled_caught:
                 reason = conn.close_reason
             elif conn.session is not None and conn.session.close_reason is not None:
@@ -151,6 +161,26 @@ class ConnectionManager:
             conn.close_code, conn.close_reason = 1011, "internal error"
         finally:
             await self._finish(conn, reason)
+
+    async def _run_session(self, conn: Connection, session: RpcSession) -> None:
+        """The session, and beside it the connection's own tasks, until the socket closes."""
+        if not self._connection_tasks:
+            await session.run()
+            return
+        async with trio.open_nursery() as nursery:
+            await nursery.start(session.run)
+            for task in self._connection_tasks:
+                nursery.start_soon(_guarded, task, conn)
+            # session.run returns when the socket closes: then the tasks end too.
+            await session.wait_closed()
+            nursery.cancel_scope.cancel()
+
+    def add_connection_task(self, task: ConnectionTask) -> None:
+        """Run ``task(connection)`` beside every connection's session, for its lifetime.
+
+        A task's exception is logged and ends that task only.
+        """
+        self._connection_tasks.append(task)
 
     async def _finish(self, conn: Connection, reason: str) -> None:
         """Forget ``conn``, record its end, and close its WebSocket (even when cancelled)."""

@@ -8,7 +8,7 @@ from typing import Protocol
 from attrs import frozen
 
 from csms.domain.meter import Sample
-from csms.domain.model import Anomaly, Charger, Evse, Session
+from csms.domain.model import Anomaly, Charger, Evse, SentProfile, Session
 from csms.domain.state import DomainState
 
 
@@ -48,6 +48,7 @@ class Changes:
     sessions: tuple[Session, ...] = ()
     anomalies: tuple[tuple[int, Anomaly], ...] = ()
     samples: tuple[SampleRow, ...] = ()
+    profiles: tuple[SentProfile, ...] = ()
     next_transaction_id: int | None = None
 
 

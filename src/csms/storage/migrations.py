@@ -52,4 +52,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX meter_samples_by_tx ON meter_samples (transaction_id);
     CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
     """,
+    # 2: the last charging profile sent to each connector, with the charger's answer.
+    """
+    CREATE TABLE charging_profiles (
+        charger_id TEXT NOT NULL,
+        connector_id INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (charger_id, connector_id)
+    );
+    """,
 )

@@ -20,7 +20,7 @@ import trio
 import trio_asyncio
 
 from csms.domain.meter import Sample
-from csms.domain.model import Anomaly, Charger, Evse, Session
+from csms.domain.model import Anomaly, Charger, Evse, SentProfile, Session
 from csms.domain.state import DomainState, start_key
 from csms.storage import codec
 from csms.storage.base import Changes, LogRow, SampleRow, StoreStatistics
@@ -43,18 +43,23 @@ _INSERT_SAMPLE = (
     "timestamp, measurand, phase, unit, value, number, context, location, format) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_UPSERT_PROFILE = (
+    "INSERT OR REPLACE INTO charging_profiles (charger_id, connector_id, data) VALUES (?, ?, ?)"
+)
 _UPSERT_COUNTER = "INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)"
 
-async def _aio(fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
-    result: T = await trio_asyncio.aio_as_trio(fn)(*args)
+async def _aio(loop: Any, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+    # The loop is passed explicitly: callers need not be tasks started inside it.
+    result: T = await trio_asyncio.aio_as_trio(fn, loop=loop)(*args)
     return result
 
 
 class SqliteStore:
     """A :class:`~csms.storage.base.Store` on one SQLite file; see :func:`open_sqlite_store`."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, loop: Any) -> None:
         self._db = db
+        self._loop = loop
         self._queue: collections.deque[tuple[str, tuple[Any, ...]] | trio.Event] = (
             collections.deque()
         )
@@ -126,6 +131,9 @@ class SqliteStore:
                     s.format,
                 ),
             )
+        for profile in changes.profiles:
+            self._put(_UPSERT_PROFILE, (profile.charger_id, profile.connector_id,
+                                        codec.dumps(profile)))
         if changes.next_transaction_id is not None:
             self._put(_UPSERT_COUNTER, ("next_transaction_id", changes.next_transaction_id))
 
@@ -181,8 +189,8 @@ class SqliteStore:
         self._in_flight = True
         try:
             for statement, params in groups.items():
-                await _aio(self._db.executemany, statement, params)
-            await _aio(self._db.commit)
+                await _aio(self._loop, self._db.executemany, statement, params)
+            await _aio(self._loop, self._db.commit)
         finally:
             self._in_flight = False
         self._commits += 1
@@ -207,9 +215,9 @@ class SqliteStore:
     # -- reading -------------------------------------------------------------------------
 
     async def _fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        cursor = await _aio(self._db.execute, sql, params)
-        rows: list[Any] = list(await _aio(cursor.fetchall))
-        await _aio(cursor.close)
+        cursor = await _aio(self._loop, self._db.execute, sql, params)
+        rows: list[Any] = list(await _aio(self._loop, cursor.fetchall))
+        await _aio(self._loop, cursor.close)
         return rows
 
     async def load_state(self) -> DomainState:
@@ -244,6 +252,11 @@ class SqliteStore:
             state.anomalies.append(anomaly)
             if anomaly.key is not None:
                 state.unknown_stops.add((anomaly.charger_id, anomaly.key))
+        for (data,) in await self._fetchall(
+            "SELECT data FROM charging_profiles ORDER BY charger_id, connector_id"
+        ):
+            profile = codec.loads(data, SentProfile)
+            state.profiles[(profile.charger_id, profile.connector_id)] = profile
         for (value,) in await self._fetchall(
             "SELECT value FROM counters WHERE name = 'next_transaction_id'"
         ):
@@ -280,15 +293,16 @@ async def _connect(path: str) -> aiosqlite.Connection:
     return await aiosqlite.connect(path)
 
 
-async def _migrate(db: aiosqlite.Connection, path: str) -> None:
-    cursor = await _aio(db.execute, "PRAGMA user_version")
-    row = await _aio(cursor.fetchone)
+async def _migrate(loop: Any, db: aiosqlite.Connection, path: str) -> None:
+    cursor = await _aio(loop, db.execute, "PRAGMA user_version")
+    row = await _aio(loop, cursor.fetchone)
     version = int(row[0]) if row else 0
     if version > len(MIGRATIONS):
         raise RuntimeError(f"{path}: schema version {version} is newer than this CSMS knows")
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         log.info("%s: migrating the schema to version %d", path, number)
-        await _aio(db.executescript, f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+        migration = f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;"
+        await _aio(loop, db.executescript, migration)
 
 
 @asynccontextmanager
@@ -298,14 +312,14 @@ async def open_sqlite_store(path: str, *, synchronous: str = "FULL") -> AsyncIte
     Everything queued is committed before the file is closed, also when the context is
     left by cancellation.
     """
-    async with trio_asyncio.open_loop():
-        db = await _aio(_connect, path)
+    async with trio_asyncio.open_loop() as loop:
+        db = await _aio(loop, _connect, path)
         store: SqliteStore | None = None
         try:
-            await _aio(db.execute, "PRAGMA journal_mode = WAL")
-            await _aio(db.execute, f"PRAGMA synchronous = {synchronous}")
-            await _migrate(db, path)
-            store = SqliteStore(db)
+            await _aio(loop, db.execute, "PRAGMA journal_mode = WAL")
+            await _aio(loop, db.execute, f"PRAGMA synchronous = {synchronous}")
+            await _migrate(loop, db, path)
+            store = SqliteStore(db, loop)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(store._writer)
                 try:
@@ -319,4 +333,4 @@ async def open_sqlite_store(path: str, *, synchronous: str = "FULL") -> AsyncIte
                 if store is not None:
                     with trio.move_on_after(30):
                         await store._drain()
-                await _aio(db.close)
+                await _aio(loop, db.close)

@@ -12,6 +12,7 @@ from csms.authorization import AuthorizationPolicy
 from csms.config import CsmsConfig
 from csms.domain.state import DomainState
 from csms.recorder import Recorder
+from csms.smart.service import SmartCharging
 from ocppj import current_call
 from ocppj.session import utc_now
 
@@ -44,6 +45,7 @@ class HandlerContext:
     policy: AuthorizationPolicy = field(factory=AuthorizationPolicy)
     vendors: Mapping[str, VendorHandler] = field(factory=dict)
     now: Callable[[], datetime.datetime] = utc_now
+    smart: SmartCharging | None = None
 
     @property
     def state(self) -> DomainState:
@@ -57,6 +59,9 @@ class HandlerContext:
         decision and its effect are then atomic with respect to other connections.
         """
         info = current_call.get()
-        self.recorder.exchange(
+        events = self.recorder.exchange(
             self.charge_point_id, info.action, request, response, info.received_at
         )
+        if self.smart is not None and self.smart.wants_rebalance(events):
+            # After the answer: a new session's TxProfile needs the transactionId it carries.
+            info.after_answer.append(self.smart.request_rebalance)

@@ -1,0 +1,184 @@
+"""The allocator: one power limit per EVSE from the open sessions and the site's limits.
+Pure: no I/O, no clock.
+
+Rules:
+
+* Uncontrolled EVSEs (a charger that refused or did not answer our profile) are fixed
+  load at their maximum: it comes off the site's and their group's budget first.
+* Each EVSE's cap is its maximum; an EV measured drawing clearly less than it was given
+  is capped at what it draws plus a guard band, so the rest goes to others while it can
+  still ramp up by the guard band each tick.
+* AC sessions never get a limit between 0 and the 6 A minimum (``min_w``): when the
+  budget cannot give every session its minimum, sessions are admitted in a priority
+  order that rotates with the tick, and the others get 0 (paused) this tick.
+* Admitted sessions first get their minimum; what remains is shared by water-filling in
+  watts (max-min fair): equal demands get equal shares, and capacity an EVSE cannot use
+  goes to the others. Groups are water-filled first, so no group exceeds its limit; then
+  the site.
+* The result depends on the set of demands, not on their order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from attrs import frozen
+
+#: (charger id, connector id)
+EvseKey = tuple[str, int]
+
+
+@frozen
+class Demand:
+    """One EVSE with an open session.
+
+    Attributes:
+        key: (charger id, connector id).
+        max_w: the most the EVSE may be given.
+        min_w: the least a running EV accepts (6 A x phases x 230 V for AC; 0 for none).
+        arrival: seconds since an epoch (only its order matters): earlier arrivals come
+            first in the admission order at tick 0.
+        group: the group (feeder) the charger is in, if any.
+        measured_w: the draw last reported in MeterValues, if known.
+        previous_w: the limit it was given last tick, if any.
+        controlled: False when the charger does not take our profiles.
+    """
+
+    key: EvseKey
+    max_w: float
+    min_w: float = 0.0
+    arrival: float = 0.0
+    group: str | None = None
+    measured_w: float | None = None
+    previous_w: float | None = None
+    controlled: bool = True
+
+
+def water_level(caps: Sequence[float], budget: float) -> float:
+    """The level L with ``sum(min(c, L) for c in caps) == budget`` (inf if all fit)."""
+    if budget <= 0:
+        return 0.0
+    ordered = sorted(caps)
+    remaining = budget
+    for i, cap in enumerate(ordered):
+        share = remaining / (len(ordered) - i)
+        if cap >= share:
+            return share
+        remaining -= cap
+    return float("inf")
+
+
+def cap_of(demand: Demand, guard_band_w: float) -> float:
+    """How much ``demand`` can use this tick."""
+    cap = demand.max_w
+    # "Clearly less" is half a guard band below what it was given: an EV held at
+    # measured + guard stays there (no oscillation), one that ramps up to within half a
+    # guard band of its limit is uncapped again.
+    if (demand.measured_w is not None and demand.previous_w is not None
+            and demand.measured_w < demand.previous_w - guard_band_w / 2):
+        cap = min(cap, demand.measured_w + guard_band_w)
+    return max(cap, demand.min_w) if demand.min_w <= demand.max_w else demand.max_w
+
+
+def _fill(caps: Mapping[EvseKey, float], groups: Mapping[EvseKey, str | None],
+          budget: float, group_budgets: Mapping[str, float]) -> dict[EvseKey, float]:
+    """Max-min fair shares of ``budget`` with per-group budgets (groups are disjoint)."""
+    effective = dict(caps)
+    members: dict[str, list[EvseKey]] = {}
+    for key, group in groups.items():
+        if group is not None and group in group_budgets:
+            members.setdefault(group, []).append(key)
+    for group, keys in members.items():
+        level = water_level([caps[k] for k in keys], group_budgets[group])
+        for k in keys:
+            effective[k] = min(caps[k], level)
+    level = water_level(list(effective.values()), budget)
+    return {k: min(c, level) for k, c in effective.items()}
+
+
+def allocate(
+    demands: Iterable[Demand],
+    site_limit_w: float | None,
+    group_limits_w: Mapping[str, float] | None = None,
+    *,
+    tick: int = 0,
+    guard_band_w: float = 1500.0,
+) -> dict[EvseKey, float]:
+    """One limit in W per controlled EVSE (0 = paused).
+
+    Args:
+        demands: the EVSEs with open sessions on available connectors.
+        site_limit_w: the grid connection's limit (None: unlimited).
+        group_limits_w: limits of groups of chargers.
+        tick: the rebalancing tick's counter; rotates who is paused.
+        guard_band_w: headroom left to an EV that draws less than it was given.
+    """
+    group_limits = dict(group_limits_w or {})
+    all_demands = sorted(demands, key=lambda d: (d.arrival, d.key))
+    budget = float("inf") if site_limit_w is None else site_limit_w
+    group_budget = dict(group_limits)
+    controlled = []
+    for d in all_demands:
+        if d.controlled:
+            controlled.append(d)
+            continue
+        budget -= d.max_w
+        if d.group in group_budget:
+            group_budget[d.group] -= d.max_w
+    budget = max(budget, 0.0)
+    group_budget = {g: max(b, 0.0) for g, b in group_budget.items()}
+
+    admitted = _admit(controlled, budget, group_budget, tick)
+    result = {d.key: 0.0 for d in controlled}
+    if not admitted:
+        return result
+    # Everyone admitted gets its minimum; the rest is water-filled on top.
+    extra_caps = {d.key: max(cap_of(d, guard_band_w) - d.min_w, 0.0) for d in admitted}
+    groups = {d.key: d.group for d in admitted}
+    spent = sum(d.min_w for d in admitted)
+    group_spent: dict[str, float] = {}
+    for d in admitted:
+        if d.group is not None:
+            group_spent[d.group] = group_spent.get(d.group, 0.0) + d.min_w
+    extra = _fill(
+        extra_caps, groups, budget - spent,
+        {g: b - group_spent.get(g, 0.0) for g, b in group_budget.items()},
+    )
+    for d in admitted:
+        result[d.key] = d.min_w + extra[d.key]
+    return result
+
+
+def _admit(demands: Sequence[Demand], budget: float, group_budget: Mapping[str, float],
+           tick: int) -> list[Demand]:
+    """The sessions that get at least their minimum this tick, in a rotating order."""
+    if sum(d.min_w for d in demands) <= budget and all(
+        sum(d.min_w for d in demands if d.group == g) <= b for g, b in group_budget.items()
+    ):
+        return list(demands)
+    n = len(demands)
+    # Rotate by the number left out at tick 0, so the paused set moves on each tick.
+    left_out = n - len(_greedy(demands, budget, group_budget))
+    offset = (tick * max(left_out, 1)) % n if n else 0
+    rotated = list(demands[offset:]) + list(demands[:offset])
+    return _greedy(rotated, budget, group_budget)
+
+
+def _greedy(order: Sequence[Demand], budget: float,
+            group_budget: Mapping[str, float]) -> list[Demand]:
+    used = 0.0
+    group_used: dict[str, float] = {}
+    admitted = []
+    for d in order:
+        if used + d.min_w > budget:
+            continue
+        group = d.group
+        if (group is not None and group in group_budget
+                and group_used.get(group, 0.0) + d.min_w > group_budget[group]):
+            continue
+        used += d.min_w
+        if d.group is not None:
+            group_used[d.group] = group_used.get(d.group, 0.0) + d.min_w
+        admitted.append(d)
+    return admitted
+

@@ -1,0 +1,244 @@
+"""The smart-charging service: the rebalancing tick and the per-connection senders.
+
+* The **tick** is one task in the CSMS's nursery, aligned to the clock (every
+  ``rebalance_interval_s``, on the boundary). It also runs at once, between ticks, when a
+  session starts or ends or an EVSE faults: the handlers ask for it after their answer
+  has gone out, so a new session's profile never delays its StartTransaction answer, and
+  always follows it (a TxProfile needs the transactionId the answer carries).
+* Each rebalance computes the allocation (pure), turns changed limits into TxProfiles
+  (pure) and hands them to each charger's **sender**: a task beside the charger's own
+  session, under its connection. The tick never waits for a sender: a slow or dead
+  charger delays nobody else.
+* A charger that answers Rejected, NotSupported, a CALLERROR, or nothing in time is
+  treated as uncontrolled for that session: its EVSE's maximum counts as fixed load.
+  Every answer is recorded in the domain (and so in the message log and replay).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from csms.domain import events as ev
+from csms.domain.state import DomainState
+from csms.ocpp.connection_manager import Connection, ConnectionManager
+from csms.recorder import Recorder
+from csms.smart.allocator import Demand, EvseKey, allocate
+from csms.smart.profiles import tx_profile
+from csms.smart.site import VOLTAGE, SiteConfig
+from ocppj import CallTimeout, OcppjError, SessionClosed
+
+log = logging.getLogger("csms.smart")
+
+#: The least current an AC EV accepts (IEC 61851), per phase.
+MIN_CURRENT_A = 6.0
+
+#: Events after which the allocation is recomputed at once.
+_TRIGGERS = (ev.SessionStarted, ev.SessionStopped, ev.SessionSuperseded,
+             ev.ConnectorStatusChanged)
+
+
+@attrs.define
+class _Wanted:
+    transaction_id: int
+    watts: float
+    payload: dict[str, Any]
+
+
+@attrs.define
+class _Sender:
+    """What one charger should get, and the event that wakes its sender task."""
+
+    wanted: dict[int, _Wanted] = attrs.Factory(dict)
+    changed: trio.Event = attrs.Factory(trio.Event)
+
+
+class SmartCharging:
+    """Allocates the site's power and sends the profiles.
+
+    Args:
+        site: the site model.
+        recorder: records the chargers' answers (and holds the domain state).
+        connections: the live connections (their sessions carry the profiles).
+        clock: the wall clock (virtual in simulations).
+        call_timeout: seconds to wait for a charger's answer.
+    """
+
+    def __init__(self, site: SiteConfig, recorder: Recorder, connections: ConnectionManager,
+                 clock: Callable[[], datetime.datetime], *, call_timeout: float) -> None:
+        self.site = site
+        self._recorder = recorder
+        self._clock = clock
+        self._call_timeout = call_timeout
+        self._wakeup = trio.Event()
+        self.tick = 0
+        #: The last allocation, in W, per (charger, connector).
+        self.allocation: dict[EvseKey, float] = {}
+        #: Sessions whose charger did not take our profile: (charger, connector) → tx.
+        self.uncontrolled: dict[EvseKey, int] = {}
+        #: What was last sent (and accepted) per EVSE: (transactionId, W).
+        self.sent: dict[EvseKey, tuple[int, float]] = {}
+        self._senders: dict[str, _Sender] = {}
+        connections.add_connection_task(self._sender_task)
+
+    @property
+    def state(self) -> DomainState:
+        """The domain state the allocation reads."""
+        return self._recorder.state
+
+    # -- triggers --------------------------------------------------------------------------
+
+    def wants_rebalance(self, events: list[ev.Event]) -> bool:
+        """Whether these events change who may draw power."""
+        return any(isinstance(e, _TRIGGERS) for e in events)
+
+    def request_rebalance(self) -> None:
+        """Rebalance now, not at the next tick (called after an answer has been sent)."""
+        self._wakeup.set()
+
+    # -- the tick --------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Rebalance on every tick boundary, and whenever asked to."""
+        interval = self.site.rebalance_interval_s
+        task_status.started()
+        while True:
+            now = self._clock().timestamp()
+            deadline = trio.current_time() + (math.floor(now / interval) + 1) * interval - now
+            while trio.current_time() < deadline:
+                with trio.move_on_at(deadline):
+                    await self._wakeup.wait()
+                if self._wakeup.is_set():
+                    self._wakeup = trio.Event()
+                    self.rebalance()
+            self.tick += 1
+            self.rebalance()
+
+    def demands(self) -> list[Demand]:
+        """The open sessions on available EVSEs, as the allocator sees them."""
+        state = self.state
+        epoch = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+        result = []
+        for key, tx in state.open_sessions.items():
+            evse = state.evses.get(key)
+            if evse is not None and not evse.available:
+                continue  # Faulted / Unavailable: nothing, and its share goes back
+            session = state.sessions[tx]
+            max_w, phases, _ = self.site.rating(*key)
+            controlled = self.uncontrolled.get(key) != tx
+            sent = self.sent.get(key)
+            result.append(Demand(
+                key=key,
+                max_w=max_w,
+                min_w=MIN_CURRENT_A * phases * VOLTAGE,
+                arrival=(session.started_at - epoch).total_seconds(),
+                group=self.site.group_of(key[0]),
+                measured_w=session.power_w,
+                previous_w=sent[1] if sent is not None and sent[0] == tx else None,
+                controlled=controlled,
+            ))
+        return result
+
+    def rebalance(self) -> dict[EvseKey, float]:
+        """Compute the allocation and hand every changed limit to its charger's sender."""
+        demands = self.demands()
+        self.allocation = allocate(
+            demands, self.site.limit_w, self.site.group_limits_w(), tick=self.tick,
+            guard_band_w=self.site.guard_band_kw * 1000,
+        )
+        open_keys = {d.key for d in demands}
+        for key in [k for k in self.sent if k not in open_keys]:
+            del self.sent[key]
+        for key, watts in sorted(self._to_send(demands).items()):
+            tx = self.state.open_sessions[key]
+            _, phases, unit = self.site.rating(*key)
+            payload = tx_profile(connector_id=key[1], transaction_id=tx, watts=watts, unit=unit,
+                                 phases=phases)
+            sender = self._senders.setdefault(key[0], _Sender())
+            sender.wanted[key[1]] = _Wanted(tx, watts, payload)
+            sender.changed.set()
+        return self.allocation
+
+    def _to_send(self, demands: list[Demand]) -> dict[EvseKey, float]:
+        """The limits worth sending: changes beyond the deadband, plus as many small
+        decreases as it takes for the limits in force to fit the site's and groups' limits.
+        """
+        deadband = self.site.deadband_kw * 1000
+        in_force: dict[EvseKey, float] = {}
+        kept: dict[EvseKey, float] = {}
+        to_send: dict[EvseKey, float] = {}
+        for key, watts in self.allocation.items():
+            tx = self.state.open_sessions[key]
+            sent = self.sent.get(key)
+            if (sent is not None and sent[0] == tx and abs(sent[1] - watts) <= deadband
+                    and (sent[1] == 0) == (watts == 0)):
+                in_force[key] = kept[key] = sent[1]
+            else:
+                in_force[key] = to_send[key] = watts
+        fixed = {d.key: d.max_w for d in demands if not d.controlled}
+        scopes: list[tuple[float | None, set[EvseKey]]] = [
+            (self.site.limit_w, set(in_force) | set(fixed))
+        ]
+        for name, group_limit in self.site.group_limits_w().items():
+            members = {k for k in set(in_force) | set(fixed) if self.site.group_of(k[0]) == name}
+            scopes.append((group_limit, members))
+        for limit, members in scopes:
+            if limit is None:
+                continue
+            load = sum(in_force.get(k, fixed.get(k, 0.0)) for k in members)
+            # Largest overshoot first, until the limits in force fit.
+            for key in sorted((k for k in members if k in kept and kept[k] > self.allocation[k]),
+                              key=lambda k: (self.allocation[k] - kept[k], k)):
+                if load <= limit:
+                    break
+                load -= kept[key] - self.allocation[key]
+                in_force[key] = to_send[key] = self.allocation[key]
+                del kept[key]
+        return to_send
+
+    # -- the senders -----------------------------------------------------------------------
+
+    async def _sender_task(self, conn: Connection) -> None:
+        cp_id = conn.charge_point_id
+        sender = self._senders.setdefault(cp_id, _Sender())
+        while True:
+            await sender.changed.wait()
+            sender.changed = trio.Event()
+            while sender.wanted:
+                connector_id = min(sender.wanted)
+                wanted = sender.wanted.pop(connector_id)
+                await self._send(conn, connector_id, wanted)
+
+    async def _send(self, conn: Connection, connector_id: int, wanted: _Wanted) -> None:
+        session = conn.session
+        key = (conn.charge_point_id, connector_id)
+        if session is None or self.state.open_sessions.get(key) != wanted.transaction_id:
+            return  # the session ended meanwhile
+        try:
+            answer = await session.exchange("SetChargingProfile", wanted.payload,
+                                            timeout=self._call_timeout)
+        except CallTimeout:
+            log.warning("%s EVSE_%d: no answer to SetChargingProfile; uncontrolled",
+                        *key)
+            self.uncontrolled[key] = wanted.transaction_id
+            return
+        except (SessionClosed, OcppjError) as exc:
+            log.info("%s EVSE_%d: SetChargingProfile not sent: %s", *key, exc)
+            return
+        error = str(answer.error.code) if answer.error is not None else None
+        self._recorder.answer(conn.charge_point_id, "SetChargingProfile", wanted.payload,
+                              answer.payload, error, answer.answered_at)
+        status = error or str((answer.payload or {}).get("status"))
+        if status == "Accepted":
+            self.sent[key] = (wanted.transaction_id, wanted.watts)
+            self.uncontrolled.pop(key, None)
+        else:
+            log.warning("%s EVSE_%d: SetChargingProfile answered %s; uncontrolled", *key, status)
+            self.uncontrolled[key] = wanted.transaction_id
+            self.request_rebalance()

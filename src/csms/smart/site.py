@@ -1,0 +1,147 @@
+"""The site model: grid-connection limit, groups (feeders), charger and EVSE ratings.
+
+Loaded from the ``site:`` section of the CSMS configuration file, or from
+``--site-limit-kw``. Validated at the edge by one cattrs converter; a bad field gets an
+error naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import cattrs
+from attrs import frozen
+
+VOLTAGE = 230.0
+
+
+class SiteConfigError(Exception):
+    """The site configuration is invalid; the message names the field."""
+
+
+def _non_negative(instance: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and value < 0:
+        raise ValueError(f"must be >= 0, got {value}")
+
+
+def _positive(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"must be > 0, got {value}")
+
+
+def _phases(instance: Any, attribute: attrs.Attribute[Any], value: int | None) -> None:
+    if value is not None and value not in (1, 3):
+        raise ValueError(f"must be 1 or 3, got {value}")
+
+
+def _unit(instance: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and value not in ("A", "W"):
+        raise ValueError(f"must be A or W, got {value!r}")
+
+
+@frozen
+class EvseRating:
+    """One EVSE's rating; None inherits from its charger."""
+
+    max_power_kw: float | None = attrs.field(default=None, validator=_non_negative)
+    phases: int | None = attrs.field(default=None, validator=_phases)
+    unit: str | None = attrs.field(default=None, validator=_unit)
+
+
+@frozen
+class ChargerRating:
+    """A charger's rating: each EVSE's maximum, its phases, the rate unit it prefers."""
+
+    max_power_kw: float = attrs.field(default=22.0, validator=_positive)
+    phases: int = attrs.field(default=3, validator=_phases)
+    unit: str = attrs.field(default="A", validator=_unit)
+    evses: dict[int, EvseRating] = attrs.field(factory=dict)
+
+
+@frozen
+class Group:
+    """Chargers behind one feeder, with their own limit."""
+
+    chargers: tuple[str, ...]
+    limit_kw: float | None = attrs.field(default=None, validator=_non_negative)
+    limit_a_per_phase: float | None = attrs.field(default=None, validator=_non_negative)
+
+
+@frozen
+class SiteConfig:
+    """The site: its limit (kW, or A per phase on three phases), chargers, groups, and the
+    rebalancing tick."""
+
+    limit_kw: float | None = attrs.field(default=None, validator=_non_negative)
+    limit_a_per_phase: float | None = attrs.field(default=None, validator=_non_negative)
+    default_charger: ChargerRating = attrs.field(factory=ChargerRating)
+    chargers: dict[str, ChargerRating] = attrs.field(factory=dict)
+    groups: dict[str, Group] = attrs.field(factory=dict)
+    rebalance_interval_s: float = attrs.field(default=60.0, validator=_positive)
+    deadband_kw: float = attrs.field(default=0.5, validator=_non_negative)
+    guard_band_kw: float = attrs.field(default=1.5, validator=_non_negative)
+
+    @property
+    def limit_w(self) -> float | None:
+        """The site limit in W (None: no limit, smart charging off)."""
+        return _watts(self.limit_kw, self.limit_a_per_phase)
+
+    def rating(self, charger_id: str, connector_id: int) -> tuple[float, int, str]:
+        """(max W, phases, unit) of one EVSE."""
+        charger = self.chargers.get(charger_id, self.default_charger)
+        evse = charger.evses.get(connector_id, EvseRating())
+        max_kw = evse.max_power_kw if evse.max_power_kw is not None else charger.max_power_kw
+        phases = evse.phases if evse.phases is not None else charger.phases
+        unit = evse.unit if evse.unit is not None else charger.unit
+        return max_kw * 1000.0, phases, unit
+
+    def group_of(self, charger_id: str) -> str | None:
+        """The group a charger is in, if any."""
+        for name, group in self.groups.items():
+            if charger_id in group.chargers:
+                return name
+        return None
+
+    def group_limits_w(self) -> dict[str, float]:
+        """Each group's limit in W (groups without one are left out)."""
+        limits = {}
+        for name, group in self.groups.items():
+            watts = _watts(group.limit_kw, group.limit_a_per_phase)
+            if watts is not None:
+                limits[name] = watts
+        return limits
+
+
+def _watts(kw: float | None, amps_per_phase: float | None) -> float | None:
+    if kw is not None:
+        return kw * 1000.0
+    if amps_per_phase is not None:
+        return amps_per_phase * 3 * VOLTAGE
+    return None
+
+
+_converter = cattrs.Converter(forbid_extra_keys=True)
+
+
+def parse_site(data: Mapping[str, Any] | None, *, source: str = "site") -> SiteConfig:
+    """Validate the ``site`` section.
+
+    Raises:
+        SiteConfigError: naming the field and what was expected.
+    """
+    try:
+        site = _converter.structure(dict(data or {}), SiteConfig)
+    except cattrs.BaseValidationError as exc:
+        raise SiteConfigError("; ".join(cattrs.transform_error(exc, path=source))) from None
+    if site.limit_kw is not None and site.limit_a_per_phase is not None:
+        raise SiteConfigError(f"{source}: give limit_kw or limit_a_per_phase, not both")
+    seen: dict[str, str] = {}
+    for name, group in site.groups.items():
+        for charger in group.chargers:
+            if charger in seen:
+                raise SiteConfigError(f"{source}.groups.{name}.chargers: {charger} is already "
+                                      f"in group {seen[charger]}")
+            seen[charger] = name
+    return site
