@@ -6,7 +6,7 @@ import datetime
 from collections.abc import Sequence
 from typing import Any
 
-from csms.domain.model import Session
+from csms.domain.model import SentProfile, Session
 from csms.domain.state import DomainState
 from csms.storage.codec import converter
 
@@ -47,6 +47,33 @@ def _session_row(s: Session) -> list[str]:
     ]
 
 
+def _current_profile(state: DomainState, key: tuple[str, int]) -> SentProfile | None:
+    """The profile the CSMS last sent for the open session on ``key``, if any."""
+    profile = state.profiles.get(key)
+    tx = state.open_sessions.get(key)
+    return (
+        profile if profile is not None and tx is not None and profile.transaction_id == tx else None
+    )
+
+
+def _allocation(state: DomainState, key: tuple[str, int]) -> str:
+    profile = _current_profile(state, key)
+    return "-" if profile is None else f"{profile.limit:g} {profile.unit} ({profile.status})"
+
+
+def _allocation_json(state: DomainState, key: tuple[str, int]) -> dict[str, Any] | None:
+    profile = _current_profile(state, key)
+    if profile is None:
+        return None
+    return {
+        "limit": profile.limit,
+        "unit": profile.unit,
+        "status": profile.status,
+        "profile_id": profile.profile_id,
+        "sent_at": profile.at.isoformat(),
+    }
+
+
 def _recent(state: DomainState) -> list[Session]:
     closed = [s for s in state.sessions.values() if not s.open]
     return sorted(closed, key=lambda s: s.transaction_id, reverse=True)[:RECENT_SESSIONS]
@@ -75,6 +102,7 @@ def render_text(state: DomainState) -> str:
             "yes" if e.available else "no",
             "yes" if e.plugged_in else "no",
             str(state.open_sessions.get(key, "-")),
+            _allocation(state, key),
         ]
         for key, e in sorted(state.evses.items())
     ]
@@ -96,7 +124,10 @@ def render_text(state: DomainState) -> str:
         table(["id", "vendor", "model", "firmware", "connected", "status", "last seen"], chargers),
         "",
         f"EVSEs ({len(evses)})",
-        table(["charger", "EVSE", "status", "error", "available", "plugged", "open tx"], evses),
+        table(
+            ["charger", "EVSE", "status", "error", "available", "plugged", "open tx", "allocation"],
+            evses,
+        ),
         "",
         f"Open sessions ({len(open_sessions)})",
         table(session_headers, open_sessions),
@@ -137,6 +168,7 @@ def render_json(state: DomainState) -> dict[str, Any]:
                 "evse": f"EVSE_{e.connector_id}",
                 "available": e.available,
                 "open_transaction_id": state.open_sessions.get(key),
+                "allocation": _allocation_json(state, key),
             }
             for key, e in sorted(state.evses.items())
         ],
