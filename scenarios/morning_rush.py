@@ -1,8 +1,10 @@
 """A morning at a workplace car park: EVs arrive between 06:00 and 10:00, stay 2 to 6
 hours, and leave; every charger has two EVSEs.
 
-Checks: every arrival that found a free EVSE got a session with energy, and every
-transaction message reached the CSMS.
+The site's grid connection gives 6 kW per EVSE (``site_limit_kw_per_evse``), less than
+the EVs could draw together: the CSMS shares it. Checks: every arrival got a session with
+energy, every transaction message reached the CSMS, and the site power the CSMS received
+never stayed above the limit for more than one tick.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from sim.charge_point import SimChargePoint
 from sim.simulator_runner import ScenarioContext
 
 PARAMETERS = {"chargers": 20, "evses": 2, "hours": 8.0, "arrivals_per_evse": 1.0,
-              "site_limit_kw": 250.0}
+              # The grid connection: 6 kW per EVSE unless site_limit_kw is given.
+              "site_limit_kw": None, "site_limit_kw_per_evse": 6.0}
 
 
 async def _visit(ctx: ScenarioContext, cp: SimChargePoint, connector: int, arrive: float,

@@ -146,6 +146,9 @@ def cmd_scenario(args: argparse.Namespace, config: SimConfig) -> int:
                            config.heartbeat_interval, config.chargers, config.ev_mix)
     url = args.url or config.csms_url
     site_limit = params.get("site_limit_kw")
+    per_evse = params.get("site_limit_kw_per_evse")
+    if site_limit is None and per_evse is not None:
+        site_limit = per_evse * params.get("chargers", 1) * params.get("evses", 1)
     if url is not None:
         if not trio.run(_reachable, url):
             print(f"cannot reach the CSMS at {url}", file=sys.stderr)
@@ -179,15 +182,23 @@ def cmd_fault(args: argparse.Namespace) -> int:
     answer = trio.run(send_command, args.control,
                       {"command": "inject-fault", "charger": args.charger, "evse": args.evse,
                        "error_code": args.error_code})
-    print(answer.get("message", answer))
-    return EXIT_OK if answer.get("ok") else EXIT_USAGE
+    return _answered(answer, EXIT_USAGE)
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
     """Stop the running fleet."""
     answer = trio.run(send_command, args.control, {"command": "stop-sim"})
-    print(answer.get("message", answer))
-    return EXIT_OK if answer.get("ok") else EXIT_FAILED
+    return _answered(answer, EXIT_FAILED)
+
+
+def _answered(answer: dict[str, Any], failed: int) -> int:
+    """Print the fleet's answer (a refusal on stderr, like every error); the exit code."""
+    message = answer.get("message", answer)
+    if answer.get("ok"):
+        print(message)
+        return EXIT_OK
+    print(f"python -m sim: {message}", file=sys.stderr)
+    return failed
 
 
 def main(argv: Sequence[str] | None = None) -> int:

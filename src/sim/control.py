@@ -17,6 +17,7 @@ from typing import Any
 import trio
 
 from sim.config import SimConfig
+from sim.evse import Action
 from sim.simulator_runner import Fleet
 
 log = logging.getLogger("sim.control")
@@ -83,6 +84,10 @@ async def _execute(fleet: Fleet, request: Any, stop: trio.Event) -> dict[str, An
             return {"ok": False, "message": f"{charger} has no {evse_name} "
                     f"(has EVSE_1..EVSE_{len(cp.evses)})"}
         evse = cp.evses[number]
+        if not evse.fsm.can(Action.FAULT):
+            # Faulting it again would raise IllegalTransition here and end the fleet.
+            return {"ok": False, "message": f"{charger} EVSE_{number} is already "
+                    f"{evse.fsm.state.value}"}
         before = evse.fsm.state.value
         had_tx = evse.transaction is not None
         await cp.fault(number, str(request.get("error_code") or "GroundFailure"))

@@ -148,8 +148,9 @@ class SmartCharging:
     def rebalance(self) -> dict[EvseKey, float]:
         """Compute the allocation and hand every changed limit to its charger's sender."""
         demands = self.demands()
+        rotation = int(self._clock().timestamp() // self.site.rotation_interval_s)
         self.allocation = allocate(
-            demands, self.site.limit_w, self.site.group_limits_w(), tick=self.tick,
+            demands, self.site.limit_w, self.site.group_limits_w(), tick=rotation,
             guard_band_w=self.site.guard_band_kw * 1000,
         )
         open_keys = {d.key for d in demands}

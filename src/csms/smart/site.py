@@ -80,6 +80,9 @@ class SiteConfig:
     chargers: dict[str, ChargerRating] = attrs.field(factory=dict)
     groups: dict[str, Group] = attrs.field(factory=dict)
     rebalance_interval_s: float = attrs.field(default=60.0, validator=_positive)
+    #: How long a paused session waits before the pause rotates to others: pausing and
+    #: resuming EVs every tick would wear contactors and annoy drivers.
+    rotation_interval_s: float = attrs.field(default=900.0, validator=_positive)
     deadband_kw: float = attrs.field(default=0.5, validator=_non_negative)
     guard_band_kw: float = attrs.field(default=1.5, validator=_non_negative)
 
