@@ -37,7 +37,9 @@ async def scenario(ctx: ScenarioContext) -> None:
     for i, (cp, connector) in enumerate(slots):
         arrive = 3600 + ctx.rng.uniform(0, 4 * 3600)  # 06:00 to 10:00
         stay = ctx.rng.uniform(2 * 3600, 6 * 3600)
-        stay = min(stay, hours * 3600 - arrive - 600)
+        # Everyone leaves at least 10 minutes before the end of the run.
+        arrive = min(arrive, max(hours * 3600 - 1200, 0))
+        stay = max(min(stay, hours * 3600 - arrive - 600), 60)
         ctx.spawn_task(_visit, ctx, cp, connector, arrive, stay, f"TAG-{i + 1:04d}")
     await ctx.sleep_until(hours * 3600)
     started = sum(len(cp.sessions) for cp in chargers)

@@ -231,7 +231,7 @@ def configuration() -> Configuration:
 
 def test_get_configuration_without_keys_gives_every_key_sorted() -> None:
     known, unknown = configuration().get(None)
-    names = [entry["key"] for entry in known]
+    names = [str(entry["key"]) for entry in known]
     assert names == sorted(names)
     assert {"HeartbeatInterval", "MeterValueSampleInterval", "NumberOfConnectors",
             "ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRateUnit",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
+import itertools
 import json
 import random
 import subprocess
@@ -61,10 +62,14 @@ def run_shipped(name: str, *, seed: int = 1, **overrides: Any) -> ScenarioReport
     if seed != config.seed:
         config = SimConfig(config.csms_url, seed, config.meter_interval,
                            config.heartbeat_interval, config.chargers, config.ev_mix)
+    site_limit = params.get("site_limit_kw")
+    per_evse = params.get("site_limit_kw_per_evse")
+    if site_limit is None and per_evse is not None:  # as cmd_scenario computes it
+        site_limit = per_evse * params.get("chargers", 1) * params.get("evses", 1)
     _seed_scheduler(seed)  # the CLI does the same: the report's contract includes it
     clock = trio.testing.MockClock()
     run = functools.partial(run_scenario, module, config, params, url=None, clock=clock,
-                            site_limit_kw=params.get("site_limit_kw"))
+                            site_limit_kw=site_limit)
     return trio.run(run, clock=clock)
 
 
@@ -125,6 +130,13 @@ def test_morning_rush_small() -> None:
         assert datetime.time(6) <= start.time() <= datetime.time(10)
         assert stop <= VIRTUAL_EPOCH + datetime.timedelta(hours=8)
     assert any("6 arrivals on 6 EVSEs" in note for note in report.notes)
+    # The grid connection gives 6 kW per EVSE: the CSMS shares it with charging profiles,
+    # and the chargers obey them (report.passed includes the CSMS's view of the limit).
+    assert report.totals["site_limit_kw"] == pytest.approx(36.0)
+    seen = report.totals["csms_seen"]
+    assert seen is not None
+    assert seen["limit_kw"] == pytest.approx(36.0)
+    assert report.totals["profiles_received"] > 0
 
 
 def test_fault_injection() -> None:
@@ -296,7 +308,8 @@ async def virtual_site(tmp_path: Path, clock: trio.testing.MockClock,
 async def eventually(condition: Callable[[], bool], *, within: float = 600.0) -> None:
     """Let virtual time pass, a second at a time, until ``condition()`` holds."""
     with trio.fail_after(within):
-        while not condition():
+        # Polling in virtual time is deterministic; an Event per condition is not needed.
+        while not condition():  # noqa: ASYNC110
             await trio.sleep(1)
 
 
@@ -332,6 +345,12 @@ async def test_registers_never_decrease_and_session_energy_is_stop_minus_start(
             assert await cp.start_session(connector, f"TAG-{i}")
             await trio.sleep(137)  # not on a meter tick
         await trio.sleep(2 * 3600)
+        # The two EVs that arrived nearly full are full now: they draw nothing.
+        for cp in chargers:
+            arrived_full = cp.evse(2).ev
+            assert arrived_full is not None and arrived_full.full
+            assert evse_status(site, cp.id, 2) == "SuspendedEV"
+            assert evse_status(site, cp.id, 1) == "Charging"
         await cp1.unplug(1)
         await cp1.stop_session(2)
         await cp1.unplug(2)
@@ -362,7 +381,7 @@ async def test_registers_never_decrease_and_session_energy_is_stop_minus_start(
             assert session.energy_wh > 0
             values = registers(samples, transaction_id)
             assert len(values) >= 3, transaction_id
-            assert all(a <= b for a, b in zip(values, values[1:], strict=False)), values
+            assert all(a <= b for a, b in itertools.pairwise(values)), values
             assert values[0] >= session.meter_start
             assert values[-1] <= session.meter_stop + 0.5  # meterStop is the rounded register
             assert session.stop_reason == record.stop_reason
@@ -431,16 +450,19 @@ async def test_offline_messages_are_queued_retransmitted_and_delivered_in_order(
         await site.stop_csms()
         await trio.sleep(7 * 60 + 13)
         assert not cp.online
-        assert cp.evse(1).transaction is not None
-        assert cp.evse(1).transaction.transaction_id is None  # never got the answer
+        transaction = cp.evse(1).transaction
+        assert transaction is not None
+        assert transaction.transaction_id is None  # it never got the answer
         queued_offline = cp.queued  # the StartTransaction and the MeterValues since
         assert queued_offline >= 1 + 7
         connects = cp.connects
 
-        # Back on the same port and database: the charger reconnects by itself.
+        # Back on the same port and database: the charger reconnects by itself, within
+        # its largest backoff.
         await site.start_csms()
         assert site.port == port
-        await eventually(lambda: cp.online and cp.queued == 0)
+        await eventually(lambda: cp.online, within=cp.config.backoff_max + 1)
+        await eventually(lambda: cp.queued == 0)
         assert cp.connects == connects + 1
         await trio.sleep(10 * 60)
         await cp.unplug(1)
@@ -490,7 +512,7 @@ async def test_offline_messages_are_queued_retransmitted_and_delivered_in_order(
         interval = datetime.timedelta(seconds=CONFIG.meter_interval)
         assert times[0] - started_at <= interval
         assert stopped_at - times[-1] <= interval + datetime.timedelta(seconds=60)
-        assert [b - a for a, b in zip(times, times[1:], strict=False)] == (
+        assert [b - a for a, b in itertools.pairwise(times)] == (
             [interval] * (len(times) - 1))
         assert len(registers(samples, lost_transaction_id)) == len(meter_values) + 1  # + End
         values = registers(samples, lost_transaction_id)
@@ -523,8 +545,9 @@ async def charging(site: Site, cp: SimChargePoint, car: Ev | None = None) -> int
     assert await cp.start_session(1, "TAG-CMD")
     await eventually(lambda: cp.queued == 0)
     transaction_id = site.running_csms.state.open_sessions[(cp.id, 1)]
-    assert cp.evse(1).transaction is not None
-    assert cp.evse(1).transaction.transaction_id == transaction_id
+    transaction = cp.evse(1).transaction
+    assert transaction is not None
+    assert transaction.transaction_id == transaction_id
     return transaction_id
 
 
@@ -667,10 +690,19 @@ async def test_trigger_message(tmp_path: Path, virtual_clock: trio.testing.MockC
         assert {row.sample.context for row in triggered} == {"Trigger"}
         assert {row.transaction_id for row in triggered} == {transaction_id}
 
-        for requested in ("StatusNotification", "Heartbeat", "BootNotification"):
-            answer = await site.call("CP_01", "TriggerMessage",
-                                     {"requestedMessage": requested})
-            assert answer == {"status": "Accepted"}, requested
+        triggered_at = site.now()
+        requested = ["StatusNotification", "Heartbeat", "BootNotification"]
+        for message in requested:
+            answer = await site.call("CP_01", "TriggerMessage", {"requestedMessage": message})
+            assert answer == {"status": "Accepted"}, message
+        await trio.sleep(1)
+        with site.hold():
+            log = await site.running_csms.store.read_log("CP_01")
+        frames = [json.loads(row.frame) for row in log
+                  if row.direction == "in" and row.at >= triggered_at]
+        sent = [frame[2] for frame in frames if frame[0] == 2]
+        assert set(requested) <= set(sent)
+        assert sent.count("StatusNotification") >= 3  # connector 0 and both EVSEs
         unsupported = await site.call("CP_01", "TriggerMessage",
                                       {"requestedMessage": "DiagnosticsStatusNotification"})
         assert unsupported["status"] in ("NotImplemented", "Rejected")
@@ -739,5 +771,5 @@ async def test_get_and_change_configuration(tmp_path: Path,
                         if row.transaction_id == transaction_id
                         and row.sample.context == "Sample.Periodic"})
         assert len(times) >= 10
-        steps = {b - a for a, b in zip(times[1:], times[2:], strict=False)}
+        steps = {b - a for a, b in itertools.pairwise(times[1:])}
         assert steps == {datetime.timedelta(seconds=30)}

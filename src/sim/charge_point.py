@@ -477,7 +477,11 @@ class SimChargePoint:
         while True:
             interval = self.configuration.int_value("MeterValueSampleInterval",
                                                     self.config.meter_interval)
-            await trio.sleep(max(interval, 1))
+            if interval <= 0:
+                # OCPP: 0 means no sampled MeterValues; look again later.
+                await trio.sleep(self.config.meter_interval)
+                continue
+            await trio.sleep(interval)
             changed = self._advance(self._clock())
             for evse in self.evses.values():
                 if evse.transaction is not None:
@@ -595,15 +599,18 @@ class SimChargePoint:
         evse = self.evse(connector_id)
         if evse.transaction is not None:
             await self.stop_session(connector_id, reason="EVDisconnected", unplugged=True)
-        elif evse.fsm.state is not EvseState.AVAILABLE:
+        elif evse.fsm.state is not EvseState.AVAILABLE and evse.fsm.can(Action.UNPLUG):
             await self._transition(evse, Action.UNPLUG)
         evse.ev = None
+        if evse.unavailable_when_free and evse.fsm.can(Action.SET_UNAVAILABLE):
+            evse.unavailable_when_free = False
+            await self._transition(evse, Action.SET_UNAVAILABLE)
 
     async def fault(self, connector_id: int, error_code: str = "OtherError") -> None:
         """EVSE ``connector_id`` faults; a running transaction stops (reason Other)."""
         evse = self.evse(connector_id)
+        evse.fsm = evse.fsm.next(Action.FAULT)  # raises before anything changes if illegal
         evse.error_code = error_code
-        evse.fsm = evse.fsm.next(Action.FAULT)
         if evse.transaction is not None:
             await self.stop_session(connector_id, reason="Other")
         await self._send_status(connector_id)
@@ -754,10 +761,16 @@ class SimChargePoint:
                 evse.unavailable_when_free = True
                 scheduled = True
             else:
-                evse.unavailable_when_free = False
                 action = Action.SET_UNAVAILABLE if inoperative else Action.SET_AVAILABLE
                 if evse.fsm.can(action):
+                    evse.unavailable_when_free = False
                     self._after(functools.partial(self._transition, evse, action))
+                elif inoperative:
+                    # Finishing, Preparing …: becomes Unavailable once the EV has left.
+                    evse.unavailable_when_free = True
+                    scheduled = True
+                else:
+                    evse.unavailable_when_free = False
         if connector_id == 0:
             self.status = "Unavailable" if inoperative else "Available"
             self._after(functools.partial(self._send_status, 0))

@@ -67,6 +67,7 @@ class SqliteStore:
         self._idle = trio.Event()
         self._idle.set()
         self._in_flight = False
+        self._reads = 0
         self._commits = 0
         self._rows = 0
         self._failed: BaseException | None = None
@@ -163,7 +164,8 @@ class SqliteStore:
                     # would be neither queued nor committed.
                     with trio.CancelScope(shield=True):
                         await self._write_batch()
-                self._idle.set()
+                if not self.busy:
+                    self._idle.set()
         except Exception as exc:
             log.exception("the SQLite writer failed")
             self._failed = exc
@@ -210,14 +212,23 @@ class SqliteStore:
     @property
     def busy(self) -> bool:
         """True while rows are queued or a write is on the database thread."""
-        return self._in_flight or bool(self._queue)
+        return self._in_flight or bool(self._queue) or self._reads > 0
 
     # -- reading -------------------------------------------------------------------------
 
     async def _fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        cursor = await _aio(self._loop, self._db.execute, sql, params)
-        rows: list[Any] = list(await _aio(self._loop, cursor.fetchall))
-        await _aio(self._loop, cursor.close)
+        # Reads count as work on the database thread too (see busy / wait_idle).
+        self._reads += 1
+        if self._idle.is_set():
+            self._idle = trio.Event()
+        try:
+            cursor = await _aio(self._loop, self._db.execute, sql, params)
+            rows: list[Any] = list(await _aio(self._loop, cursor.fetchall))
+            await _aio(self._loop, cursor.close)
+        finally:
+            self._reads -= 1
+            if not self.busy:
+                self._idle.set()
         return rows
 
     async def load_state(self) -> DomainState:

@@ -1,0 +1,289 @@
+"""``python -m sim`` and its console scripts as real subprocesses: exit codes, and a
+long-running fleet (start-sim) against a real CSMS process, driven over its control
+socket (inject-fault, stop-sim).
+
+Nothing sleeps to synchronise: the tests wait for a process's output line, or poll a
+command until it shows what they wait for, always under ``trio.fail_after``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+PYTHON = sys.executable
+BIN = Path(sys.executable).parent
+TIMEOUT = 60  # seconds, real time, for any one command
+
+
+def sim(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYTHON, "-m", "sim", *args], capture_output=True, text=True,
+                          timeout=TIMEOUT, check=False)
+
+
+async def run(*args: str) -> subprocess.CompletedProcess[bytes]:
+    with trio.fail_after(TIMEOUT):
+        return await trio.run_process([PYTHON, *args], capture_stdout=True,
+                                      capture_stderr=True, check=False)
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port bound but not listening: a connection to it is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+def control() -> Iterator[Path]:
+    """A control socket path short enough for AF_UNIX, in a directory of its own."""
+    with tempfile.TemporaryDirectory(prefix="sim-ctl-") as directory:
+        yield Path(directory) / "ctl.sock"
+
+
+# -- one-shot commands --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["--help"], ["scenario", "--help"]])
+def test_help_exits_0(args: list[str]) -> None:
+    done = sim(*args)
+    assert done.returncode == 0, done.stderr
+    assert "usage: python -m sim" in done.stdout
+    if args == ["--help"]:
+        for command in ("scenario", "run-scenario", "start-sim", "inject-fault", "stop-sim"):
+            assert command in done.stdout
+        assert "3 CSMS or simulator unreachable" in " ".join(done.stdout.split())
+    else:
+        for option in ("--url", "--seed", "--chargers", "--set", "--report"):
+            assert option in done.stdout
+
+
+def test_no_command_prints_help_and_exits_2() -> None:
+    done = sim()
+    assert done.returncode == 2
+    assert "usage:" in done.stdout
+
+
+def test_an_unknown_scenario_exits_2_naming_the_known_ones() -> None:
+    done = sim("scenario", "nope")
+    assert done.returncode == 2
+    assert "no scenario 'nope'" in done.stderr
+    assert "basic_charge" in done.stderr and "morning_rush" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("nope=1", "scenario basic_charge has no parameter 'nope' (has: chargers, evses, hours)"),
+        ("hours", "--set 'hours': expected KEY=VALUE"),
+    ],
+)
+def test_a_bad_parameter_exits_2(item: str, expected: str) -> None:
+    done = sim("scenario", "basic_charge", "--set", item)
+    assert done.returncode == 2
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_bad_command_line_exits_2() -> None:
+    done = sim("scenario", "basic_charge", "--chargers", "many")
+    assert done.returncode == 2
+    assert "invalid int value" in done.stderr
+
+
+def test_an_unreachable_csms_exits_3(closed_port: int) -> None:
+    url = f"ws://127.0.0.1:{closed_port}/ocpp"
+    done = sim("scenario", "basic_charge", "--url", url)
+    assert done.returncode == 3
+    assert f"cannot reach the CSMS at {url}" in done.stderr
+    started = sim("start-sim", "--chargers", "1", "--url", url)
+    assert started.returncode == 3
+    assert f"cannot reach the CSMS at {url}" in started.stderr
+
+
+@pytest.mark.parametrize("script", ["start-sim", "run-scenario", "inject-fault", "stop-sim"])
+def test_the_console_scripts_exist(script: str) -> None:
+    path = BIN / script
+    assert path.is_file(), f"{path} missing: pip install -e '.[test,dev]'"
+    assert path.stat().st_mode & 0o111
+
+
+def test_stop_sim_without_a_running_fleet_exits_3(control: Path) -> None:
+    done = subprocess.run([str(BIN / "stop-sim"), "--control", str(control)],
+                          capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert done.returncode == 3
+    assert f"no running simulator at {control}" in done.stderr
+
+
+def test_a_console_script_runs_its_command() -> None:
+    helped = subprocess.run([str(BIN / "run-scenario"), "--help"], capture_output=True,
+                            text=True, timeout=TIMEOUT, check=False)
+    assert helped.returncode == 0
+    assert "--report" in helped.stdout
+
+
+# -- a running fleet against a CSMS process ------------------------------------------------
+
+
+class Background:
+    """A process started by the test; its output lines are collected as they arrive."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._open = 2
+        self._changed = trio.Event()
+
+    async def collect(self, name: str, stream: trio.abc.ReceiveStream) -> None:
+        buffer = b""
+        async for chunk in stream:
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            self.lines[name] += [line.decode(errors="replace") for line in complete]
+            self._notify()
+        if buffer:
+            self.lines[name].append(buffer.decode(errors="replace"))
+        self._open -= 1
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_line(self, name: str, pattern: str) -> re.Match[str]:
+        """The first ``name`` line matching ``pattern``, once it has been printed."""
+        while True:
+            for line in self.lines[name]:
+                match = re.search(pattern, line)
+                if match:
+                    return match
+            if not self._open:
+                raise AssertionError(f"{self.process.args!r} ended without {pattern!r}: "
+                                     f"{self.lines}")
+            await self._changed.wait()
+
+    async def wait_closed(self) -> None:
+        while self._open:
+            await self._changed.wait()
+
+
+@asynccontextmanager
+async def background(nursery: trio.Nursery, *args: str) -> AsyncIterator[Background]:
+    process = await trio.lowlevel.open_process([PYTHON, *args], stdout=subprocess.PIPE,
+                                               stderr=subprocess.PIPE)
+    running = Background(process)
+    assert process.stdout is not None and process.stderr is not None
+    nursery.start_soon(running.collect, "stdout", process.stdout)
+    nursery.start_soon(running.collect, "stderr", process.stderr)
+    try:
+        yield running
+    finally:
+        if process.returncode is None:
+            process.kill()  # only the process this test started, by its handle
+        with trio.move_on_after(10) as cleanup:
+            cleanup.shield = True
+            await process.wait()
+            await running.wait_closed()
+
+
+async def csms_status(db: Path) -> dict[str, Any] | None:
+    done = await run("-m", "csms", "status", "--db", str(db), "--json")
+    if done.returncode != 0:
+        return None  # e.g. the database is being written right now; ask again
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
+
+
+def evse_status(status: dict[str, Any] | None, charger: str, evse: str) -> str | None:
+    for row in (status or {}).get("evses", []):
+        if row["charger_id"] == charger and row["evse"] == evse:
+            return str(row["status"])
+    return None
+
+
+async def test_start_sim_inject_fault_stop_sim(tmp_path: Path, control: Path) -> None:
+    db = tmp_path / "csms.db"
+    async with trio.open_nursery() as nursery:
+        async with background(nursery, "-m", "csms", "--port", "0", "--db", str(db)) as csms:
+            with trio.fail_after(TIMEOUT):
+                listening = await csms.wait_line("stderr", r"listening on ws://[\d.]+:(\d+)/")
+            url = f"ws://127.0.0.1:{listening[1]}/ocpp"
+            async with background(nursery, "-m", "sim", "start-sim", "--chargers", "3",
+                                  "--evses", "2", "--url", url, "--control", str(control)
+                                  ) as fleet:
+                with trio.fail_after(TIMEOUT):
+                    ready = await fleet.wait_line("stdout", "control socket")
+                assert str(control) in ready.string
+                assert "3 chargers of 2 EVSEs" in ready.string
+
+                fault = await run("-m", "sim", "inject-fault", "CP_01", "EVSE_2",
+                                  "--control", str(control))
+                assert fault.returncode == 0, fault.stderr
+                said = fault.stdout.decode()
+                assert "CP_01 EVSE_2: Available -> Faulted (GroundFailure)" in said
+
+                with trio.fail_after(TIMEOUT):  # bounded: each poll is one process run
+                    status = await csms_status(db)
+                    while evse_status(status, "CP_01", "EVSE_2") != "Faulted":
+                        status = await csms_status(db)
+                assert evse_status(status, "CP_01", "EVSE_1") == "Available"
+                faulted = next(row for row in (status or {})["evses"]
+                               if (row["charger_id"], row["evse"]) == ("CP_01", "EVSE_2"))
+                assert faulted["error_code"] == "GroundFailure"
+                assert faulted["available"] is False
+
+                refusals = {
+                    ("CP_99", "EVSE_1"): "no charger CP_99 (have CP_01..CP_03)",
+                    ("CP_01", "EVSE_9"): "CP_01 has no EVSE_9 (has EVSE_1..EVSE_2)",
+                    ("CP_01", "EVSE_2"): "CP_01 EVSE_2 is already Faulted",
+                }
+                refused: dict[tuple[str, ...], subprocess.CompletedProcess[bytes]] = {}
+
+                async def inject(args: tuple[str, ...]) -> None:
+                    refused[args] = await run("-m", "sim", "inject-fault", *args,
+                                              "--control", str(control))
+
+                async with trio.open_nursery() as commands:  # independent: run at once
+                    for args in refusals:
+                        commands.start_soon(inject, args)
+                for args, expected in refusals.items():
+                    assert refused[args].returncode == 2, args
+                    assert expected in refused[args].stderr.decode(), refused[args]
+                    assert refused[args].stdout == b""
+
+                stop = await run("-m", "sim", "stop-sim", "--control", str(control))
+                assert stop.returncode == 0, stop.stderr
+                assert "stopping 3 chargers" in stop.stdout.decode()
+                with trio.fail_after(TIMEOUT):
+                    await fleet.process.wait()
+                assert fleet.process.returncode == 0, fleet.lines["stderr"]
+                assert "Traceback" not in "\n".join(fleet.lines["stderr"])
+                assert not await trio.Path(control).exists()  # removed on the way out
+
+            again = await run("-m", "sim", "stop-sim", "--control", str(control))
+            assert again.returncode == 3
+            csms.process.terminate()  # SIGTERM: the CSMS closes every connection and exits
+            with trio.fail_after(TIMEOUT):
+                await csms.process.wait()
+            assert csms.process.returncode == 0, csms.lines["stderr"]
+        nursery.cancel_scope.cancel()
+
+    # Every charger connected, booted and left; nothing was lost on the way.
+    status = await csms_status(db)
+    assert status is not None
+    assert [c["id"] for c in status["chargers"]] == ["CP_01", "CP_02", "CP_03"]
+    assert not any(c["connected"] for c in status["chargers"])
+    assert len(status["evses"]) == 6
