@@ -98,6 +98,11 @@ def changes_of(state: DomainState, samples: list[SampleRow], previous_next_tx: i
     dirty = state.take_dirty()
     return Changes(
         chargers=tuple(state.chargers[key] for kind, key in dirty if kind == "charger"),
+        seen=tuple(
+            (key, state.chargers[key].last_seen)
+            for kind, key in dirty
+            if kind == "seen" and ("charger", key) not in dirty
+        ),
         evses=tuple(state.evses[key] for kind, key in dirty if kind == "evse"),
         sessions=tuple(state.sessions[key] for kind, key in dirty if kind == "session"),
         anomalies=tuple((key, state.anomalies[key]) for kind, key in dirty if kind == "anomaly"),

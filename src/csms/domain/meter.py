@@ -7,7 +7,7 @@ measurand's base unit otherwise); values are strings and may carry decimals.
 
 from __future__ import annotations
 
-import decimal
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -86,12 +86,13 @@ def _number(value: str, unit: str, fmt: str | None) -> float | None:
     if fmt == "SignedData":
         return None
     try:
-        number = decimal.Decimal(value.strip())
-    except (decimal.InvalidOperation, AttributeError):
+        # float() rounds a decimal string correctly, as float(Decimal(...)) would.
+        number = float(value)
+    except (ValueError, TypeError):
         return None
-    if not number.is_finite():
+    if not math.isfinite(number):
         return None
-    return float(number) * _SCALE.get(unit, 1.0)
+    return number * _SCALE.get(unit, 1.0)
 
 
 def samples_from(meter_values: Iterable[Mapping[str, Any]]) -> tuple[Sample, ...]:

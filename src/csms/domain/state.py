@@ -16,7 +16,15 @@ import attrs
 
 from csms.domain import events as ev
 from csms.domain.meter import readings
-from csms.domain.model import Anomaly, Charger, Evse, SentProfile, Session
+from csms.domain.model import (
+    Anomaly,
+    Charger,
+    Evse,
+    RemoteCommand,
+    Reservation,
+    SentProfile,
+    Session,
+)
 
 #: Statuses in which a cable is plugged in.
 PLUGGED_STATUSES = frozenset({"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing"})
@@ -37,7 +45,11 @@ class DomainState:
         start_keys: transactionId by (charger, connector, idTag, meterStart, timestamp).
         next_transaction_id: the next id to give out; never goes down.
         anomalies: in the order they happened.
-        profiles: the last charging profile sent to each (charger, connector), answered.
+        profiles: the last charging profile sent to each (charger, connector), answered;
+            removed when the charger accepts a ClearChargingProfile that matches it.
+        reservations: every ReserveNow sent, by reservationId (a new ReserveNow with the
+            same id replaces the old, as it does on the charger).
+        remote_commands: RemoteStart/StopTransaction answers, in the order received.
         unknown_stops: (charger, key) of the StopTransactions for transactions this CSMS
             does not know (see :func:`unknown_stop_key`), to recognise a retransmission.
         dirty: records touched since the store last collected them.
@@ -52,6 +64,8 @@ class DomainState:
     anomalies: list[Anomaly] = attrs.Factory(list)
     unknown_stops: set[tuple[str, str]] = attrs.Factory(set)
     profiles: dict[tuple[str, int], SentProfile] = attrs.Factory(dict)
+    reservations: dict[int, Reservation] = attrs.Factory(dict)
+    remote_commands: list[RemoteCommand] = attrs.Factory(list)
     dirty: set[tuple[str, Any]] = attrs.field(factory=set, eq=False, repr=False)
 
     def take_dirty(self) -> set[tuple[str, Any]]:
@@ -184,6 +198,25 @@ def _(event: ev.SessionStarted, state: DomainState) -> None:
         )
     ] = event.transaction_id
     state.next_transaction_id = max(state.next_transaction_id, event.transaction_id + 1)
+    reservation = (
+        state.reservations.get(event.reservation_id) if event.reservation_id is not None else None
+    )
+    if (
+        reservation is not None
+        and reservation.charger_id == event.charger_id
+        and reservation.used_by_transaction_id is None
+    ):
+        _put_reservation(
+            state,
+            attrs.evolve(
+                reservation, used_by_transaction_id=event.transaction_id, used_at=event.at
+            ),
+        )
+
+
+def _put_reservation(state: DomainState, reservation: Reservation) -> None:
+    state.reservations[reservation.reservation_id] = reservation
+    state.dirty.add(("reservation", reservation.reservation_id))
 
 
 @_apply.register
@@ -317,6 +350,88 @@ def _(event: ev.ChargingProfileAnswered, state: DomainState) -> None:
 
 
 @_apply.register
+def _(event: ev.ChargingProfilesCleared, state: DomainState) -> None:
+    if event.status != "Accepted":
+        return
+    for key, profile in list(state.profiles.items()):
+        if profile.charger_id != event.charger_id:
+            continue
+        if event.profile_id is not None:
+            # A specific profile: the other criteria are ignored (as the charger does).
+            matches = profile.profile_id == event.profile_id
+        else:
+            matches = (
+                (event.connector_id is None or profile.connector_id == event.connector_id)
+                and (event.purpose is None or profile.purpose == event.purpose)
+                and (event.stack_level is None or profile.stack_level == event.stack_level)
+            )
+        if matches:
+            del state.profiles[key]
+            state.dirty.add(("profile", key))
+
+
+@_apply.register
+def _(event: ev.ReservationAnswered, state: DomainState) -> None:
+    _put_reservation(
+        state,
+        Reservation(
+            reservation_id=event.reservation_id,
+            charger_id=event.charger_id,
+            connector_id=event.connector_id,
+            id_tag=event.id_tag,
+            parent_id_tag=event.parent_id_tag,
+            expiry_date=event.expiry_date,
+            status=event.status,
+            requested_at=event.at,
+        ),
+    )
+
+
+@_apply.register
+def _(event: ev.ReservationCancelAnswered, state: DomainState) -> None:
+    reservation = state.reservations.get(event.reservation_id)
+    if reservation is None or reservation.charger_id != event.charger_id:
+        return  # a reservation this CSMS never made: the charger's answer says it all
+    _put_reservation(
+        state, attrs.evolve(reservation, cancel_status=event.status, cancelled_at=event.at)
+    )
+
+
+@_apply.register
+def _(event: ev.LocalListVersionReported, state: DomainState) -> None:
+    charger = _charger(state, event.charger_id)
+    _put_charger(state, attrs.evolve(charger, local_list_version=event.version))
+
+
+@_apply.register
+def _(event: ev.FirmwareStatusReported, state: DomainState) -> None:
+    charger = _charger(state, event.charger_id)
+    _put_charger(
+        state, attrs.evolve(charger, firmware_status=event.status, firmware_status_at=event.at)
+    )
+
+
+@_apply.register
+def _(event: ev.DiagnosticsStatusReported, state: DomainState) -> None:
+    charger = _charger(state, event.charger_id)
+    _put_charger(
+        state,
+        attrs.evolve(charger, diagnostics_status=event.status, diagnostics_status_at=event.at),
+    )
+
+
+@_apply.register
+def _(event: ev.RemoteCommandAnswered, state: DomainState) -> None:
+    state.remote_commands.append(
+        RemoteCommand(
+            event.at, event.charger_id, event.action, event.status, event.connector_id,
+            event.id_tag, event.transaction_id,
+        )
+    )
+    state.dirty.add(("remote_command", len(state.remote_commands) - 1))
+
+
+@_apply.register
 def _(
     event: ev.ChargerSeen | ev.HeartbeatReceived | ev.IdTagAuthorized | ev.DataTransferReceived,
     state: DomainState,
@@ -327,8 +442,14 @@ def _(
 def apply(state: DomainState, event: ev.Event) -> DomainState:
     """Apply one event to ``state`` and return it."""
     _apply(event, state)
-    charger = state.chargers.get(event.charger_id) or Charger(id=event.charger_id)
-    _put_charger(state, attrs.evolve(charger, last_seen=event.at))
+    charger = state.chargers.get(event.charger_id)
+    if charger is None:
+        _put_charger(state, Charger(id=event.charger_id, last_seen=event.at))
+    else:
+        # Only the last-seen time changes on most messages: the store updates that field
+        # alone rather than rewriting the whole charger record.
+        state.chargers[charger.id] = attrs.evolve(charger, last_seen=event.at)
+        state.dirty.add(("seen", charger.id))
     return state
 
 

@@ -44,6 +44,8 @@ class Changes:
     """Projection records to write, as the fold left them."""
 
     chargers: tuple[Charger, ...] = ()
+    #: Chargers whose last-seen time alone changed: (charger id, last seen).
+    seen: tuple[tuple[str, datetime.datetime | None], ...] = ()
     evses: tuple[Evse, ...] = ()
     sessions: tuple[Session, ...] = ()
     anomalies: tuple[tuple[int, Anomaly], ...] = ()

@@ -32,6 +32,13 @@ T = TypeVar("T")
 
 _INSERT_FRAME = "INSERT INTO message_log (charger_id, direction, at, frame) VALUES (?, ?, ?, ?)"
 _UPSERT_CHARGER = "INSERT OR REPLACE INTO chargers (id, data) VALUES (?, ?)"
+# Writes last_seen as codec.dumps would (ISO 8601 in UTC), and never moves it back: the
+# UPDATEs of a batch run after its charger upserts (see _write_batch), and an upsert queued
+# later than an update may carry the later time. ISO strings of one offset sort as times.
+_UPDATE_LAST_SEEN = (
+    "UPDATE chargers SET data = json_set(data, '$.last_seen', ?1) WHERE id = ?2 "
+    "AND coalesce(json_extract(data, '$.last_seen') < ?1, 1)"
+)
 _UPSERT_EVSE = "INSERT OR REPLACE INTO evses (charger_id, connector_id, data) VALUES (?, ?, ?)"
 _UPSERT_SESSION = (
     "INSERT OR REPLACE INTO sessions (transaction_id, charger_id, connector_id, open, data) "
@@ -97,6 +104,8 @@ class SqliteStore:
         """Queue projection changes."""
         for charger in changes.chargers:
             self._put(_UPSERT_CHARGER, (charger.id, codec.dumps(charger)))
+        for charger_id, seen in changes.seen:
+            self._put(_UPDATE_LAST_SEEN, (seen.isoformat() if seen else None, charger_id))
         for evse in changes.evses:
             self._put(_UPSERT_EVSE, (evse.charger_id, evse.connector_id, codec.dumps(evse)))
         for session in changes.sessions:
@@ -188,6 +197,8 @@ class SqliteStore:
             else:
                 groups.setdefault(item[0], []).append(item[1])
                 rows += 1
+        if _UPDATE_LAST_SEEN in groups:
+            groups[_UPDATE_LAST_SEEN] = groups.pop(_UPDATE_LAST_SEEN)  # after the upserts
         self._in_flight = True
         try:
             for statement, params in groups.items():
