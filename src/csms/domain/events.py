@@ -191,6 +191,89 @@ class DataTransferReceived:
     status: str
 
 
+@frozen
+class ChargingProfilesCleared:
+    """The charger answered our ClearChargingProfile with ``status`` (Accepted, Unknown, or
+    the CALLERROR code it sent); the criteria are those of the request (None: any)."""
+
+    charger_id: str
+    at: datetime.datetime
+    profile_id: int | None
+    connector_id: int | None
+    purpose: str | None
+    stack_level: int | None
+    status: str
+
+
+@frozen
+class ReservationAnswered:
+    """The charger answered our ReserveNow: ``status`` is Accepted, Faulted, Occupied,
+    Rejected, Unavailable, or the CALLERROR code it sent."""
+
+    charger_id: str
+    at: datetime.datetime
+    reservation_id: int
+    connector_id: int
+    id_tag: str
+    parent_id_tag: str | None
+    expiry_date: str
+    status: str
+
+
+@frozen
+class ReservationCancelAnswered:
+    """The charger answered our CancelReservation: Accepted, Rejected or a CALLERROR code."""
+
+    charger_id: str
+    at: datetime.datetime
+    reservation_id: int
+    status: str
+
+
+@frozen
+class LocalListVersionReported:
+    """The charger's local authorization list version: from a SendLocalList it accepted
+    (``source`` SendLocalList) or a GetLocalListVersion answer (``source``
+    GetLocalListVersion; 0 = empty list, -1 = not supported)."""
+
+    charger_id: str
+    at: datetime.datetime
+    version: int
+    source: str
+
+
+@frozen
+class FirmwareStatusReported:
+    """FirmwareStatusNotification answered."""
+
+    charger_id: str
+    at: datetime.datetime
+    status: str
+
+
+@frozen
+class DiagnosticsStatusReported:
+    """DiagnosticsStatusNotification answered."""
+
+    charger_id: str
+    at: datetime.datetime
+    status: str
+
+
+@frozen
+class RemoteCommandAnswered:
+    """The charger answered our RemoteStartTransaction or RemoteStopTransaction:
+    ``status`` is Accepted, Rejected or the CALLERROR code it sent."""
+
+    charger_id: str
+    at: datetime.datetime
+    action: str
+    connector_id: int | None
+    id_tag: str | None
+    transaction_id: int | None
+    status: str
+
+
 Event = (
     ChargerConnected
     | ChargerDisconnected
@@ -207,4 +290,11 @@ Event = (
     | UnknownTransactionMetered
     | DataTransferReceived
     | ChargingProfileAnswered
+    | ChargingProfilesCleared
+    | ReservationAnswered
+    | ReservationCancelAnswered
+    | LocalListVersionReported
+    | FirmwareStatusReported
+    | DiagnosticsStatusReported
+    | RemoteCommandAnswered
 )

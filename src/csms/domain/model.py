@@ -37,6 +37,11 @@ class Charger:
     last_seen: datetime.datetime | None = None
     status: str | None = None
     error_code: str | None = None
+    local_list_version: int | None = None
+    firmware_status: str | None = None
+    firmware_status_at: datetime.datetime | None = None
+    diagnostics_status: str | None = None
+    diagnostics_status_at: datetime.datetime | None = None
 
 
 @frozen
@@ -128,3 +133,66 @@ class SentProfile:
     limit: float
     status: str
     at: datetime.datetime
+
+
+@frozen
+class Reservation:
+    """A ReserveNow the CSMS sent, as the charger answered it, and what became of it.
+
+    Whether it has expired is not stored: it depends on the time of asking, and the
+    domain has no clock (see :meth:`state_at`).
+
+    Attributes:
+        status: the charger's answer to ReserveNow (Accepted, Faulted, Occupied, Rejected,
+            Unavailable) or the CALLERROR code it sent.
+        expiry_date: as sent in ReserveNow.
+        requested_at: when the answer was received.
+        cancel_status: the answer to our CancelReservation, if one was sent.
+        used_by_transaction_id: the transaction a StartTransaction with this
+            reservationId started.
+    """
+
+    reservation_id: int
+    charger_id: str
+    connector_id: int
+    id_tag: str
+    parent_id_tag: str | None
+    expiry_date: str
+    status: str
+    requested_at: datetime.datetime
+    cancel_status: str | None = None
+    cancelled_at: datetime.datetime | None = None
+    used_by_transaction_id: int | None = None
+    used_at: datetime.datetime | None = None
+
+    @property
+    def expiry(self) -> datetime.datetime | None:
+        """The expiry date, parsed (None if unreadable)."""
+        return parse_timestamp(self.expiry_date)
+
+    def state_at(self, now: datetime.datetime) -> str:
+        """``used``, ``cancelled``, ``expired``, ``active``, or ``refused`` (the charger did
+        not accept it), as of ``now``."""
+        if self.used_by_transaction_id is not None:
+            return "used"
+        if self.cancel_status == "Accepted":
+            return "cancelled"
+        if self.status != "Accepted":
+            return "refused"
+        expiry = self.expiry
+        if expiry is not None and now >= expiry:
+            return "expired"
+        return "active"
+
+
+@frozen
+class RemoteCommand:
+    """A RemoteStartTransaction / RemoteStopTransaction the CSMS sent, and the answer."""
+
+    at: datetime.datetime
+    charger_id: str
+    action: str
+    status: str
+    connector_id: int | None = None
+    id_tag: str | None = None
+    transaction_id: int | None = None

@@ -10,7 +10,8 @@ Rules:
   still ramp up by the guard band each tick.
 * AC sessions never get a limit between 0 and the 6 A minimum (``min_w``): when the
   budget cannot give every session its minimum, sessions are admitted in a priority
-  order that rotates with the tick, and the others get 0 (paused) this tick.
+  order that rotates with the tick, and the others get 0 (paused) this tick. An EVSE
+  rated below the minimum always gets 0.
 * Admitted sessions first get their minimum; what remains is shared by water-filling in
   watts (max-min fair): equal demands get equal shares, and capacity an EVSE cannot use
   goes to the others. Groups are water-filled first, so no group exceeds its limit; then
@@ -40,7 +41,7 @@ class Demand:
             first in the admission order at tick 0.
         group: the group (feeder) the charger is in, if any.
         measured_w: the draw last reported in MeterValues, if known.
-        previous_w: the limit it was given last tick, if any.
+        previous_w: the limit in force when ``measured_w`` was measured, if any.
         controlled: False when the charger does not take our profiles.
     """
 
@@ -128,7 +129,10 @@ def allocate(
     budget = max(budget, 0.0)
     group_budget = {g: max(b, 0.0) for g, b in group_budget.items()}
 
-    admitted = _admit(controlled, budget, group_budget, tick)
+    # An EVSE rated below its session's minimum cannot be given a limit the EV accepts
+    # (anything in 0 < limit < min_w is one it refuses): it gets 0 and takes no budget.
+    chargeable = [d for d in controlled if d.min_w <= d.max_w]
+    admitted = _admit(chargeable, budget, group_budget, tick)
     result = {d.key: 0.0 for d in controlled}
     if not admitted:
         return result

@@ -82,8 +82,10 @@ class SmartCharging:
         self.allocation: dict[EvseKey, float] = {}
         #: Sessions whose charger did not take our profile: (charger, connector) → tx.
         self.uncontrolled: dict[EvseKey, int] = {}
-        #: What was last sent (and accepted) per EVSE: (transactionId, W).
-        self.sent: dict[EvseKey, tuple[int, float]] = {}
+        #: What was last sent (and accepted) per EVSE: (transactionId, W, the session's
+        #: sample count when it was accepted, the limit in force when the latest sample
+        #: before that was measured).
+        self.sent: dict[EvseKey, tuple[int, float, int, float | None]] = {}
         self._senders: dict[str, _Sender] = {}
         connections.add_connection_task(self._sender_task)
 
@@ -133,6 +135,11 @@ class SmartCharging:
             max_w, phases, _ = self.site.rating(*key)
             controlled = self.uncontrolled.get(key) != tx
             sent = self.sent.get(key)
+            previous = None
+            if sent is not None and sent[0] == tx:
+                # The limit the last reading was taken under: just after an increase the
+                # reading is still the old, lower draw, which is no sign of tapering.
+                previous = sent[1] if session.samples > sent[2] else sent[3]
             result.append(Demand(
                 key=key,
                 max_w=max_w,
@@ -140,7 +147,7 @@ class SmartCharging:
                 arrival=(session.started_at - epoch).total_seconds(),
                 group=self.site.group_of(key[0]),
                 measured_w=session.power_w,
-                previous_w=sent[1] if sent is not None and sent[0] == tx else None,
+                previous_w=previous,
                 controlled=controlled,
             ))
         return result
@@ -203,6 +210,17 @@ class SmartCharging:
                 del kept[key]
         return to_send
 
+    def _accepted(self, key: EvseKey, wanted: _Wanted) -> None:
+        """Note the limit now in force, and the one the session's latest reading was under."""
+        tx = wanted.transaction_id
+        session = self.state.sessions.get(tx)
+        samples = session.samples if session is not None else 0
+        old = self.sent.get(key)
+        under = None
+        if old is not None and old[0] == tx:
+            under = old[1] if samples > old[2] else old[3]
+        self.sent[key] = (tx, wanted.watts, samples, under)
+
     # -- the senders -----------------------------------------------------------------------
 
     async def _sender_task(self, conn: Connection) -> None:
@@ -221,6 +239,8 @@ class SmartCharging:
         key = (conn.charge_point_id, connector_id)
         if session is None or self.state.open_sessions.get(key) != wanted.transaction_id:
             return  # the session ended meanwhile
+        if self.uncontrolled.get(key) == wanted.transaction_id:
+            return  # queued before the charger refused this session's profile
         try:
             answer = await session.exchange("SetChargingProfile", wanted.payload,
                                             timeout=self._call_timeout)
@@ -228,6 +248,7 @@ class SmartCharging:
             log.warning("%s EVSE_%d: no answer to SetChargingProfile; uncontrolled",
                         *key)
             self.uncontrolled[key] = wanted.transaction_id
+            self.request_rebalance()  # its maximum is fixed load now: the others adjust
             return
         except (SessionClosed, OcppjError) as exc:
             log.info("%s EVSE_%d: SetChargingProfile not sent: %s", *key, exc)
@@ -237,7 +258,7 @@ class SmartCharging:
                               answer.payload, error, answer.answered_at)
         status = error or str((answer.payload or {}).get("status"))
         if status == "Accepted":
-            self.sent[key] = (wanted.transaction_id, wanted.watts)
+            self._accepted(key, wanted)
             self.uncontrolled.pop(key, None)
         else:
             log.warning("%s EVSE_%d: SetChargingProfile answered %s; uncontrolled", *key, status)

@@ -1,0 +1,467 @@
+"""Smart charging end to end: the real CSMS (with a site limit) and simulated charge points
+in one trio process, over real loopback WebSockets, in virtual time.
+
+Virtual time is a ``MockClock`` without autojump, driven by
+``sim.simulator_runner.drive_virtual_clock``: it jumps only when every task is blocked and
+the CSMS's SQLite store has nothing on its thread (pytest-trio's ``autojump_clock`` would
+jump in the middle of a commit). What the CSMS did is read back from its message log and
+its stored MeterValues, as an operator would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import math
+import random
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from ocpp.v16 import call_result
+from ocpp.v16.enums import ChargingProfileStatus
+
+from csms.app import Csms
+from csms.cli import load_site
+from csms.config import CsmsConfig
+from csms.smart.profiles import PROFILE_ID_BASE, STACK_LEVEL
+from csms.smart.site import SiteConfig
+from csms.storage.base import LogRow, SampleRow
+from csms.storage.sqlite import SqliteStore
+from ocppj.schemas import validate_request
+from sim.charge_point import SimChargePoint
+from sim.config import SimConfig
+from sim.ev import Ev
+from sim.report import site_power_seen
+from sim.simulator_runner import VIRTUAL_EPOCH, Fleet, drive_virtual_clock
+
+#: A virtual-time watchdog per test (time jumps only while every task is blocked).
+WATCHDOG = 24 * 3600
+CONFIG = SimConfig()  # AC-22 chargers: 22 kW per EVSE, 3 phases, 60 s meter interval
+TICK = 60.0  # the site's rebalance interval (the default)
+THREE_PHASE_W_PER_A = 3 * 230.0
+
+
+class SmartSite:
+    """A CSMS with a site model, and a fleet of simulated chargers, on one virtual clock."""
+
+    def __init__(self, tmp_path: Path, clock: trio.testing.MockClock, site: SiteConfig,
+                 call_timeout: float) -> None:
+        self.db = tmp_path / "csms.db"
+        self.clock = clock
+        self.site = site
+        self.call_timeout = call_timeout
+        self.t0 = trio.current_time()
+        self.csms: Csms | None = None
+        self._holds = 0
+        self._released = trio.Event()
+        self._nursery: trio.Nursery
+        self.fleet: Fleet
+
+    def now(self) -> datetime.datetime:
+        return VIRTUAL_EPOCH + datetime.timedelta(seconds=trio.current_time() - self.t0)
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep virtual time still (while the CSMS reads its database on a thread)."""
+        self._holds += 1
+        try:
+            yield
+        finally:
+            self._holds -= 1
+            if not self._holds:
+                self._released.set()
+                self._released = trio.Event()
+
+    async def wait_idle(self) -> bool:
+        """For drive_virtual_clock: False when time may jump now, else wait and say True."""
+        if self._holds:
+            await self._released.wait()
+            return True
+        store = self.csms.store if self.csms is not None else None
+        if isinstance(store, SqliteStore) and store.busy:
+            await store.wait_idle()
+            return True
+        return False
+
+    @property
+    def running(self) -> Csms:
+        assert self.csms is not None
+        return self.csms
+
+    async def start_csms(self) -> None:
+        csms = Csms(CsmsConfig(port=0, db_path=str(self.db), synchronous="OFF",
+                               heartbeat_interval=CONFIG.heartbeat_interval,
+                               call_timeout=self.call_timeout, site=self.site),
+                    clock=self.now)
+        with self.hold():  # it loads its state on the database thread
+            self.port = await self._nursery.start(csms.serve)
+        self.csms = csms
+
+    async def stop_csms(self) -> None:
+        with self.hold():  # closing the database is thread work the store does not count
+            await self.running.shutdown()
+        self.csms = None
+
+    async def log(self) -> list[LogRow]:
+        store = self.running.store
+        with self.hold():
+            await store.flush()
+            return await store.read_log()
+
+    async def samples(self) -> list[SampleRow]:
+        store = self.running.store
+        with self.hold():
+            await store.flush()
+            return await store.read_samples()
+
+    async def until_tick_plus(self, seconds: float) -> None:
+        """Sleep until ``seconds`` after the next rebalancing tick (ticks are on the minute)."""
+        now = self.now().timestamp()
+        await trio.sleep(math.floor(now / TICK) * TICK + TICK + seconds - now)
+
+
+@contextlib.asynccontextmanager
+async def smart_site(tmp_path: Path, clock: trio.testing.MockClock, site: SiteConfig, *,
+                     call_timeout: float = 30.0, stop_fleet: bool = True
+                     ) -> AsyncIterator[SmartSite]:
+    s = SmartSite(tmp_path, clock, site, call_timeout)
+    with trio.fail_after(WATCHDOG):
+        async with trio.open_nursery() as nursery:
+            s._nursery = nursery
+            await s.start_csms()
+            nursery.start_soon(drive_virtual_clock, clock, s.wait_idle)
+            async with trio.open_nursery() as fleet_nursery:
+                s.fleet = Fleet(f"ws://127.0.0.1:{s.port}/ocpp", CONFIG, clock=s.now,
+                                rng=random.Random(7), nursery=fleet_nursery)
+                yield s
+                if stop_fleet:
+                    await s.fleet.stop()
+                fleet_nursery.cancel_scope.cancel()
+            if s.csms is not None:
+                await s.stop_csms()
+            nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def virtual_clock() -> trio.testing.MockClock:
+    """pytest-trio runs the test on this clock: no autojump, drive_virtual_clock drives it."""
+    return trio.testing.MockClock()
+
+
+async def eventually(condition: Callable[[], bool], *, within: float = 600.0) -> None:
+    """Let virtual time pass, a second at a time, until ``condition()`` holds."""
+    with trio.fail_after(within):
+        # Polling: the simulators' state has no event to wait on; in virtual time it is cheap.
+        while not condition():  # noqa: ASYNC110
+            await trio.sleep(1)
+
+
+def frames(log: list[LogRow]) -> list[tuple[LogRow, list[Any]]]:
+    """The OCPP frames of the log (not connect/disconnect rows), decoded."""
+    return [(row, json.loads(row.frame)) for row in log if row.direction in ("in", "out")]
+
+
+def profiles_sent(log: list[LogRow]) -> list[tuple[LogRow, dict[str, Any]]]:
+    """Every SetChargingProfile CALL the CSMS sent: (row, payload)."""
+    return [(row, frame[3]) for row, frame in frames(log)
+            if row.direction == "out" and frame[0] == 2 and frame[2] == "SetChargingProfile"]
+
+
+def first_limit(payload: dict[str, Any]) -> float:
+    limit: float = payload["csChargingProfiles"]["chargingSchedule"][
+        "chargingSchedulePeriod"][0]["limit"]
+    return limit
+
+
+def a_to_w(amps: float) -> float:
+    return amps * THREE_PHASE_W_PER_A
+
+
+# -- 30 EVs, 20 chargers, one site limit ---------------------------------------------------
+
+SITE_LIMIT_KW = 100.0  # 30 x 22 kW = 660 kW of demand; even 30 x 4.14 kW floors do not fit
+
+
+async def test_thirty_evs_on_twenty_chargers_share_the_site_limit(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    site = SiteConfig(limit_kw=SITE_LIMIT_KW)
+    async with smart_site(tmp_path, virtual_clock, site) as s:
+        chargers = await s.fleet.spawn(20, evses=2)
+        await eventually(lambda: all(cp.online for cp in chargers))
+        # 30 EVs: EVSE_1 of every charger, EVSE_2 of the first ten.
+        slots = [(cp, 1) for cp in chargers] + [(cp, 2) for cp in chargers[:10]]
+        for i, (cp, connector) in enumerate(slots):
+            await cp.plug_in(connector, Ev(capacity_wh=90_000, soc=10.0, max_power_w=22_000))
+            assert await cp.start_session(connector, f"TAG-{i:02d}")
+        await eventually(lambda: all(cp.queued == 0 for cp in chargers))
+        smart = s.running.smart
+        assert smart is not None
+
+        # Saturated: 24 floors fit in 100 kW (24 x 4,140 = 99,360 W), so 6 EVs are paused
+        # and 24 run at 100,000 / 24 = 4,166.7 W (6.0 A after rounding down).
+        await s.until_tick_plus(17)
+        assert sorted(smart.allocation.values()) == pytest.approx([0.0] * 6
+                                                                  + [100_000 / 24] * 24)
+        paused = {key for key, watts in smart.allocation.items() if watts == 0}
+        for key in paused:  # paused is 0 A, never 1-5 A: the EV stops drawing
+            cp = s.fleet.get(key[0])
+            assert cp.evse(key[1]).limit_w == 0.0
+            assert cp.evse(key[1]).power_w == 0.0
+        # The pauses hold over ticks, and rotate every rotation interval (15 min, on the
+        # quarter hour): then 6 others are paused.
+        await s.until_tick_plus(17)
+        assert {key for key, watts in smart.allocation.items() if watts == 0} == paused
+        rotation = site.rotation_interval_s
+        await trio.sleep(rotation - s.now().timestamp() % rotation + 17)
+        rotated = {key for key, watts in smart.allocation.items() if watts == 0}
+        assert len(rotated) == 6
+        assert not rotated & paused
+
+        # 15 EVs leave between two ticks; the 15 others get their share at once:
+        # 100,000 / 15 = 6,666.7 W, 9.6 A on three phases (6,666.7 / 690 = 9.66, rounded down).
+        tick = smart.tick
+        leaving = slots[15:]
+        staying = slots[:15]
+        staying_keys = [(cp.id, connector) for cp, connector in staying]
+        left_at = s.now()
+        for cp, connector in leaving:
+            await cp.unplug(connector)
+        await trio.sleep(5)
+        assert smart.tick == tick  # no tick happened: this was the session ends' doing
+        assert smart.allocation == pytest.approx({key: 100_000 / 15 for key in staying_keys})
+        for cp, connector in staying:
+            assert cp.evse(connector).limit_w == pytest.approx(a_to_w(9.6)), cp.id
+        log = await s.log()
+        last_sent = {(row.charger_id, payload["connectorId"]): first_limit(payload)
+                     for row, payload in profiles_sent(log) if row.at >= left_at}
+        assert {(cp.id, connector): last_sent.get((cp.id, connector))
+                for cp, connector in staying} == {key: 9.6 for key in staying_keys}
+
+        await trio.sleep(5 * 60)
+        for cp, connector in staying:
+            await cp.unplug(connector)
+        await eventually(lambda: all(cp.queued == 0 for cp in chargers))
+        log = await s.log()
+        samples = await s.samples()
+        state = s.running.state
+
+    # What the CSMS received: the site limit holds, except for at most one tick.
+    seen = site_power_seen(samples, site.limit_w or 0)
+    assert seen["longest_over_limit_s"] <= TICK, seen
+    assert 90 <= seen["peak_kw"] <= SITE_LIMIT_KW + 1, seen
+
+    # Every profile sent is a schema-valid TxProfile of an open transaction on its connector.
+    sent = profiles_sent(log)
+    assert len(sent) >= 30
+    sessions = state.sessions
+    assert len(sessions) == 30
+    for row, payload in sent:
+        validate_request("SetChargingProfile", payload)
+        profile = payload["csChargingProfiles"]
+        schedule = profile["chargingSchedule"]
+        assert profile["chargingProfilePurpose"] == "TxProfile"
+        assert profile["chargingProfileId"] == PROFILE_ID_BASE + payload["connectorId"]
+        assert profile["stackLevel"] == STACK_LEVEL
+        assert schedule["chargingRateUnit"] == "A"
+        [period] = schedule["chargingSchedulePeriod"]
+        assert period["startPeriod"] == 0
+        assert period["numberPhases"] == 3
+        assert period["limit"] == 0 or 6.0 <= period["limit"] <= 31.8
+        session = sessions[profile["transactionId"]]
+        assert (session.charger_id, session.connector_id) == (row.charger_id,
+                                                              payload["connectorId"])
+        assert session.started_at <= row.at
+        assert session.stopped_at is not None and row.at <= session.stopped_at
+
+    # A session's first profile follows the StartTransaction answer carrying its id.
+    answered: dict[int, int] = {}
+    for row, frame in frames(log):
+        if row.direction == "out" and frame[0] == 3 and "transactionId" in frame[2]:
+            answered.setdefault(frame[2]["transactionId"], row.seq)
+    first_profile: dict[int, int] = {}
+    for row, payload in sent:
+        first_profile.setdefault(payload["csChargingProfiles"]["transactionId"], row.seq)
+    assert set(first_profile) == set(answered) == set(sessions)
+    for tx, seq in first_profile.items():
+        assert answered[tx] < seq, tx
+
+
+# -- chargers that do not take our profiles ---------------------------------------------------
+
+
+def refuse_profiles(cp: SimChargePoint) -> None:
+    """Make ``cp`` answer every SetChargingProfile with Rejected."""
+
+    async def rejected(request: Any) -> Any:
+        return call_result.SetChargingProfile(status=ChargingProfileStatus.rejected)
+
+    cp.router.register("SetChargingProfile", rejected)
+
+
+def ignore_profiles(cp: SimChargePoint) -> None:
+    """Make ``cp`` never answer a SetChargingProfile (a charger that hangs)."""
+
+    async def silent(request: Any) -> Any:
+        await trio.sleep_forever()
+
+    cp.router.register("SetChargingProfile", silent)
+
+
+async def test_a_charger_that_rejects_profiles_is_counted_at_its_maximum(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    site = SiteConfig(limit_kw=40.0)
+    async with smart_site(tmp_path, virtual_clock, site, stop_fleet=False) as s:
+        refuser, *others = await s.fleet.spawn(3, evses=1)
+        refuse_profiles(refuser)
+        await eventually(lambda: all(cp.online for cp in [refuser, *others]))
+        await s.until_tick_plus(10)
+        for i, cp in enumerate([refuser, *others]):
+            await cp.plug_in(1, Ev(capacity_wh=90_000, soc=10.0, max_power_w=22_000))
+            assert await cp.start_session(1, f"TAG-{i}")
+        await trio.sleep(5)
+        smart = s.running.smart
+        assert smart is not None
+        state = s.running.state
+        refused = ("CP_01", 1)
+        # CP_01 said Rejected: its session is uncontrolled, its 22 kW maximum is fixed load,
+        # and the other two share the rest: (40,000 - 22,000) / 2 = 9,000 W, 13.0 A each
+        # (9,000 / 690 = 13.04, rounded down).
+        assert smart.uncontrolled == {refused: state.open_sessions[refused]}
+        assert smart.allocation == {("CP_02", 1): 9000.0, ("CP_03", 1): 9000.0}
+        for cp in others:
+            assert cp.evse(1).limit_w == pytest.approx(a_to_w(13.0))
+        assert refuser.evse(1).limit_w is None  # no profile: it draws what the EV takes
+        assert refuser.evse(1).power_w == 22_000.0
+        assert state.profiles[refused].status == "Rejected"
+        # It is asked once per session, not on every tick.
+        await trio.sleep(3 * TICK)
+        log = await s.log()
+        assert [row.charger_id for row, _ in profiles_sent(log)].count("CP_01") == 1
+        assert smart.allocation == {("CP_02", 1): 9000.0, ("CP_03", 1): 9000.0}
+
+        # The CSMS stops with the sessions open: the store keeps the allocation in force.
+        await s.stop_csms()
+
+    # `python -m csms status` reads it from the database file.
+    done = await trio.run_process(
+        [sys.executable, "-m", "csms", "status", "--db", str(s.db)], capture_stdout=True,
+        capture_stderr=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    text = done.stdout.decode()
+    evse_table = text.split("EVSEs (")[1].split("Open sessions")[0]
+    header = evse_table.splitlines()[1]
+    assert header.split()[-1] == "allocation"
+    rows = {tuple(line.split()[:2]): line for line in evse_table.splitlines()[3:] if line}
+    assert rows[("CP_01", "EVSE_1")].endswith("(Rejected)")
+    assert rows[("CP_02", "EVSE_1")].endswith("13 A (Accepted)")
+    assert rows[("CP_03", "EVSE_1")].endswith("13 A (Accepted)")
+    done = await trio.run_process(
+        [sys.executable, "-m", "csms", "status", "--db", str(s.db), "--json"],
+        capture_stdout=True, check=True,
+    )
+    evses = {(e["charger_id"], e["evse"]): e for e in json.loads(done.stdout)["evses"]}
+    assert evses[("CP_02", "EVSE_1")]["allocation"]["limit"] == 13.0
+    assert evses[("CP_02", "EVSE_1")]["allocation"]["unit"] == "A"
+    assert evses[("CP_01", "EVSE_1")]["allocation"]["status"] == "Rejected"
+
+
+async def test_a_charger_that_does_not_answer_is_uncontrolled_and_the_others_adjust_at_once(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    site = SiteConfig(limit_kw=40.0)
+    async with smart_site(tmp_path, virtual_clock, site, call_timeout=10.0) as s:
+        silent, other = await s.fleet.spawn(2, evses=1)
+        ignore_profiles(silent)
+        await eventually(lambda: silent.online and other.online)
+        await s.until_tick_plus(5)
+        await other.plug_in(1, Ev(capacity_wh=90_000, soc=10.0, max_power_w=22_000))
+        assert await other.start_session(1, "TAG-OTHER")
+        await silent.plug_in(1, Ev(capacity_wh=90_000, soc=10.0, max_power_w=22_000))
+        assert await silent.start_session(1, "TAG-SILENT")
+        smart = s.running.smart
+        assert smart is not None
+        tick = smart.tick
+        await trio.sleep(1)
+        # Both sessions: 40,000 / 2 = 20,000 W each (29.9 A … but CP_01 does not answer).
+        assert smart.allocation == {("CP_01", 1): 20_000.0, ("CP_02", 1): 20_000.0}
+        assert other.evse(1).limit_w == pytest.approx(a_to_w(28.9))  # 20,000 / 690 = 28.98
+        # The call times out after 10 s: CP_01 is uncontrolled (22 kW of fixed load), and
+        # CP_02 drops to 40,000 - 22,000 = 18,000 W (26.0 A) at once, not at the next tick.
+        await trio.sleep(10)
+        assert smart.tick == tick
+        assert smart.uncontrolled == {("CP_01", 1): s.running.state.open_sessions[("CP_01", 1)]}
+        assert smart.allocation == {("CP_02", 1): 18_000.0}
+        assert other.evse(1).limit_w == pytest.approx(a_to_w(26.0))
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+def test_the_example_configuration_of_the_docs_loads(tmp_path: Path) -> None:
+    docs = Path(__file__).resolve().parents[1] / "docs" / "smart-charging.md"
+    example = docs.read_text(encoding="utf-8").split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "csms.yaml"
+    config.write_text(example, encoding="utf-8")
+    site = load_site(config, None)
+    assert site.limit_w == 50_000.0
+    assert site.group_limits_w() == {"garage": 15_000.0}
+    assert site.group_of("CP_01") == "garage"
+    assert site.rating("CP_01", 2) == (22_000.0, 3, "A")  # the default charger
+    assert site.rating("CP_02", 1) == (7400.0, 1, "W")
+    assert site.rating("CP_05", 2) == (11_000.0, 3, "A")  # one EVSE of its own
+    assert load_site(config, 80.0).limit_w == 80_000.0  # --site-limit-kw wins
+
+
+def run_csms(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "csms", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=60, check=False)
+
+
+def test_a_negative_site_limit_exits_2_naming_the_field(tmp_path: Path) -> None:
+    done = run_csms("--site-limit-kw", "-1", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "limit_kw must be >= 0, got -1.0" in done.stderr
+    assert not (tmp_path / "csms.db").exists()  # it never started
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("site:\n  limit_kw: 100\n  groups:\n    feeder:\n      chargers: [CP_01]\n"
+         "      limit_kw: -5\n",
+         ["site.groups['feeder']", "limit_kw must be >= 0, got -5.0"]),
+        ("site:\n  limit_kw: 100\n  chargers:\n    CP_01:\n      phases: 2\n",
+         ["site.chargers['CP_01']", "phases must be 1 or 3, got 2"]),
+        ("site:\n  limit_kw: 100\n  chargers:\n    CP_01:\n      max_power_kw: 22\n"
+         "      bogus: 1\n",
+         ["site.chargers['CP_01']", "bogus"]),
+        ("site:\n  limit_kw: lots\n", ["site.limit_kw"]),
+        ("site:\n  limit_kw: 100\n  limit_a_per_phase: 160\n",
+         ["give limit_kw or limit_a_per_phase, not both"]),
+        ("site:\n  groups:\n    a:\n      chargers: [CP_01]\n    b:\n      chargers: [CP_01]\n",
+         ["site.groups.b.chargers: CP_01 is already in group a"]),
+    ],
+    ids=["negative group limit", "phases", "unknown key", "not a number", "two site limits",
+         "charger in two groups"],
+)
+def test_a_bad_config_file_exits_2_naming_the_field(
+    tmp_path: Path, yaml_text: str, expected: list[str]
+) -> None:
+    config = tmp_path / "csms.yaml"
+    config.write_text(yaml_text, encoding="utf-8")
+    done = run_csms("--config", str(config), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("python -m csms: ")
+    assert str(config) in done.stderr
+    for part in expected:
+        assert part in done.stderr
