@@ -70,7 +70,9 @@ async def csms_process(workdir: Path, *args: str) -> AsyncIterator[CsmsProcess]:
     """Start ``python -m csms`` with ``args`` in ``workdir``, its database there too;
     wait until it logs where it listens."""
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "csms", "--db", str(workdir / "csms.db"), *args],
+        # --api-port 0: the operator API's default port 8180 may be taken on this machine.
+        [sys.executable, "-m", "csms", "--db", str(workdir / "csms.db"), "--api-port", "0",
+         *args],
         cwd=workdir,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -156,7 +158,7 @@ async def test_a_port_in_use_exits_3_with_a_message_not_a_traceback(tmp_path: Pa
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = await run(tmp_path, "-m", "csms", "--port", str(port))
+        result = await run(tmp_path, "-m", "csms", "--port", str(port), "--api-port", "0")
     log = result.stderr.decode()
     assert result.returncode == 3, log
     assert f"cannot serve on 127.0.0.1:{port}" in log

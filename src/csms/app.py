@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 from collections.abc import Callable, Mapping
 
 import trio
 import trio_websocket
 
+from csms.api import build_app, serve_api
 from csms.authorization import AuthorizationPolicy
 from csms.config import CsmsConfig
 from csms.domain.state import DomainState
@@ -29,7 +31,8 @@ log = logging.getLogger("csms")
 class Csms:
     """One CSMS instance.
 
-    Start it with ``port = await nursery.start(csms.serve)``; stop it with
+    Start it with ``port = await nursery.start(csms.serve)`` (the OCPP port; the operator
+    API's, when configured, is then :attr:`api_port`); stop it with
     :meth:`shutdown`, which closes every charge point's WebSocket with 1001 and returns
     once the service has ended.
     """
@@ -53,6 +56,8 @@ class Csms:
         self.smart: SmartCharging | None = None
         self._cancel_scope: trio.CancelScope | None = None
         self._stopped = trio.Event()
+        #: The operator API's bound port, once serving (None: no API).
+        self.api_port: int | None = None
 
     @property
     def recorder(self) -> Recorder:
@@ -112,6 +117,7 @@ class Csms:
                     trio.open_nursery() as nursery,
                 ):
                     self._recorder = Recorder(await store.load_state(), store)
+                    self.policy.load(await store.read_id_tags())
                     self._close_stale_connections()
                     site = self.config.site
                     if site.limit_w is not None or site.group_limits_w():
@@ -129,6 +135,12 @@ class Csms:
                         server.port,
                         self.config.path_prefix,
                     )
+                    if self.config.api_port is not None:
+                        token = self.config.api_token or os.environ.get("CSMS_API_TOKEN")
+                        self.api_port = await nursery.start(
+                            serve_api, build_app(self, token=token or None),
+                            self.config.api_host, self.config.api_port,
+                        )
                     task_status.started(server.port)
         finally:
             self._stopped.set()

@@ -29,6 +29,12 @@ class CsmsConfig:
         synchronous: SQLite ``PRAGMA synchronous`` (FULL: a commit survives power loss).
         id_tags: idTag → idTagInfo status; tags not listed are accepted.
         site: the site model; with a site or group limit, smart charging is on.
+        api_host: address the operator HTTP API binds (loopback by default: it can send
+            any command to any charger, so expose it deliberately).
+        api_port: its port (0 picks a free one); None runs no API. The library default
+            is None; ``python -m csms`` serves it on 8180 unless ``--no-api``.
+        api_token: a bearer token every API request must carry; None: the environment's
+            ``CSMS_API_TOKEN``, if set, else no token is asked for.
     """
 
     host: str = "127.0.0.1"
@@ -42,3 +48,6 @@ class CsmsConfig:
     synchronous: str = "FULL"
     id_tags: Mapping[str, str] = field(factory=dict)
     site: SiteConfig = field(factory=SiteConfig)
+    api_host: str = "127.0.0.1"
+    api_port: int | None = None
+    api_token: str | None = None

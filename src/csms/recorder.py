@@ -106,7 +106,20 @@ def changes_of(state: DomainState, samples: list[SampleRow], previous_next_tx: i
         evses=tuple(state.evses[key] for kind, key in dirty if kind == "evse"),
         sessions=tuple(state.sessions[key] for kind, key in dirty if kind == "session"),
         anomalies=tuple((key, state.anomalies[key]) for kind, key in dirty if kind == "anomaly"),
-        profiles=tuple(state.profiles[key] for kind, key in dirty if kind == "profile"),
+        profiles=tuple(
+            state.profiles[key]
+            for kind, key in dirty
+            if kind == "profile" and key in state.profiles
+        ),
+        removed_profiles=tuple(
+            key for kind, key in dirty if kind == "profile" and key not in state.profiles
+        ),
+        reservations=tuple(
+            state.reservations[key] for kind, key in dirty if kind == "reservation"
+        ),
+        remote_commands=tuple(
+            (key, state.remote_commands[key]) for kind, key in dirty if kind == "remote_command"
+        ),
         samples=tuple(samples),
         next_transaction_id=(
             state.next_transaction_id if state.next_transaction_id != previous_next_tx else None

@@ -108,6 +108,8 @@ def _records(state: DomainState) -> dict[str, dict[Any, Any]]:
         "sessions": dict(state.sessions),
         "anomalies": dict(enumerate(state.anomalies)),
         "charging_profiles": dict(state.profiles),
+        "reservations": dict(state.reservations),
+        "remote_commands": dict(enumerate(state.remote_commands)),
         "counters": {"next_transaction_id": state.next_transaction_id},
     }
 

@@ -156,7 +156,15 @@ class InvalidResponse(CallError):
 
 
 class CallTimeout(OcppjError, TimeoutError):
-    """No answer to our CALL arrived within its timeout."""
+    """No answer to our CALL arrived within its timeout.
+
+    Attributes:
+        unique_id: the uniqueId of the CALL that went unanswered, when known.
+    """
+
+    def __init__(self, message: str = "", *, unique_id: str | None = None) -> None:
+        super().__init__(message)
+        self.unique_id = unique_id
 
 
 class SessionClosed(OcppjError):

@@ -149,14 +149,48 @@ def response_class(action: str) -> type:
     return cls
 
 
-@functools.cache
-def _key_order(name: str) -> dict[str, int]:
-    return {key: i for i, key in enumerate(schema(name).get("properties", {}))}
-
-
 def _ordered(name: str, payload: dict[str, Any]) -> dict[str, Any]:
-    order = _key_order(name)
-    return dict(sorted(payload.items(), key=lambda item: order.get(item[0], len(order))))
+    ordered: dict[str, Any] = _in_order(schema(name), payload)
+    return ordered
+
+
+def _in_order(node: dict[str, Any], value: Any) -> Any:
+    """``value`` with the keys of every object the schema ``node`` describes in its order.
+
+    Keys the schema does not list keep their relative order, after the listed ones (a
+    payload that breaks the schema is reordered, not repaired).
+    """
+    if isinstance(value, dict):
+        properties: dict[str, Any] = node.get("properties") or {}
+        if not properties:
+            return value
+        rank = {key: i for i, key in enumerate(properties)}
+        items = sorted(value.items(), key=lambda item: rank.get(item[0], len(rank)))
+        return {
+            key: _in_order(properties[key], item) if key in properties else item
+            for key, item in items
+        }
+    if isinstance(value, list):
+        items_schema = node.get("items")
+        if isinstance(items_schema, dict):
+            return [_in_order(items_schema, item) for item in value]
+    return value
+
+
+def in_schema_order(
+    action: str, payload: dict[str, Any], *, response: bool = False
+) -> dict[str, Any]:
+    """A wire payload with its keys in the order the OCPP 1.6 schema lists them.
+
+    Top level and nested, wherever the schema gives ``properties`` (an object) or
+    ``items`` (an array of objects). The values are unchanged; the dict is a new one.
+
+    Args:
+        action: the OCPP action.
+        payload: the CALL payload (or, with ``response``, the CALLRESULT payload).
+        response: order by ``{action}Response`` instead.
+    """
+    return _ordered(f"{action}Response" if response else action, payload)
 
 
 def to_payload(message: Any, *, response_to: str | None = None) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from ocppj.errors import (
 )
 from ocppj.payloads import (
     action_of,
+    in_schema_order,
     request_from_payload,
     response_from_payload,
     to_payload,
@@ -167,6 +168,7 @@ class _Pending:
     payload: dict[str, Any] | None = None
     error: CallError | SessionClosed | None = None
     answered_at: datetime.datetime | None = None
+    on_answer: Callable[[Answer], None] | None = None
 
     def resolve(
         self,
@@ -309,8 +311,21 @@ class RpcSession:
         payload: dict[str, Any],
         *,
         timeout: float | None = None,  # noqa: ASYNC109 (see call)
+        on_answer: Callable[[Answer], None] | None = None,
     ) -> Answer:
         """Send a CALL and return the peer's answer, a CALLERROR included.
+
+        The payload goes out with its keys in the schema's order (:func:`in_schema_order`),
+        top level and nested, whatever the order of the dict given.
+
+        Args:
+            action: the OCPP action.
+            payload: the wire payload.
+            timeout: seconds to wait for the answer (default: the session's).
+            on_answer: called synchronously by the reader with the answer as soon as its
+                frame is read (a CALLRESULT or CALLERROR, not a malformed frame), before
+                the next frame is read: what records the answer then takes effect in
+                the order of the message log, ahead of any CALL the peer sends next.
 
         Raises:
             PayloadError: the request breaks its schema; nothing was sent.
@@ -321,10 +336,11 @@ class RpcSession:
         if action not in ACTIONS:
             raise CallError.from_failure(Failure.UNKNOWN_ACTION, f"{action!r} is not OCPP 1.6")
         validate_request(action, payload)
+        payload = in_schema_order(action, payload)
         async with self._call_lock:
             if self._closed:
                 raise SessionClosed(f"{self.name}: connection closed")
-            pending = _Pending(str(uuid.uuid4()), action)
+            pending = _Pending(str(uuid.uuid4()), action, on_answer=on_answer)
             self._pending = pending
             try:
                 with trio.move_on_after(self.call_timeout if timeout is None else timeout):
@@ -335,7 +351,10 @@ class RpcSession:
             finally:
                 self._pending = None
         if not pending.done.is_set():
-            raise CallTimeout(f"{self.name}: no answer to {action} {pending.unique_id}")
+            raise CallTimeout(
+                f"{self.name}: no answer to {action} {pending.unique_id}",
+                unique_id=pending.unique_id,
+            )
         if isinstance(pending.error, SessionClosed):
             raise pending.error
         assert pending.answered_at is not None
@@ -404,13 +423,21 @@ class RpcSession:
                 ),
                 at,
             )
-            return
-        try:
-            validate_response(pending.action, frame.payload)
-        except PayloadError as exc:
-            pending.resolve(None, InvalidResponse(exc, frame.payload), at)
         else:
-            pending.resolve(frame.payload, None, at)
+            try:
+                validate_response(pending.action, frame.payload)
+            except PayloadError as exc:
+                pending.resolve(None, InvalidResponse(exc, frame.payload), at)
+            else:
+                pending.resolve(frame.payload, None, at)
+        if pending.on_answer is not None:
+            error = pending.error
+            assert not isinstance(error, SessionClosed)
+            answer = Answer(pending.unique_id, pending.action, pending.payload, error, at)
+            try:
+                pending.on_answer(answer)
+            except Exception:
+                log.exception("%s: on_answer of %s failed", self.name, pending.action)
 
     async def _dispatcher(self) -> None:
         async for call, received_at in self._call_receiver:

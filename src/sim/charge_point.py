@@ -34,18 +34,32 @@ from ocpp.v16 import call, call_result
 from ocpp.v16.enums import (
     AvailabilityStatus,
     AvailabilityType,
+    CancelReservationStatus,
     ChargingProfileStatus,
+    ClearCacheStatus,
     ClearChargingProfileStatus,
     ConfigurationStatus,
+    DataTransferStatus,
     GetCompositeScheduleStatus,
     MessageTrigger,
     RegistrationStatus,
     RemoteStartStopStatus,
+    ReservationStatus,
     ResetStatus,
     TriggerMessageStatus,
+    UnlockStatus,
+    UpdateStatus,
 )
 
-from ocppj import SUBPROTOCOL, CallError, CallTimeout, Router, RpcSession, SessionClosed
+from ocppj import (
+    SUBPROTOCOL,
+    CallError,
+    CallTimeout,
+    Router,
+    RpcSession,
+    SessionClosed,
+    current_call,
+)
 from ocppj.payloads import converter
 from sim.configuration import Configuration
 from sim.ev import Ev, current_per_phase, power_drawn, step
@@ -78,6 +92,8 @@ class ChargePointConfig:
         heartbeat_interval: used until the CSMS gives one.
         backoff_min, backoff_max: reconnect delay bounds, seconds.
         call_timeout: seconds to wait for the CSMS's answer.
+        status_step_delay: seconds between the stages of a firmware update or a
+            diagnostics upload (Downloading → Downloaded → Installing → Installed).
     """
 
     id: str
@@ -93,6 +109,17 @@ class ChargePointConfig:
     backoff_min: float = 1.0
     backoff_max: float = 60.0
     call_timeout: float = 30.0
+    status_step_delay: float = 2.0
+
+
+@attrs.define
+class Reservation:
+    """A reservation the CSMS made on an EVSE (ReserveNow, Accepted)."""
+
+    reservation_id: int
+    id_tag: str
+    parent_id_tag: str | None
+    expiry: datetime.datetime
 
 
 @attrs.define
@@ -139,6 +166,7 @@ class SimEvse:
     error_code: str = "NoError"
     pending_remote_tag: str | None = None
     unavailable_when_free: bool = False
+    reservation: Reservation | None = None
 
 
 @attrs.define
@@ -180,6 +208,12 @@ class SimChargePoint:
             meter_interval=config.meter_interval,
         )
         self.status = "Available"
+        #: The local authorization list (idTag → idTagInfo) and its version (0: empty).
+        self.local_list: dict[str, dict[str, Any]] = {}
+        self.local_list_version = 0
+        self.firmware_status = "Idle"
+        self.diagnostics_status = "Idle"
+        self.firmware_version = config.firmware_version
         self.sessions: list[SessionRecord] = []
         self.profiles_received: dict[int, list[tuple[datetime.datetime, dict[str, Any]]]] = (
             collections.defaultdict(list)
@@ -311,7 +345,7 @@ class SimChargePoint:
             charge_point_model=self.config.model,
             charge_point_vendor=self.config.vendor,
             charge_point_serial_number=f"SIM-{self.id}",
-            firmware_version=self.config.firmware_version,
+            firmware_version=self.firmware_version,
         )
         while True:
             try:
@@ -388,6 +422,8 @@ class SimChargePoint:
         else:
             evse = self.evses[connector_id]
             status, error = evse.fsm.state.value, evse.error_code
+            if evse.reservation is not None and evse.fsm.state is EvseState.AVAILABLE:
+                status = "Reserved"
         await self._call(call.StatusNotification(
             connector_id=connector_id, error_code=error, status=status,
             timestamp=ocpp_time(self._clock()),
@@ -533,6 +569,13 @@ class SimChargePoint:
                 return False
         if evse.ev is None:
             raise RuntimeError(f"{evse.fsm.name}: no EV plugged in")
+        reservation = evse.reservation
+        if reservation is not None:
+            if self._clock() >= reservation.expiry:
+                evse.reservation = reservation = None
+            elif id_tag not in (reservation.id_tag, reservation.parent_id_tag):
+                log.info("%s: reserved for another idTag", evse.fsm.name)
+                return False
         now = self._clock()
         self._advance(now)
         tx = Transaction(connector_id, id_tag, round(evse.register_wh), now)
@@ -541,8 +584,12 @@ class SimChargePoint:
         record = SessionRecord(self.id, f"EVSE_{connector_id}", id_tag, now, None, 0.0, 0.0,
                                None, None)
         self.sessions.append(record)
-        payload = {"connectorId": connector_id, "idTag": id_tag, "meterStart": tx.meter_start,
-                   "timestamp": ocpp_time(now)}
+        payload: dict[str, Any] = {"connectorId": connector_id, "idTag": id_tag,
+                                   "meterStart": tx.meter_start, "timestamp": ocpp_time(now)}
+        if reservation is not None:
+            # The transaction uses the reservation: it ends here.
+            payload["reservationId"] = reservation.reservation_id
+            evse.reservation = None
 
         def started(result: dict[str, Any]) -> None:
             tx.transaction_id = int(result["transactionId"])
@@ -639,6 +686,15 @@ class SimChargePoint:
             "Reset": self._on_reset,
             "GetConfiguration": self._on_get_configuration,
             "ChangeConfiguration": self._on_change_configuration,
+            "ReserveNow": self._on_reserve_now,
+            "CancelReservation": self._on_cancel_reservation,
+            "ClearCache": self._on_clear_cache,
+            "DataTransfer": self._on_data_transfer,
+            "GetDiagnostics": self._on_get_diagnostics,
+            "UpdateFirmware": self._on_update_firmware,
+            "SendLocalList": self._on_send_local_list,
+            "GetLocalListVersion": self._on_get_local_list_version,
+            "UnlockConnector": self._on_unlock_connector,
         }
         for action, handler in handlers.items():
             router.register(action, handler)
@@ -795,6 +851,10 @@ class SimChargePoint:
         elif what == MessageTrigger.meter_values:
             connectors = [connector_id] if connector_id else list(self.evses)
             self._after(functools.partial(self._triggered_meter_values, connectors))
+        elif what == MessageTrigger.diagnostics_status_notification:
+            self._after(functools.partial(self._send_diagnostics_status, None))
+        elif what == MessageTrigger.firmware_status_notification:
+            self._after(functools.partial(self._send_firmware_status, None))
         else:
             return call_result.TriggerMessage(status=TriggerMessageStatus.not_implemented)
         return call_result.TriggerMessage(status=TriggerMessageStatus.accepted)
@@ -805,7 +865,7 @@ class SimChargePoint:
             await self._call(call.BootNotification(
                 charge_point_model=self.config.model, charge_point_vendor=self.config.vendor,
                 charge_point_serial_number=f"SIM-{self.id}",
-                firmware_version=self.config.firmware_version,
+                firmware_version=self.firmware_version,
             ))
 
     async def _triggered_meter_values(self, connectors: list[int]) -> None:
@@ -822,7 +882,10 @@ class SimChargePoint:
 
     async def _on_reset(self, request: call.Reset) -> call_result.Reset:
         reason = "HardReset" if str(request.type.value) == "Hard" else "SoftReset"
-        self._after(functools.partial(self._reset, reason))
+        # The reboot drops the connection: only once the answer has gone out, or the CSMS
+        # may never get it.
+        reset = functools.partial(self._after, functools.partial(self._reset, reason))
+        current_call.get().after_answer.append(reset)
         return call_result.Reset(status=ResetStatus.accepted)
 
     async def _reset(self, reason: str) -> None:
@@ -844,3 +907,168 @@ class SimChargePoint:
     ) -> call_result.ChangeConfiguration:
         status = self.configuration.change(request.key, request.value)
         return call_result.ChangeConfiguration(status=ConfigurationStatus(status))
+
+    # -- reservations ----------------------------------------------------------------------
+
+    async def _on_reserve_now(self, request: call.ReserveNow) -> call_result.ReserveNow:
+        connector_id = request.connector_id
+        evse = self.evses.get(connector_id)
+        if evse is None:
+            # Connector 0 (the charger as a whole) needs ReserveConnectorZeroSupported,
+            # which this charger does not have; an unknown connector cannot be reserved.
+            return call_result.ReserveNow(status=ReservationStatus.rejected)
+        expiry = parse_ocpp_time(request.expiry_date)
+        if expiry is None:
+            return call_result.ReserveNow(status=ReservationStatus.rejected)
+        if evse.fsm.state is EvseState.FAULTED:
+            return call_result.ReserveNow(status=ReservationStatus.faulted)
+        if evse.fsm.state is EvseState.UNAVAILABLE:
+            return call_result.ReserveNow(status=ReservationStatus.unavailable)
+        held = evse.reservation
+        if evse.fsm.state is not EvseState.AVAILABLE or evse.transaction is not None or (
+            held is not None and held.reservation_id != request.reservation_id
+        ):
+            return call_result.ReserveNow(status=ReservationStatus.occupied)
+        # The same reservationId elsewhere is replaced by this one (OCPP 1.6, 5.13).
+        for other in self.evses.values():
+            if other.reservation is not None and (
+                other.reservation.reservation_id == request.reservation_id
+            ) and other is not evse:
+                other.reservation = None
+                self._after(functools.partial(self._send_status, other.connector_id))
+        reservation = Reservation(request.reservation_id, request.id_tag,
+                                  request.parent_id_tag, expiry)
+        evse.reservation = reservation
+        self._after(functools.partial(self._send_status, connector_id))
+        self._after(functools.partial(self._expire_reservation, evse, reservation))
+        return call_result.ReserveNow(status=ReservationStatus.accepted)
+
+    async def _expire_reservation(self, evse: SimEvse, reservation: Reservation) -> None:
+        seconds = (reservation.expiry - self._clock()).total_seconds()
+        await trio.sleep(max(0.0, seconds))
+        if evse.reservation is reservation:
+            evse.reservation = None
+            await self._send_status(evse.connector_id)
+
+    async def _on_cancel_reservation(
+        self, request: call.CancelReservation
+    ) -> call_result.CancelReservation:
+        for evse in self.evses.values():
+            held = evse.reservation
+            if held is not None and held.reservation_id == request.reservation_id:
+                evse.reservation = None
+                self._after(functools.partial(self._send_status, evse.connector_id))
+                return call_result.CancelReservation(status=CancelReservationStatus.accepted)
+        return call_result.CancelReservation(status=CancelReservationStatus.rejected)
+
+    # -- authorization cache and local list -------------------------------------------------
+
+    async def _on_clear_cache(self, request: call.ClearCache) -> call_result.ClearCache:
+        return call_result.ClearCache(status=ClearCacheStatus.accepted)
+
+    async def _on_send_local_list(
+        self, request: call.SendLocalList
+    ) -> call_result.SendLocalList:
+        entries = [converter.unstructure(entry) if not isinstance(entry, dict) else entry
+                   for entry in request.local_authorization_list or []]
+        if str(getattr(request.update_type, "value", request.update_type)) == "Full":
+            self.local_list = {
+                e["idTag"]: e["idTagInfo"] for e in entries if e.get("idTagInfo") is not None
+            }
+        else:
+            if request.list_version <= self.local_list_version:
+                return call_result.SendLocalList(status=UpdateStatus.version_mismatch)
+            for entry in entries:
+                if entry.get("idTagInfo") is None:
+                    self.local_list.pop(entry["idTag"], None)
+                else:
+                    self.local_list[entry["idTag"]] = entry["idTagInfo"]
+        self.local_list_version = request.list_version
+        return call_result.SendLocalList(status=UpdateStatus.accepted)
+
+    async def _on_get_local_list_version(
+        self, request: call.GetLocalListVersion
+    ) -> call_result.GetLocalListVersion:
+        return call_result.GetLocalListVersion(list_version=self.local_list_version)
+
+    # -- vendor messages ------------------------------------------------------------------
+
+    async def _on_data_transfer(self, request: call.DataTransfer) -> call_result.DataTransfer:
+        """Only the charger's own vendorId is known; its ``Echo`` message returns the data."""
+        if request.vendor_id != self.config.vendor:
+            return call_result.DataTransfer(status=DataTransferStatus.unknown_vendor_id)
+        if request.message_id not in (None, "Echo"):
+            return call_result.DataTransfer(status=DataTransferStatus.unknown_message_id)
+        return call_result.DataTransfer(status=DataTransferStatus.accepted, data=request.data)
+
+    # -- firmware and diagnostics ---------------------------------------------------------
+
+    async def _on_update_firmware(
+        self, request: call.UpdateFirmware
+    ) -> call_result.UpdateFirmware:
+        self._after(functools.partial(self._update_firmware, request.location,
+                                      parse_ocpp_time(request.retrieve_date)))
+        return call_result.UpdateFirmware()
+
+    async def _update_firmware(self, location: str, retrieve: datetime.datetime | None) -> None:
+        if retrieve is not None:
+            await trio.sleep(max(0.0, (retrieve - self._clock()).total_seconds()))
+        for status in ("Downloading", "Downloaded", "Installing", "Installed"):
+            await self._send_firmware_status(status)
+            if status != "Installed":
+                await trio.sleep(self.config.status_step_delay)
+        # The new version is what the file name says after its last "-", if anything.
+        name = location.rstrip("/").rsplit("/", 1)[-1]
+        if "-" in name:
+            self.firmware_version = name.rsplit("-", 1)[1].removesuffix(".bin")
+
+    async def _send_firmware_status(self, status: str | None) -> None:
+        if status is not None:
+            self.firmware_status = status
+        await self._call(call.FirmwareStatusNotification(status=self.firmware_status))
+
+    async def _on_get_diagnostics(
+        self, request: call.GetDiagnostics
+    ) -> call_result.GetDiagnostics:
+        stamp = self._clock().astimezone(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+        file_name = f"diagnostics-{self.id}-{stamp}.log"
+        self._after(self._upload_diagnostics)
+        return call_result.GetDiagnostics(file_name=file_name)
+
+    async def _upload_diagnostics(self) -> None:
+        await self._send_diagnostics_status("Uploading")
+        await trio.sleep(self.config.status_step_delay)
+        await self._send_diagnostics_status("Uploaded")
+
+    async def _send_diagnostics_status(self, status: str | None) -> None:
+        if status is not None:
+            self.diagnostics_status = status
+        await self._call(call.DiagnosticsStatusNotification(status=self.diagnostics_status))
+
+    # -- the connector lock ---------------------------------------------------------------
+
+    async def _on_unlock_connector(
+        self, request: call.UnlockConnector
+    ) -> call_result.UnlockConnector:
+        evse = self.evses.get(request.connector_id)
+        if evse is None:
+            # No such connector, so no cable lock to open (connector 0 included).
+            return call_result.UnlockConnector(status=UnlockStatus.not_supported)
+        if evse.fsm.state in (EvseState.FAULTED, EvseState.UNAVAILABLE):
+            return call_result.UnlockConnector(status=UnlockStatus.unlock_failed)
+        if evse.transaction is not None:
+            # A real charger stops the transaction before it releases the cable.
+            self._after(functools.partial(self.stop_session, evse.connector_id,
+                                          reason="UnlockCommand"))
+        return call_result.UnlockConnector(status=UnlockStatus.unlocked)
+
+
+def parse_ocpp_time(value: str | None) -> datetime.datetime | None:
+    """An aware datetime from an OCPP timestamp (a missing offset is UTC); None if unreadable."""
+    if not value:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)

@@ -282,7 +282,7 @@ async def _run_in_process(module: ModuleType, config: SimConfig, params: dict[st
             # What the CSMS received, checked against the site limit (OCPP alone).
             if site.limit_w is None:
                 return
-            samples = await csms.store.read_samples()
+            samples = await csms.store.read_samples("Power.Active.Import")
             view = site_power_seen(samples, site.limit_w)
             ctx.csms_view = view
             tolerance = site.rebalance_interval_s

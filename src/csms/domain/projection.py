@@ -179,6 +179,18 @@ def data_transfer(
     ]
 
 
+def firmware_status_notification(
+    state: DomainState, charger_id: str, req: Any, res: Any, at: datetime.datetime
+) -> list[ev.Event]:
+    return [ev.FirmwareStatusReported(charger_id, at, str(_value(req.status)))]
+
+
+def diagnostics_status_notification(
+    state: DomainState, charger_id: str, req: Any, res: Any, at: datetime.datetime
+) -> list[ev.Event]:
+    return [ev.DiagnosticsStatusReported(charger_id, at, str(_value(req.status)))]
+
+
 #: The projector of every charger-initiated action the domain understands.
 PROJECTORS: dict[str, Projector] = {
     "BootNotification": boot_notification,
@@ -189,6 +201,8 @@ PROJECTORS: dict[str, Projector] = {
     "MeterValues": meter_values,
     "StopTransaction": stop_transaction,
     "DataTransfer": data_transfer,
+    "FirmwareStatusNotification": firmware_status_notification,
+    "DiagnosticsStatusNotification": diagnostics_status_notification,
 }
 
 
@@ -235,9 +249,122 @@ def set_charging_profile(
     )]
 
 
+def _status(response: dict[str, Any] | None, error: str | None) -> str:
+    """The answer's status, or the CALLERROR code."""
+    return str(response["status"]) if response is not None else str(error)
+
+
+def clear_charging_profile(
+    state: DomainState,
+    charger_id: str,
+    request: dict[str, Any],
+    response: dict[str, Any] | None,
+    error: str | None,
+    at: datetime.datetime,
+) -> list[ev.Event]:
+    return [ev.ChargingProfilesCleared(
+        charger_id, at, request.get("id"), request.get("connectorId"),
+        request.get("chargingProfilePurpose"), request.get("stackLevel"),
+        _status(response, error),
+    )]
+
+
+def reserve_now(
+    state: DomainState,
+    charger_id: str,
+    request: dict[str, Any],
+    response: dict[str, Any] | None,
+    error: str | None,
+    at: datetime.datetime,
+) -> list[ev.Event]:
+    return [ev.ReservationAnswered(
+        charger_id, at, int(request["reservationId"]), int(request["connectorId"]),
+        str(request["idTag"]), request.get("parentIdTag"), str(request["expiryDate"]),
+        _status(response, error),
+    )]
+
+
+def cancel_reservation(
+    state: DomainState,
+    charger_id: str,
+    request: dict[str, Any],
+    response: dict[str, Any] | None,
+    error: str | None,
+    at: datetime.datetime,
+) -> list[ev.Event]:
+    return [ev.ReservationCancelAnswered(
+        charger_id, at, int(request["reservationId"]), _status(response, error)
+    )]
+
+
+def send_local_list(
+    state: DomainState,
+    charger_id: str,
+    request: dict[str, Any],
+    response: dict[str, Any] | None,
+    error: str | None,
+    at: datetime.datetime,
+) -> list[ev.Event]:
+    if _status(response, error) != "Accepted":
+        return [ev.ChargerSeen(charger_id, at)]
+    return [ev.LocalListVersionReported(
+        charger_id, at, int(request["listVersion"]), "SendLocalList"
+    )]
+
+
+def get_local_list_version(
+    state: DomainState,
+    charger_id: str,
+    request: dict[str, Any],
+    response: dict[str, Any] | None,
+    error: str | None,
+    at: datetime.datetime,
+) -> list[ev.Event]:
+    if response is None:
+        return [ev.ChargerSeen(charger_id, at)]
+    return [ev.LocalListVersionReported(
+        charger_id, at, int(response["listVersion"]), "GetLocalListVersion"
+    )]
+
+
+def remote_start_transaction(
+    state: DomainState,
+    charger_id: str,
+    request: dict[str, Any],
+    response: dict[str, Any] | None,
+    error: str | None,
+    at: datetime.datetime,
+) -> list[ev.Event]:
+    return [ev.RemoteCommandAnswered(
+        charger_id, at, "RemoteStartTransaction", request.get("connectorId"),
+        str(request["idTag"]), None, _status(response, error),
+    )]
+
+
+def remote_stop_transaction(
+    state: DomainState,
+    charger_id: str,
+    request: dict[str, Any],
+    response: dict[str, Any] | None,
+    error: str | None,
+    at: datetime.datetime,
+) -> list[ev.Event]:
+    return [ev.RemoteCommandAnswered(
+        charger_id, at, "RemoteStopTransaction", None, None, int(request["transactionId"]),
+        _status(response, error),
+    )]
+
+
 #: The projector of every CSMS-initiated action the domain records.
 OUT_PROJECTORS: dict[str, OutProjector] = {
     "SetChargingProfile": set_charging_profile,
+    "ClearChargingProfile": clear_charging_profile,
+    "ReserveNow": reserve_now,
+    "CancelReservation": cancel_reservation,
+    "SendLocalList": send_local_list,
+    "GetLocalListVersion": get_local_list_version,
+    "RemoteStartTransaction": remote_start_transaction,
+    "RemoteStopTransaction": remote_stop_transaction,
 }
 
 

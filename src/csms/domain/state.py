@@ -29,6 +29,11 @@ from csms.domain.model import (
 #: Statuses in which a cable is plugged in.
 PLUGGED_STATUSES = frozenset({"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing"})
 
+#: transactionIds are 32-bit integers in OCPP 1.6. An unknown transactionId a charger
+#: believes in moves the next id past it only below this bound, so that no message can
+#: bring the ids this CSMS gives out near 2**31 - 1; above it, it is only an anomaly.
+HONOURED_TRANSACTION_ID_LIMIT = 2**30
+
 #: Key of a StartTransaction for recognising a retransmission.
 StartKey = tuple[str, int, str, int, str]
 
@@ -320,8 +325,11 @@ def _(event: ev.UnknownTransactionStopped, state: DomainState) -> None:
             key=key,
         ),
     )
-    # Never give out an id a charger already believes in.
-    state.next_transaction_id = max(state.next_transaction_id, event.transaction_id + 1)
+    # Never give out an id a charger already believes in, unless honouring it would eat
+    # into the 32-bit id space chargers can send back: one StopTransaction for 2**31 - 1
+    # made the next StartTransaction get 2**31, which every later message refuses.
+    if event.transaction_id < HONOURED_TRANSACTION_ID_LIMIT:
+        state.next_transaction_id = max(state.next_transaction_id, event.transaction_id + 1)
 
 
 @_apply.register
@@ -392,6 +400,8 @@ def _(event: ev.ReservationCancelAnswered, state: DomainState) -> None:
     reservation = state.reservations.get(event.reservation_id)
     if reservation is None or reservation.charger_id != event.charger_id:
         return  # a reservation this CSMS never made: the charger's answer says it all
+    if reservation.cancel_status == "Accepted":
+        return  # already cancelled: a second CancelReservation changes nothing
     _put_reservation(
         state, attrs.evolve(reservation, cancel_status=event.status, cancelled_at=event.at)
     )

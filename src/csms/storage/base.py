@@ -8,7 +8,15 @@ from typing import Protocol
 from attrs import frozen
 
 from csms.domain.meter import Sample
-from csms.domain.model import Anomaly, Charger, Evse, SentProfile, Session
+from csms.domain.model import (
+    Anomaly,
+    Charger,
+    Evse,
+    RemoteCommand,
+    Reservation,
+    SentProfile,
+    Session,
+)
 from csms.domain.state import DomainState
 
 
@@ -52,6 +60,24 @@ class Changes:
     samples: tuple[SampleRow, ...] = ()
     profiles: tuple[SentProfile, ...] = ()
     next_transaction_id: int | None = None
+    #: (charger, connector) whose profile a ClearChargingProfile removed.
+    removed_profiles: tuple[tuple[str, int], ...] = ()
+    reservations: tuple[Reservation, ...] = ()
+    remote_commands: tuple[tuple[int, RemoteCommand], ...] = ()
+
+
+@frozen
+class IdTagRow:
+    """An idTag the operator set (authorization data; not part of the replayed domain).
+
+    ``expiry_date`` is an aware UTC datetime, or None for no expiry.
+    """
+
+    id_tag: str
+    status: str
+    expiry_date: datetime.datetime | None = None
+    parent_id_tag: str | None = None
+    updated_at: datetime.datetime | None = None
 
 
 @frozen
@@ -88,8 +114,22 @@ class Store(Protocol):
     async def read_log(self, charger_id: str | None = None) -> list[LogRow]:
         """The message log in order, optionally for one charger."""
 
-    async def read_samples(self) -> list[SampleRow]:
-        """Every stored sampled value, in order."""
+    async def read_samples(self, measurand: str | None = None) -> list[SampleRow]:
+        """Every stored sampled value (of one measurand, if given), in order."""
+
+    async def read_messages(
+        self, charger_id: str | None = None, limit: int = 100
+    ) -> list[LogRow]:
+        """The newest ``limit`` rows of the message log, newest first."""
+
+    def put_id_tag(self, row: IdTagRow) -> None:
+        """Queue an idTag's authorization data (insert or replace)."""
+
+    def delete_id_tag(self, id_tag: str) -> None:
+        """Queue the removal of an idTag's authorization data."""
+
+    async def read_id_tags(self) -> list[IdTagRow]:
+        """Every idTag the operator set, by idTag."""
 
     def statistics(self) -> StoreStatistics:
         """A snapshot of the writer's counters."""

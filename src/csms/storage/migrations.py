@@ -61,4 +61,21 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (charger_id, connector_id)
     );
     """,
+    # 3: reservations and remote start/stop answers (domain projections, rebuilt by
+    # replay), and the operator's idTag authorization data (not OCPP-derived: not replayed).
+    """
+    CREATE TABLE reservations (
+        reservation_id INTEGER PRIMARY KEY,
+        charger_id TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE TABLE remote_commands (idx INTEGER PRIMARY KEY, data TEXT NOT NULL);
+    CREATE TABLE id_tags (
+        id_tag TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        expiry_date TEXT,
+        parent_id_tag TEXT,
+        updated_at TEXT
+    );
+    """,
 )

@@ -20,10 +20,18 @@ import trio
 import trio_asyncio
 
 from csms.domain.meter import Sample
-from csms.domain.model import Anomaly, Charger, Evse, SentProfile, Session
+from csms.domain.model import (
+    Anomaly,
+    Charger,
+    Evse,
+    RemoteCommand,
+    Reservation,
+    SentProfile,
+    Session,
+)
 from csms.domain.state import DomainState, start_key
 from csms.storage import codec
-from csms.storage.base import Changes, LogRow, SampleRow, StoreStatistics
+from csms.storage.base import Changes, IdTagRow, LogRow, SampleRow, StoreStatistics
 from csms.storage.migrations import MIGRATIONS
 
 log = logging.getLogger("csms.storage")
@@ -54,6 +62,17 @@ _UPSERT_PROFILE = (
     "INSERT OR REPLACE INTO charging_profiles (charger_id, connector_id, data) VALUES (?, ?, ?)"
 )
 _UPSERT_COUNTER = "INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)"
+_DELETE_PROFILE = "DELETE FROM charging_profiles WHERE charger_id = ? AND connector_id = ?"
+_UPSERT_RESERVATION = (
+    "INSERT OR REPLACE INTO reservations (reservation_id, charger_id, data) VALUES (?, ?, ?)"
+)
+_UPSERT_REMOTE_COMMAND = "INSERT OR REPLACE INTO remote_commands (idx, data) VALUES (?, ?)"
+_UPSERT_ID_TAG = (
+    "INSERT OR REPLACE INTO id_tags (id_tag, status, expiry_date, parent_id_tag, updated_at) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+_DELETE_ID_TAG = "DELETE FROM id_tags WHERE id_tag = ?"
+
 
 async def _aio(loop: Any, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
     # The loop is passed explicitly: callers need not be tasks started inside it.
@@ -146,6 +165,26 @@ class SqliteStore:
                                         codec.dumps(profile)))
         if changes.next_transaction_id is not None:
             self._put(_UPSERT_COUNTER, ("next_transaction_id", changes.next_transaction_id))
+        for charger_id, connector_id in changes.removed_profiles:
+            self._put(_DELETE_PROFILE, (charger_id, connector_id))
+        for reservation in changes.reservations:
+            self._put(_UPSERT_RESERVATION, (reservation.reservation_id, reservation.charger_id,
+                                            codec.dumps(reservation)))
+        for idx, command in changes.remote_commands:
+            self._put(_UPSERT_REMOTE_COMMAND, (idx, codec.dumps(command)))
+
+    def put_id_tag(self, row: IdTagRow) -> None:
+        """Queue an idTag's authorization data (insert or replace)."""
+        self._put(_UPSERT_ID_TAG, (
+            row.id_tag, row.status,
+            row.expiry_date.isoformat() if row.expiry_date is not None else None,
+            row.parent_id_tag,
+            row.updated_at.isoformat() if row.updated_at is not None else None,
+        ))
+
+    def delete_id_tag(self, id_tag: str) -> None:
+        """Queue the removal of an idTag's authorization data."""
+        self._put(_DELETE_ID_TAG, (id_tag,))
 
     async def flush(self) -> None:
         """Return once everything queued so far is committed.
@@ -279,6 +318,13 @@ class SqliteStore:
         ):
             profile = codec.loads(data, SentProfile)
             state.profiles[(profile.charger_id, profile.connector_id)] = profile
+        for (data,) in await self._fetchall(
+            "SELECT data FROM reservations ORDER BY reservation_id"
+        ):
+            reservation = codec.loads(data, Reservation)
+            state.reservations[reservation.reservation_id] = reservation
+        for (data,) in await self._fetchall("SELECT data FROM remote_commands ORDER BY idx"):
+            state.remote_commands.append(codec.loads(data, RemoteCommand))
         for (value,) in await self._fetchall(
             "SELECT value FROM counters WHERE name = 'next_transaction_id'"
         ):
@@ -298,12 +344,45 @@ class SqliteStore:
             for seq, cp, direction, at, frame in rows
         ]
 
-    async def read_samples(self) -> list[SampleRow]:
-        """Every stored sampled value, in order."""
+    async def read_messages(
+        self, charger_id: str | None = None, limit: int = 100
+    ) -> list[LogRow]:
+        """The newest ``limit`` rows of the message log, newest first."""
+        sql = "SELECT seq, charger_id, direction, at, frame FROM message_log"
+        params: tuple[Any, ...] = ()
+        if charger_id is not None:
+            sql += " WHERE charger_id = ?"
+            params = (charger_id,)
+        rows = await self._fetchall(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit))
+        return [
+            LogRow(seq, cp, direction, datetime.datetime.fromisoformat(at), frame)
+            for seq, cp, direction, at, frame in rows
+        ]
+
+    async def read_id_tags(self) -> list[IdTagRow]:
+        """Every idTag the operator set, by idTag."""
+        rows = await self._fetchall(
+            "SELECT id_tag, status, expiry_date, parent_id_tag, updated_at FROM id_tags "
+            "ORDER BY id_tag"
+        )
+        return [
+            IdTagRow(
+                tag, status,
+                datetime.datetime.fromisoformat(expiry) if expiry is not None else None,
+                parent,
+                datetime.datetime.fromisoformat(updated) if updated is not None else None,
+            )
+            for tag, status, expiry, parent, updated in rows
+        ]
+
+    async def read_samples(self, measurand: str | None = None) -> list[SampleRow]:
+        """Every stored sampled value (of one measurand, if given), in order."""
+        where, params = ("WHERE measurand = ? ", (measurand,)) if measurand else ("", ())
         rows = await self._fetchall(
             "SELECT charger_id, connector_id, transaction_id, received_at, timestamp, value, "
             "measurand, unit, phase, context, location, format, number FROM meter_samples "
-            "ORDER BY id"
+            f"{where}ORDER BY id",
+            params,
         )
         return [
             SampleRow(cp, connector, tx, datetime.datetime.fromisoformat(received), Sample(*sample))

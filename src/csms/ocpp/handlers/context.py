@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from attrs import field, frozen
+from ocpp.v16.datatypes import IdTagInfo
+from ocpp.v16.enums import AuthorizationStatus
 
 from csms.authorization import AuthorizationPolicy
 from csms.config import CsmsConfig
@@ -46,6 +48,17 @@ class HandlerContext:
     vendors: Mapping[str, VendorHandler] = field(factory=dict)
     now: Callable[[], datetime.datetime] = utc_now
     smart: SmartCharging | None = None
+
+    def id_tag_info(self, id_tag: str) -> IdTagInfo:
+        """The idTagInfo for ``id_tag`` now: status, expiryDate and parentIdTag."""
+        answer = self.policy.answer(id_tag, self.now())
+        return IdTagInfo(
+            status=AuthorizationStatus(answer.status),
+            expiry_date=(
+                ocpp_timestamp(answer.expiry_date) if answer.expiry_date is not None else None
+            ),
+            parent_id_tag=answer.parent_id_tag,
+        )
 
     @property
     def state(self) -> DomainState:

@@ -9,6 +9,8 @@ from csms.ocpp.handlers import (
     authorize,
     boot_notification,
     data_transfer,
+    diagnostics_status_notification,
+    firmware_status_notification,
     heartbeat,
     meter_values,
     start_transaction,
@@ -27,6 +29,8 @@ HANDLERS: dict[str, Callable[[HandlerContext, Any], Awaitable[Any]]] = {
     "MeterValues": meter_values.handle,
     "StopTransaction": stop_transaction.handle,
     "DataTransfer": data_transfer.handle,
+    "FirmwareStatusNotification": firmware_status_notification.handle,
+    "DiagnosticsStatusNotification": diagnostics_status_notification.handle,
 }
 
 #: connectorId and transactionId are 32-bit integers in OCPP 1.6 (``s:int`` in its SOAP

@@ -28,12 +28,10 @@ async def handle(
     )
     known = state.start_keys.get(key)
     if known is not None:
-        transaction_id, status = known, state.sessions[known].auth_status
+        transaction_id = known
+        info = IdTagInfo(status=AuthorizationStatus(state.sessions[known].auth_status))
     else:
-        transaction_id, status = state.next_transaction_id, ctx.policy.status(request.id_tag)
-    response = call_result.StartTransaction(
-        transaction_id=transaction_id,
-        id_tag_info=IdTagInfo(status=AuthorizationStatus(status)),
-    )
+        transaction_id, info = state.next_transaction_id, ctx.id_tag_info(request.id_tag)
+    response = call_result.StartTransaction(transaction_id=transaction_id, id_tag_info=info)
     ctx.record(request, response)
     return response

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from ocpp.v16 import call, call_result
-from ocpp.v16.datatypes import IdTagInfo
-from ocpp.v16.enums import AuthorizationStatus
 
 from csms.ocpp.handlers.context import HandlerContext
 
@@ -13,7 +11,7 @@ async def handle(ctx: HandlerContext, request: call.StopTransaction) -> call_res
     """Close the session with meterStop and reason; idTagInfo when an idTag was sent."""
     info = None
     if request.id_tag is not None:
-        info = IdTagInfo(status=AuthorizationStatus(ctx.policy.status(request.id_tag)))
+        info = ctx.id_tag_info(request.id_tag)
     response = call_result.StopTransaction(id_tag_info=info)
     ctx.record(request, response)
     return response

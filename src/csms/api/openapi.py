@@ -1,0 +1,299 @@
+"""The OpenAPI 3.1 document of the operator API, served at ``/api/openapi.json``."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from csms.api.actions import CSMS_ACTIONS
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}
+
+
+def _path(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema,
+            "description": description}
+
+
+_STRING = {"type": "string"}
+_NSTRING = {"type": ["string", "null"]}
+_NINT = {"type": ["integer", "null"]}
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+_LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                "at most this many, newest first")
+_CP_FILTER = _query("chargePoint", _STRING, "only this charge point")
+_UNAUTHORIZED = _error("a bearer token is configured and the request has none or another")
+
+
+def _schemas() -> dict[str, Any]:
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error", "message"],
+            "properties": {"error": _STRING, "message": _STRING},
+            "additionalProperties": True,
+        },
+        "Answer": {
+            "type": "object",
+            "description": "The charge point's answer: `result` (CALLRESULT payload) or "
+            "`error` (CALLERROR), never both.",
+            "required": ["uniqueId", "action", "chargePoint"],
+            "properties": {
+                "uniqueId": _STRING,
+                "action": _STRING,
+                "chargePoint": _STRING,
+                "result": {"type": "object"},
+                "error": {
+                    "type": "object",
+                    "required": ["code", "description", "details"],
+                    "properties": {"code": _STRING, "description": _STRING,
+                                   "details": {"type": "object"}},
+                },
+            },
+        },
+        "Timeout": {
+            "type": "object",
+            "required": ["timeout", "action", "chargePoint"],
+            "properties": {"uniqueId": _NSTRING, "action": _STRING, "chargePoint": _STRING,
+                           "timeout": {"const": True}, "message": _STRING},
+        },
+        "Evse": {
+            "type": "object",
+            "properties": {
+                "connectorId": {"type": "integer"}, "name": _STRING, "status": _STRING,
+                "errorCode": _STRING, "info": _NSTRING, "vendorId": _NSTRING,
+                "vendorErrorCode": _NSTRING, "statusTimestamp": _TIME,
+                "pluggedIn": {"type": "boolean"},
+            },
+        },
+        "ChargePoint": {
+            "type": "object",
+            "properties": {
+                "id": _STRING,
+                "connected": {"type": "boolean"},
+                "connection": {"type": "object"},
+                "boot": {"type": "object"},
+                "status": _NSTRING,
+                "errorCode": _NSTRING,
+                "localListVersion": _NINT,
+                "firmwareStatus": _NSTRING,
+                "firmwareStatusAt": _TIME,
+                "diagnosticsStatus": _NSTRING,
+                "diagnosticsStatusAt": _TIME,
+                "evses": {"type": "array", "items": _ref("Evse")},
+                "chargingProfiles": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        "Transaction": {
+            "type": "object",
+            "properties": {
+                "transactionId": {"type": "integer"}, "chargePoint": _STRING,
+                "connectorId": {"type": "integer"}, "idTag": _STRING,
+                "authorizationStatus": _STRING, "reservationId": _NINT,
+                "active": {"type": "boolean"}, "startTimestamp": _STRING, "startedAt": _TIME,
+                "meterStart": {"type": "integer"}, "stopTimestamp": _NSTRING,
+                "stoppedAt": _TIME, "meterStop": _NINT, "energyWh": {"type": "number"},
+                "stopReason": _NSTRING, "stopIdTag": _NSTRING,
+                "powerW": {"type": ["number", "null"]}, "soc": {"type": ["number", "null"]},
+                "samples": {"type": "integer"},
+            },
+        },
+        "Reservation": {
+            "type": "object",
+            "properties": {
+                "reservationId": {"type": "integer"}, "chargePoint": _STRING,
+                "connectorId": {"type": "integer"}, "idTag": _STRING, "parentIdTag": _NSTRING,
+                "expiryDate": _STRING,
+                "status": {"type": "string",
+                           "description": "the charge point's answer to ReserveNow"},
+                "state": {"enum": ["active", "expired", "used", "cancelled", "refused"]},
+                "requestedAt": _TIME, "cancelStatus": _NSTRING, "cancelledAt": _TIME,
+                "usedByTransactionId": _NINT, "usedAt": _TIME,
+            },
+        },
+        "RemoteCommand": {
+            "type": "object",
+            "properties": {
+                "action": _STRING, "chargePoint": _STRING, "status": _STRING,
+                "connectorId": _NINT, "idTag": _NSTRING, "transactionId": _NINT, "at": _TIME,
+            },
+        },
+        "Message": {
+            "type": "object",
+            "properties": {
+                "seq": {"type": "integer"}, "chargePoint": _STRING,
+                "direction": {"enum": ["in", "out", "connect", "disconnect"]},
+                "at": _TIME, "frame": _STRING, "message": {},
+            },
+        },
+        "IdTag": {
+            "type": "object",
+            "properties": {
+                "idTag": _STRING, "status": _STRING, "expiryDate": _TIME,
+                "parentIdTag": _NSTRING, "updatedAt": _TIME, "effectiveStatus": _STRING,
+            },
+        },
+        "IdTagInput": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "status": {"enum": ["Accepted", "Blocked", "Expired", "Invalid",
+                                    "ConcurrentTx"], "default": "Accepted"},
+                "expiryDate": {"type": ["string", "null"], "format": "date-time"},
+                "parentIdTag": {"type": ["string", "null"], "maxLength": 20},
+            },
+        },
+    }
+
+
+def _list(schema: str, summary: str, params: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"get": {
+        "summary": summary,
+        "parameters": params,
+        "responses": {
+            "200": _json({"type": "array", "items": _ref(schema)}, summary),
+            "400": _error("a bad query parameter"),
+            "401": _UNAUTHORIZED,
+        },
+    }}
+
+
+def _one(schema: str, summary: str) -> dict[str, Any]:
+    return {"get": {
+        "summary": summary,
+        "responses": {
+            "200": _json(_ref(schema), summary),
+            "401": _UNAUTHORIZED,
+            "404": _error("no such record"),
+        },
+    }}
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document (built once)."""
+    cp_param = _path("chargePointId", _STRING, "the charge point id")
+    tag_param = _path("idTag", {"type": "string", "minLength": 1, "maxLength": 20}, "the idTag")
+    paths: dict[str, Any] = {
+        "/api/openapi.json": {"get": {
+            "summary": "This document (no token needed)",
+            "responses": {"200": _json({"type": "object"}, "the OpenAPI document")},
+        }},
+        "/api/charge-points": _list("ChargePoint", "Every charge point the CSMS knows", []),
+        "/api/charge-points/{chargePointId}": {
+            "parameters": [cp_param],
+            **_one("ChargePoint", "One charge point: connection, boot data, EVSE states"),
+        },
+        "/api/charge-points/{chargePointId}/ocpp16/{action}": {
+            "parameters": [cp_param, _path("action", {"enum": list(CSMS_ACTIONS)},
+                                           "a CSMS-initiated OCPP 1.6 action")],
+            "post": {
+                "summary": "Send an OCPP 1.6 CALL to a connected charge point; its answer",
+                "description": "The body is the OCPP payload as on the wire. It is checked "
+                "against the 1.6 JSON schema first (400, nothing sent); otherwise sent as is, "
+                "keys in schema order, and the charge point decides.",
+                "parameters": [_query("timeout", {"type": "number", "exclusiveMinimum": 0,
+                                                  "maximum": 3600},
+                                      "seconds to wait (default: --call-timeout)")],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"type": "object"}}}},
+                "responses": {
+                    "200": _json(_ref("Answer"), "the charge point answered (result or error)"),
+                    "400": _error("unknown action, not JSON, or the payload breaks the schema "
+                                  "(`code` and `path` say how)"),
+                    "401": _UNAUTHORIZED,
+                    "404": _error("the charge point is not connected"),
+                    "502": _error("the connection closed before the answer"),
+                    "504": _json(_ref("Timeout"), "no answer in time"),
+                },
+            },
+        },
+        "/api/transactions": _list("Transaction", "Transactions, newest first", [
+            _query("chargePoint", _STRING, "only this charge point"),
+            _query("idTag", _STRING, "only this idTag"),
+            _query("active", {"type": "boolean"}, "only open (true) or closed (false)"),
+            _LIMIT,
+        ]),
+        "/api/transactions/{transactionId}": {
+            "parameters": [_path("transactionId", {"type": "integer"}, "the transactionId")],
+            **_one("Transaction", "One transaction"),
+        },
+        "/api/reservations": _list("Reservation", "Reservations, newest first", [
+            _CP_FILTER,
+            _query("state", {"enum": ["active", "expired", "used", "cancelled", "refused"]},
+                   "only in this state (as of now)"),
+            _LIMIT,
+        ]),
+        "/api/reservations/{reservationId}": {
+            "parameters": [_path("reservationId", {"type": "integer"}, "the reservationId")],
+            **_one("Reservation", "One reservation"),
+        },
+        "/api/remote-commands": _list(
+            "RemoteCommand", "RemoteStart/StopTransaction answers, newest first",
+            [_CP_FILTER, _LIMIT],
+        ),
+        "/api/messages": _list("Message", "The OCPP message log, newest first",
+                               [_CP_FILTER, _LIMIT]),
+        "/api/id-tags": _list("IdTag", "Every idTag the operator set", []),
+        "/api/id-tags/{idTag}": {
+            "parameters": [tag_param],
+            "get": {
+                "summary": "An idTag's authorization data",
+                "responses": {
+                    "200": _json(_ref("IdTag"), "the idTag's data"),
+                    "401": _UNAUTHORIZED,
+                    "404": _error("no data for this idTag (`effectiveStatus` is the answer "
+                                  "the policy gives it)"),
+                },
+            },
+            "put": {
+                "summary": "Set an idTag's authorization data",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref("IdTagInput")}}},
+                "responses": {
+                    "200": _json(_ref("IdTag"), "stored"),
+                    "400": _error("invalid field"),
+                    "401": _UNAUTHORIZED,
+                },
+            },
+            "delete": {
+                "summary": "Remove an idTag's authorization data",
+                "responses": {
+                    "204": {"description": "removed"},
+                    "401": _UNAUTHORIZED,
+                    "404": _error("no data for this idTag"),
+                },
+            },
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "trio-csms operator API",
+            "version": "1.0.0",
+            "description": "Send OCPP 1.6 commands to connected charge points and read the "
+            "CSMS's records. See docs/api.md.",
+        },
+        "servers": [{"url": "http://127.0.0.1:8180"}],
+        "security": [{"bearer": []}, {}],
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": paths,
+    }
