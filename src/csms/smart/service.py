@@ -32,7 +32,7 @@ from csms.recorder import Recorder
 from csms.smart.allocator import Demand, EvseKey, allocate
 from csms.smart.profiles import tx_profile
 from csms.smart.site import VOLTAGE, SiteConfig
-from ocppj import CallTimeout, OcppjError, SessionClosed
+from ocppj import Answer, CallTimeout, OcppjError, SessionClosed
 
 log = logging.getLogger("csms.smart")
 
@@ -241,9 +241,16 @@ class SmartCharging:
             return  # the session ended meanwhile
         if self.uncontrolled.get(key) == wanted.transaction_id:
             return  # queued before the charger refused this session's profile
+        def record(answer: Answer) -> None:
+            # Called by the reader as the answer is read: the domain applies it in the
+            # order of the message log, as replay will.
+            error = str(answer.error.code) if answer.error is not None else None
+            self._recorder.answer(conn.charge_point_id, "SetChargingProfile", wanted.payload,
+                                  answer.payload, error, answer.answered_at)
+
         try:
             answer = await session.exchange("SetChargingProfile", wanted.payload,
-                                            timeout=self._call_timeout)
+                                            timeout=self._call_timeout, on_answer=record)
         except CallTimeout:
             log.warning("%s EVSE_%d: no answer to SetChargingProfile; uncontrolled",
                         *key)
@@ -254,8 +261,6 @@ class SmartCharging:
             log.info("%s EVSE_%d: SetChargingProfile not sent: %s", *key, exc)
             return
         error = str(answer.error.code) if answer.error is not None else None
-        self._recorder.answer(conn.charge_point_id, "SetChargingProfile", wanted.payload,
-                              answer.payload, error, answer.answered_at)
         status = error or str((answer.payload or {}).get("status"))
         if status == "Accepted":
             self._accepted(key, wanted)
