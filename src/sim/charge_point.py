@@ -61,6 +61,7 @@ from ocppj import (
     current_call,
 )
 from ocppj.payloads import converter
+from ocppj.timestamps import format_timestamp, parse_timestamp
 from sim.configuration import Configuration
 from sim.ev import Ev, current_per_phase, power_drawn, step
 from sim.evse import Action, Evse, EvseState
@@ -70,12 +71,6 @@ log = logging.getLogger("sim.charge_point")
 
 #: Below 6 A per phase an AC EV does not charge (IEC 61851).
 MIN_CURRENT_A = 6.0
-
-
-def ocpp_time(moment: datetime.datetime) -> str:
-    """An OCPP timestamp: UTC, milliseconds, ``Z``."""
-    utc = moment.astimezone(datetime.UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 @attrs.frozen
@@ -300,8 +295,12 @@ class SimChargePoint:
                         attempt = 0
                         self.connects += 1
                         await self._serve_connection(ws)
-            except (OSError, trio_websocket.HandshakeError, trio_websocket.ConnectionClosed,
-                    trio.BrokenResourceError) as exc:
+            except (
+                OSError,
+                trio_websocket.HandshakeError,
+                trio_websocket.ConnectionClosed,
+                trio.BrokenResourceError,
+            ) as exc:
                 log.info("%s: connection to %s failed: %s", self.id, url, exc)
             except ExceptionGroup as group:
                 log.info("%s: connection to %s failed: %s", self.id, url, group)
@@ -312,8 +311,9 @@ class SimChargePoint:
             await trio.sleep(delay * (0.5 + self._rng.random() / 2))
 
     async def _serve_connection(self, ws: trio_websocket.WebSocketConnection) -> None:
-        session = RpcSession(ws, self.router, name=self.id, call_timeout=self.config.call_timeout,
-                             clock=self._clock)
+        session = RpcSession(
+            ws, self.router, name=self.id, call_timeout=self.config.call_timeout, clock=self._clock
+        )
         self._session = session
         self._booted = False
         try:
@@ -424,30 +424,58 @@ class SimChargePoint:
             status, error = evse.fsm.state.value, evse.error_code
             if evse.reservation is not None and evse.fsm.state is EvseState.AVAILABLE:
                 status = "Reserved"
-        await self._call(call.StatusNotification(
-            connector_id=connector_id, error_code=error, status=status,
-            timestamp=ocpp_time(self._clock()),
-        ))
+        await self._call(
+            call.StatusNotification(
+                connector_id=connector_id,
+                error_code=error,
+                status=status,
+                timestamp=format_timestamp(self._clock()),
+            )
+        )
 
     def _meter_payload(self, evse: SimEvse, context: str) -> dict[str, Any]:
         tx = evse.transaction
         sampled: list[dict[str, Any]] = [
-            {"value": f"{evse.register_wh:.1f}", "context": context,
-             "measurand": "Energy.Active.Import.Register", "location": "Outlet", "unit": "Wh"},
-            {"value": f"{evse.power_w:.1f}", "context": context,
-             "measurand": "Power.Active.Import", "location": "Outlet", "unit": "W"},
+            {
+                "value": f"{evse.register_wh:.1f}",
+                "context": context,
+                "measurand": "Energy.Active.Import.Register",
+                "location": "Outlet",
+                "unit": "Wh",
+            },
+            {
+                "value": f"{evse.power_w:.1f}",
+                "context": context,
+                "measurand": "Power.Active.Import",
+                "location": "Outlet",
+                "unit": "W",
+            },
         ]
         amps = current_per_phase(evse.power_w, evse.phases)
         for phase in ("L1", "L2", "L3")[: evse.phases]:
-            sampled.append({"value": f"{amps:.2f}", "context": context,
-                            "measurand": "Current.Import", "phase": phase,
-                            "location": "Outlet", "unit": "A"})
+            sampled.append(
+                {
+                    "value": f"{amps:.2f}",
+                    "context": context,
+                    "measurand": "Current.Import",
+                    "phase": phase,
+                    "location": "Outlet",
+                    "unit": "A",
+                }
+            )
         if evse.ev is not None:
-            sampled.append({"value": f"{evse.ev.soc:.1f}", "context": context,
-                            "measurand": "SoC", "location": "EV", "unit": "Percent"})
+            sampled.append(
+                {
+                    "value": f"{evse.ev.soc:.1f}",
+                    "context": context,
+                    "measurand": "SoC",
+                    "location": "EV",
+                    "unit": "Percent",
+                }
+            )
         payload: dict[str, Any] = {
             "connectorId": evse.connector_id,
-            "meterValue": [{"timestamp": ocpp_time(self._clock()), "sampledValue": sampled}],
+            "meterValue": [{"timestamp": format_timestamp(self._clock()), "sampledValue": sampled}],
         }
         if tx is not None and tx.transaction_id is not None:
             payload["transactionId"] = tx.transaction_id
@@ -491,8 +519,9 @@ class SimChargePoint:
         if tx is None or evse.ev is None or not evse.fsm.transaction_possible:
             evse.power_w = 0.0
             return False
-        limit = self.profiles.limit(evse.connector_id, now=now, transaction_start=tx.started_at,
-                                    phases=evse.phases)
+        limit = self.profiles.limit(
+            evse.connector_id, now=now, transaction_start=tx.started_at, phases=evse.phases
+        )
         evse.limit_w = limit
         floor_w = MIN_CURRENT_A * evse.phases * 230.0
         if limit is not None and limit < floor_w:
@@ -511,8 +540,9 @@ class SimChargePoint:
 
     async def _meter_loop(self) -> None:
         while True:
-            interval = self.configuration.int_value("MeterValueSampleInterval",
-                                                    self.config.meter_interval)
+            interval = self.configuration.int_value(
+                "MeterValueSampleInterval", self.config.meter_interval
+            )
             if interval <= 0:
                 # OCPP: 0 means no sampled MeterValues; look again later.
                 await trio.sleep(self.config.meter_interval)
@@ -581,11 +611,16 @@ class SimChargePoint:
         tx = Transaction(connector_id, id_tag, round(evse.register_wh), now)
         evse.transaction = tx
         await self._transition(evse, Action.START)
-        record = SessionRecord(self.id, f"EVSE_{connector_id}", id_tag, now, None, 0.0, 0.0,
-                               None, None)
+        record = SessionRecord(
+            self.id, f"EVSE_{connector_id}", id_tag, now, None, 0.0, 0.0, None, None
+        )
         self.sessions.append(record)
-        payload: dict[str, Any] = {"connectorId": connector_id, "idTag": id_tag,
-                                   "meterStart": tx.meter_start, "timestamp": ocpp_time(now)}
+        payload: dict[str, Any] = {
+            "connectorId": connector_id,
+            "idTag": id_tag,
+            "meterStart": tx.meter_start,
+            "timestamp": format_timestamp(now),
+        }
         if reservation is not None:
             # The transaction uses the reservation: it ends here.
             payload["reservationId"] = reservation.reservation_id
@@ -606,8 +641,9 @@ class SimChargePoint:
         if evse.transaction is tx:
             await self.stop_session(connector_id, reason="DeAuthorized")
 
-    async def stop_session(self, connector_id: int, *, reason: str = "Local",
-                           unplugged: bool = False) -> None:
+    async def stop_session(
+        self, connector_id: int, *, reason: str = "Local", unplugged: bool = False
+    ) -> None:
         """Stop the transaction on EVSE ``connector_id`` (Finishing, or Available if unplugged)."""
         evse = self.evse(connector_id)
         tx = evse.transaction
@@ -626,9 +662,13 @@ class SimChargePoint:
         final = self._meter_payload(evse, "Transaction.End")["meterValue"]
 
         def build() -> dict[str, Any]:
-            payload: dict[str, Any] = {"meterStop": meter_stop, "timestamp": ocpp_time(now),
-                                       "transactionId": tx.transaction_id or 0,
-                                       "reason": reason, "transactionData": final}
+            payload: dict[str, Any] = {
+                "meterStop": meter_stop,
+                "timestamp": format_timestamp(now),
+                "transactionId": tx.transaction_id or 0,
+                "reason": reason,
+                "transactionData": final,
+            }
             if reason not in ("DeAuthorized",):
                 payload["idTag"] = tx.id_tag
             return payload
@@ -714,8 +754,10 @@ class SimChargePoint:
         now = self._clock()
         self._advance(now)
         accepted, reason = self.profiles.set(
-            connector_id, request.cs_charging_profiles,
-            transaction_id=tx.transaction_id if tx is not None else None, now=now,
+            connector_id,
+            request.cs_charging_profiles,
+            transaction_id=tx.transaction_id if tx is not None else None,
+            now=now,
         )
         if accepted:
             self.profiles_received[connector_id].append(
@@ -733,14 +775,16 @@ class SimChargePoint:
         self._advance(self._clock())
         purpose = request.charging_profile_purpose
         cleared = self.profiles.clear(
-            profile_id=request.id, connector_id=request.connector_id,
+            profile_id=request.id,
+            connector_id=request.connector_id,
             purpose=str(purpose.value) if purpose is not None else None,
             stack_level=request.stack_level,
         )
         if cleared:
             self._after(self._reevaluate)
-        status = (ClearChargingProfileStatus.accepted if cleared
-                  else ClearChargingProfileStatus.unknown)
+        status = (
+            ClearChargingProfileStatus.accepted if cleared else ClearChargingProfileStatus.unknown
+        )
         return call_result.ClearChargingProfile(status=status)
 
     async def _on_get_composite_schedule(
@@ -754,7 +798,9 @@ class SimChargePoint:
         unit = request.charging_rate_unit
         now = self._clock()
         schedule = self.profiles.composite_schedule(
-            connector_id, now=now, duration=request.duration,
+            connector_id,
+            now=now,
+            duration=request.duration,
             unit=str(unit.value) if unit is not None else None,
             transaction_start=tx.started_at if tx is not None else None,
             phases=self.config.phases,
@@ -762,24 +808,27 @@ class SimChargePoint:
         if schedule is None:
             return call_result.GetCompositeSchedule(status=GetCompositeScheduleStatus.rejected)
         return call_result.GetCompositeSchedule(
-            status=GetCompositeScheduleStatus.accepted, connector_id=connector_id,
-            schedule_start=schedule.get("startSchedule", ocpp_time(now)),
+            status=GetCompositeScheduleStatus.accepted,
+            connector_id=connector_id,
+            schedule_start=schedule.get("startSchedule", format_timestamp(now)),
             charging_schedule=schedule,
         )
 
     async def _on_remote_start(
         self, request: call.RemoteStartTransaction
     ) -> call_result.RemoteStartTransaction:
-        candidates = ([request.connector_id] if request.connector_id is not None
-                      else list(self.evses))
+        candidates = (
+            [request.connector_id] if request.connector_id is not None else list(self.evses)
+        )
         for connector_id in candidates:
             evse = self.evses.get(connector_id)
             if evse is None or evse.transaction is not None:
                 continue
             if evse.fsm.state is EvseState.PREPARING and evse.ev is not None:
                 tag = request.id_tag
-                self._after(functools.partial(self.start_session, connector_id, tag,
-                                              authorize=False))
+                self._after(
+                    functools.partial(self.start_session, connector_id, tag, authorize=False)
+                )
                 return call_result.RemoteStartTransaction(status=RemoteStartStopStatus.accepted)
             if evse.fsm.state is EvseState.AVAILABLE:
                 # Wait for the EV for ConnectionTimeOut seconds, as a real charger does.
@@ -798,8 +847,9 @@ class SimChargePoint:
         for evse in self.evses.values():
             tx = evse.transaction
             if tx is not None and tx.transaction_id == request.transaction_id:
-                self._after(functools.partial(self.stop_session, evse.connector_id,
-                                              reason="Remote"))
+                self._after(
+                    functools.partial(self.stop_session, evse.connector_id, reason="Remote")
+                )
                 return call_result.RemoteStopTransaction(status=RemoteStartStopStatus.accepted)
         return call_result.RemoteStopTransaction(status=RemoteStartStopStatus.rejected)
 
@@ -833,9 +883,7 @@ class SimChargePoint:
         status = AvailabilityStatus.scheduled if scheduled else AvailabilityStatus.accepted
         return call_result.ChangeAvailability(status=status)
 
-    async def _on_trigger_message(
-        self, request: call.TriggerMessage
-    ) -> call_result.TriggerMessage:
+    async def _on_trigger_message(self, request: call.TriggerMessage) -> call_result.TriggerMessage:
         what = request.requested_message
         connector_id = request.connector_id
         if connector_id is not None and connector_id != 0 and connector_id not in self.evses:
@@ -862,11 +910,14 @@ class SimChargePoint:
     async def _triggered_boot(self) -> None:
         session = self._session
         if session is not None:
-            await self._call(call.BootNotification(
-                charge_point_model=self.config.model, charge_point_vendor=self.config.vendor,
-                charge_point_serial_number=f"SIM-{self.id}",
-                firmware_version=self.firmware_version,
-            ))
+            await self._call(
+                call.BootNotification(
+                    charge_point_model=self.config.model,
+                    charge_point_vendor=self.config.vendor,
+                    charge_point_serial_number=f"SIM-{self.id}",
+                    firmware_version=self.firmware_version,
+                )
+            )
 
     async def _triggered_meter_values(self, connectors: list[int]) -> None:
         self._advance(self._clock())
@@ -899,8 +950,7 @@ class SimChargePoint:
         self, request: call.GetConfiguration
     ) -> call_result.GetConfiguration:
         known, unknown = self.configuration.get(request.key)
-        return call_result.GetConfiguration(configuration_key=known,
-                                            unknown_key=unknown or None)
+        return call_result.GetConfiguration(configuration_key=known, unknown_key=unknown or None)
 
     async def _on_change_configuration(
         self, request: call.ChangeConfiguration
@@ -917,7 +967,7 @@ class SimChargePoint:
             # Connector 0 (the charger as a whole) needs ReserveConnectorZeroSupported,
             # which this charger does not have; an unknown connector cannot be reserved.
             return call_result.ReserveNow(status=ReservationStatus.rejected)
-        expiry = parse_ocpp_time(request.expiry_date)
+        expiry = parse_timestamp(request.expiry_date)
         if expiry is None:
             return call_result.ReserveNow(status=ReservationStatus.rejected)
         if evse.fsm.state is EvseState.FAULTED:
@@ -925,19 +975,24 @@ class SimChargePoint:
         if evse.fsm.state is EvseState.UNAVAILABLE:
             return call_result.ReserveNow(status=ReservationStatus.unavailable)
         held = evse.reservation
-        if evse.fsm.state is not EvseState.AVAILABLE or evse.transaction is not None or (
-            held is not None and held.reservation_id != request.reservation_id
+        if (
+            evse.fsm.state is not EvseState.AVAILABLE
+            or evse.transaction is not None
+            or (held is not None and held.reservation_id != request.reservation_id)
         ):
             return call_result.ReserveNow(status=ReservationStatus.occupied)
         # The same reservationId elsewhere is replaced by this one (OCPP 1.6, 5.13).
         for other in self.evses.values():
-            if other.reservation is not None and (
-                other.reservation.reservation_id == request.reservation_id
-            ) and other is not evse:
+            if (
+                other.reservation is not None
+                and (other.reservation.reservation_id == request.reservation_id)
+                and other is not evse
+            ):
                 other.reservation = None
                 self._after(functools.partial(self._send_status, other.connector_id))
-        reservation = Reservation(request.reservation_id, request.id_tag,
-                                  request.parent_id_tag, expiry)
+        reservation = Reservation(
+            request.reservation_id, request.id_tag, request.parent_id_tag, expiry
+        )
         evse.reservation = reservation
         self._after(functools.partial(self._send_status, connector_id))
         self._after(functools.partial(self._expire_reservation, evse, reservation))
@@ -966,11 +1021,11 @@ class SimChargePoint:
     async def _on_clear_cache(self, request: call.ClearCache) -> call_result.ClearCache:
         return call_result.ClearCache(status=ClearCacheStatus.accepted)
 
-    async def _on_send_local_list(
-        self, request: call.SendLocalList
-    ) -> call_result.SendLocalList:
-        entries = [converter.unstructure(entry) if not isinstance(entry, dict) else entry
-                   for entry in request.local_authorization_list or []]
+    async def _on_send_local_list(self, request: call.SendLocalList) -> call_result.SendLocalList:
+        entries = [
+            converter.unstructure(entry) if not isinstance(entry, dict) else entry
+            for entry in request.local_authorization_list or []
+        ]
         if str(getattr(request.update_type, "value", request.update_type)) == "Full":
             self.local_list = {
                 e["idTag"]: e["idTagInfo"] for e in entries if e.get("idTagInfo") is not None
@@ -1003,11 +1058,12 @@ class SimChargePoint:
 
     # -- firmware and diagnostics ---------------------------------------------------------
 
-    async def _on_update_firmware(
-        self, request: call.UpdateFirmware
-    ) -> call_result.UpdateFirmware:
-        self._after(functools.partial(self._update_firmware, request.location,
-                                      parse_ocpp_time(request.retrieve_date)))
+    async def _on_update_firmware(self, request: call.UpdateFirmware) -> call_result.UpdateFirmware:
+        self._after(
+            functools.partial(
+                self._update_firmware, request.location, parse_timestamp(request.retrieve_date)
+            )
+        )
         return call_result.UpdateFirmware()
 
     async def _update_firmware(self, location: str, retrieve: datetime.datetime | None) -> None:
@@ -1027,9 +1083,7 @@ class SimChargePoint:
             self.firmware_status = status
         await self._call(call.FirmwareStatusNotification(status=self.firmware_status))
 
-    async def _on_get_diagnostics(
-        self, request: call.GetDiagnostics
-    ) -> call_result.GetDiagnostics:
+    async def _on_get_diagnostics(self, request: call.GetDiagnostics) -> call_result.GetDiagnostics:
         stamp = self._clock().astimezone(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
         file_name = f"diagnostics-{self.id}-{stamp}.log"
         self._after(self._upload_diagnostics)
@@ -1058,17 +1112,7 @@ class SimChargePoint:
             return call_result.UnlockConnector(status=UnlockStatus.unlock_failed)
         if evse.transaction is not None:
             # A real charger stops the transaction before it releases the cable.
-            self._after(functools.partial(self.stop_session, evse.connector_id,
-                                          reason="UnlockCommand"))
+            self._after(
+                functools.partial(self.stop_session, evse.connector_id, reason="UnlockCommand")
+            )
         return call_result.UnlockConnector(status=UnlockStatus.unlocked)
-
-
-def parse_ocpp_time(value: str | None) -> datetime.datetime | None:
-    """An aware datetime from an OCPP timestamp (a missing offset is UTC); None if unreadable."""
-    if not value:
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import RegistrationStatus
 
-from csms.ocpp.handlers.context import HandlerContext, ocpp_timestamp
+from csms.ocpp.handlers.context import HandlerContext
+from ocppj.timestamps import format_timestamp
 
 
 async def handle(
@@ -13,7 +14,7 @@ async def handle(
 ) -> call_result.BootNotification:
     """Create or update the charger; answer Accepted, the time and the heartbeat interval."""
     response = call_result.BootNotification(
-        current_time=ocpp_timestamp(ctx.now()),
+        current_time=format_timestamp(ctx.now()),
         interval=ctx.config.heartbeat_interval,
         status=RegistrationStatus.accepted,
     )

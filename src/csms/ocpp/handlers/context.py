@@ -17,15 +17,10 @@ from csms.recorder import Recorder
 from csms.smart.service import SmartCharging
 from ocppj import current_call
 from ocppj.session import utc_now
+from ocppj.timestamps import format_timestamp
 
 #: A vendor's DataTransfer handler: (messageId, data) → (status, data).
 VendorHandler = Callable[[str | None, str | None], Awaitable[tuple[str, str | None]]]
-
-
-def ocpp_timestamp(moment: datetime.datetime) -> str:
-    """An OCPP date-time: ISO 8601 in UTC with milliseconds and ``Z``."""
-    utc = moment.astimezone(datetime.UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 @frozen
@@ -55,7 +50,7 @@ class HandlerContext:
         return IdTagInfo(
             status=AuthorizationStatus(answer.status),
             expiry_date=(
-                ocpp_timestamp(answer.expiry_date) if answer.expiry_date is not None else None
+                format_timestamp(answer.expiry_date) if answer.expiry_date is not None else None
             ),
             parent_id_tag=answer.parent_id_tag,
         )
