@@ -804,3 +804,18 @@ def test_retransmitted_stop_of_an_unknown_transaction_changes_nothing(csms: Csms
     before = without_last_seen(csms.state)
     csms.stop(CP, 41, 5000, at=LATER)
     assert without_last_seen(csms.state) == before
+
+
+def test_a_retransmitted_meter_values_changes_nothing(csms: Csms) -> None:
+    # Found by the stateful fuzzer: the samples were stored and counted twice.
+    tx = started(csms, 1, meter_start=0)
+    first = csms.meter_values(CP, 1, [energy_sample("700")], transaction_id=tx)
+    assert any(isinstance(e, ev.MeterSampled) for e in first)
+    before = without_last_seen(csms.state)
+    again = csms.meter_values(CP, 1, [energy_sample("700")], transaction_id=tx, at=LATER)
+    assert again == [ev.ChargerSeen(CP, LATER)]
+    assert without_last_seen(csms.state) == before
+    # The next, different reading is new again.
+    later = csms.meter_values(CP, 1, [energy_sample("900")], transaction_id=tx, at=LATER)
+    assert any(isinstance(e, ev.MeterSampled) for e in later)
+    assert csms.state.sessions[tx].energy_wh == 900.0

@@ -117,6 +117,9 @@ def changes_of(state: DomainState, samples: list[SampleRow], previous_next_tx: i
         reservations=tuple(
             state.reservations[key] for kind, key in dirty if kind == "reservation"
         ),
+        meter_keys=tuple(
+            (key, state.meter_keys[key]) for kind, key in dirty if kind == "meter_key"
+        ),
         remote_commands=tuple(
             (key, state.remote_commands[key]) for kind, key in dirty if kind == "remote_command"
         ),

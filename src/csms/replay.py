@@ -110,6 +110,7 @@ def _records(state: DomainState) -> dict[str, dict[Any, Any]]:
         "charging_profiles": dict(state.profiles),
         "reservations": dict(state.reservations),
         "remote_commands": dict(enumerate(state.remote_commands)),
+        "meter_keys": dict(state.meter_keys),
         "counters": {"next_transaction_id": state.next_transaction_id},
     }
 

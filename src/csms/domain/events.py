@@ -126,6 +126,8 @@ class MeterSampled:
     connector_id: int
     transaction_id: int | None
     samples: tuple[Sample, ...]
+    #: For MeterValues: what makes a retransmission of the same message recognisable.
+    key: str | None = None
 
 
 @frozen

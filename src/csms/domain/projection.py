@@ -13,6 +13,8 @@ import datetime
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from csms.domain import events as ev
 from csms.domain.meter import samples_from
 from csms.domain.state import DomainState, start_key, unknown_stop_key
@@ -114,6 +116,11 @@ def start_transaction(
 def meter_values(
     state: DomainState, charger_id: str, req: Any, res: Any, at: datetime.datetime
 ) -> list[ev.Event]:
+    key = meter_values_key(req.transaction_id, req.meter_value)
+    if state.meter_keys.get((charger_id, req.connector_id)) == key:
+        # The last MeterValues of this connector again: its answer was lost, and the
+        # charger sent it once more. Nothing new.
+        return [ev.ChargerSeen(charger_id, at)]
     tx = req.transaction_id
     if tx is None and req.connector_id > 0:
         session = state.open_session(charger_id, req.connector_id)
@@ -124,9 +131,15 @@ def meter_values(
         events.append(ev.UnknownTransactionMetered(charger_id, at, tx))
         tx = None
     events.append(
-        ev.MeterSampled(charger_id, at, req.connector_id, tx, samples_from(req.meter_value))
+        ev.MeterSampled(charger_id, at, req.connector_id, tx, samples_from(req.meter_value),
+                        key)
     )
     return events
+
+
+def meter_values_key(transaction_id: int | None, meter_value: Any) -> str:
+    """A MeterValues message's identity: its transactionId and values, canonically."""
+    return orjson.dumps([transaction_id, meter_value], option=orjson.OPT_SORT_KEYS).decode()
 
 
 def stop_transaction(

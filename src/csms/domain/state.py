@@ -69,6 +69,8 @@ class DomainState:
     anomalies: list[Anomaly] = attrs.Factory(list)
     unknown_stops: set[tuple[str, str]] = attrs.Factory(set)
     profiles: dict[tuple[str, int], SentProfile] = attrs.Factory(dict)
+    #: The last MeterValues of each (charger, connector), to recognise a retransmission.
+    meter_keys: dict[tuple[str, int], str] = attrs.Factory(dict)
     reservations: dict[int, Reservation] = attrs.Factory(dict)
     remote_commands: list[RemoteCommand] = attrs.Factory(list)
     dirty: set[tuple[str, Any]] = attrs.field(factory=set, eq=False, repr=False)
@@ -242,6 +244,9 @@ def _(event: ev.SessionSuperseded, state: DomainState) -> None:
 
 @_apply.register
 def _(event: ev.MeterSampled, state: DomainState) -> None:
+    if event.key is not None:
+        state.meter_keys[(event.charger_id, event.connector_id)] = event.key
+        state.dirty.add(("meter_key", (event.charger_id, event.connector_id)))
     if event.transaction_id is None:
         return
     session = state.sessions.get(event.transaction_id)

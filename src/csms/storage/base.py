@@ -64,6 +64,7 @@ class Changes:
     removed_profiles: tuple[tuple[str, int], ...] = ()
     reservations: tuple[Reservation, ...] = ()
     remote_commands: tuple[tuple[int, RemoteCommand], ...] = ()
+    meter_keys: tuple[tuple[tuple[str, int], str], ...] = ()
 
 
 @frozen

@@ -78,4 +78,14 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at TEXT
     );
     """,
+    # 4: the last MeterValues of each connector, to recognise a retransmission after a
+    # restart too.
+    """
+    CREATE TABLE meter_keys (
+        charger_id TEXT NOT NULL,
+        connector_id INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        PRIMARY KEY (charger_id, connector_id)
+    );
+    """,
 )

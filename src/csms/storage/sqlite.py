@@ -66,6 +66,9 @@ _DELETE_PROFILE = "DELETE FROM charging_profiles WHERE charger_id = ? AND connec
 _UPSERT_RESERVATION = (
     "INSERT OR REPLACE INTO reservations (reservation_id, charger_id, data) VALUES (?, ?, ?)"
 )
+_UPSERT_METER_KEY = (
+    "INSERT OR REPLACE INTO meter_keys (charger_id, connector_id, key) VALUES (?, ?, ?)"
+)
 _UPSERT_REMOTE_COMMAND = "INSERT OR REPLACE INTO remote_commands (idx, data) VALUES (?, ?)"
 _UPSERT_ID_TAG = (
     "INSERT OR REPLACE INTO id_tags (id_tag, status, expiry_date, parent_id_tag, updated_at) "
@@ -170,6 +173,8 @@ class SqliteStore:
         for reservation in changes.reservations:
             self._put(_UPSERT_RESERVATION, (reservation.reservation_id, reservation.charger_id,
                                             codec.dumps(reservation)))
+        for (charger_id, connector_id), key in changes.meter_keys:
+            self._put(_UPSERT_METER_KEY, (charger_id, connector_id, key))
         for idx, command in changes.remote_commands:
             self._put(_UPSERT_REMOTE_COMMAND, (idx, codec.dumps(command)))
 
@@ -323,6 +328,10 @@ class SqliteStore:
         ):
             reservation = codec.loads(data, Reservation)
             state.reservations[reservation.reservation_id] = reservation
+        for charger_id, connector_id, key in await self._fetchall(
+            "SELECT charger_id, connector_id, key FROM meter_keys"
+        ):
+            state.meter_keys[(charger_id, connector_id)] = key
         for (data,) in await self._fetchall("SELECT data FROM remote_commands ORDER BY idx"):
             state.remote_commands.append(codec.loads(data, RemoteCommand))
         for (value,) in await self._fetchall(
