@@ -154,6 +154,17 @@ def _ordered(name: str, payload: dict[str, Any]) -> dict[str, Any]:
     return ordered
 
 
+#: The position of each property, per schema node (schemas are loaded once and kept).
+_RANKS: dict[int, dict[str, int]] = {}
+
+
+def _rank(node: dict[str, Any], properties: dict[str, Any]) -> dict[str, int]:
+    rank = _RANKS.get(id(node))
+    if rank is None:
+        rank = _RANKS[id(node)] = {key: i for i, key in enumerate(properties)}
+    return rank
+
+
 def _in_order(node: dict[str, Any], value: Any) -> Any:
     """``value`` with the keys of every object the schema ``node`` describes in its order.
 
@@ -164,7 +175,7 @@ def _in_order(node: dict[str, Any], value: Any) -> Any:
         properties: dict[str, Any] = node.get("properties") or {}
         if not properties:
             return value
-        rank = {key: i for i, key in enumerate(properties)}
+        rank = _rank(node, properties)
         items = sorted(value.items(), key=lambda item: rank.get(item[0], len(rank)))
         return {
             key: _in_order(properties[key], item) if key in properties else item
