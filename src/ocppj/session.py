@@ -45,6 +45,7 @@ from ocppj.errors import (
 )
 from ocppj.payloads import (
     action_of,
+    converter,
     in_schema_order,
     request_from_payload,
     response_from_payload,
@@ -288,7 +289,10 @@ class RpcSession:
             SessionClosed: the connection closed first.
         """
         action = action_of(request)
-        payload = await self.call_payload(action, to_payload(request), timeout=timeout)
+        # Unordered here: exchange() puts every outgoing payload in schema order once.
+        payload = await self.call_payload(
+            action, converter.unstructure(request), timeout=timeout
+        )
         return response_from_payload(action, payload)
 
     async def call_payload(
