@@ -60,10 +60,13 @@ from typing import Any
 HOST = "127.0.0.1"
 PATH_PREFIX = "/ocpp/"
 PHASES = ("heartbeat", "metervalues", "mixed")
-SERVERS = ("csms", "reference")
+SERVERS = ("csms", "reference", "floor")
+#: Measured unless --servers says otherwise; "floor" is the transport floor, on request.
+DEFAULT_SERVERS = ("csms", "reference")
 SERVER_LABELS = {
     "csms": "A  csms (trio, ocppj)",
     "reference": "B  ocpp.v16.ChargePoint + websockets",
+    "floor": "F  trio-websocket floor (no OCPP)",
 }
 CONNECT_TIMEOUT_S = 120.0
 TARGET_CPU_US_PER_MV = 150.0
@@ -632,7 +635,8 @@ def server_command(kind: str, port: int, csms_args: list[str]) -> list[str]:
             "WARNING",
             *csms_args,
         ]
-    script = Path(__file__).with_name("ocpp_reference_server.py")
+    name = "ocpp_reference_server.py" if kind == "reference" else "trio_websocket_floor_server.py"
+    script = Path(__file__).with_name(name)
     return [sys.executable, str(script), "--host", HOST, "--port", str(port)]
 
 
@@ -854,6 +858,31 @@ def print_report(results: list[dict[str, Any]], args: argparse.Namespace, plan_t
                 f"B {b['rate']:.0f} rt/s, {b['cpu_us']:.0f} us/rt)"
             )
 
+    floor_lines = []
+    for n in args.clients:
+        for phase in args.phases:
+            a, b = by_key.get(("csms", n, phase)), by_key.get(("reference", n, phase))
+            f = by_key.get(("floor", n, phase))
+            if f is None:
+                continue
+            line = f"  N={n:<4} {phase:<11} floor F {f['cpu_us']:.0f} us/rt ({f['rate']:.0f} rt/s)"
+            if a is not None:
+                line += f"; A above the floor {a['cpu_us'] - f['cpu_us']:.0f} us/rt"
+            if b is not None and b["rate"]:
+                need = b["cpu_us"] / TARGET_THROUGHPUT_RATIO
+                line += (
+                    f"; {TARGET_THROUGHPUT_RATIO:.0f}x B per CPU needs <= {need:.0f} us/rt, "
+                    f"floor/needed {f['cpu_us'] / need:.2f}"
+                )
+            floor_lines.append(line)
+    if floor_lines:
+        print()
+        print(
+            "Transport floor (F: trio-websocket alone, canned answers, no validation or storage): "
+            "no server on\nthis WebSocket layer can use less CPU per round trip than F."
+        )
+        print("\n".join(floor_lines))
+
     print()
     print("Targets")
     for n in args.clients:
@@ -979,8 +1008,9 @@ def main(argv: list[str] | None = None) -> int:
         "--servers",
         nargs="+",
         choices=SERVERS,
-        default=list(SERVERS),
-        help="servers to measure (default: both)",
+        default=list(DEFAULT_SERVERS),
+        help="servers to measure (default: csms reference; add floor for the transport floor: "
+        "trio-websocket answering canned CALLRESULTs, no OCPP)",
     )
     parser.add_argument(
         "--connect-concurrency",
