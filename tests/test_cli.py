@@ -7,115 +7,36 @@ and a process still running when a test ends is killed.
 from __future__ import annotations
 
 import json
-import re
 import signal
 import socket
-import subprocess
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-import attrs
 import pytest
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
-#: Real seconds a CSMS process may take to start (imports included) or to stop.
-STARTUP_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
+from process_helpers import STOP_TIMEOUT, CsmsProcess, csms_process, run_python
+
+#: Real seconds a signalled process may take to exit once its clients have answered.
 PROMPT_EXIT = 3.0
 
-LISTENING = re.compile(r"listening on ws://(?P<host>[^:/\s]+):(?P<port>\d+)(?P<path>/\S*)")
 
-
-@attrs.define
-class CsmsProcess:
-    """A ``python -m csms`` child, its stderr collected as it comes."""
-
-    process: trio.Process
-    stderr: bytearray = attrs.field(factory=bytearray)
-    #: Set once the process has logged where it listens, or has closed its stderr.
-    settled: trio.Event = attrs.field(factory=trio.Event)
-    #: Set once stderr has closed: every line the process logged is in ``stderr``.
-    stderr_closed: trio.Event = attrs.field(factory=trio.Event)
-    port: int = 0
-    path: str = ""
-
-    @property
-    def log(self) -> str:
-        return self.stderr.decode(errors="replace")
-
-    async def wait(self) -> int:
-        """The exit code, once the process has exited and its stderr is all read."""
-        code = await self.process.wait()
-        await self.stderr_closed.wait()
-        return code
-
-
-async def _collect_stderr(child: CsmsProcess) -> None:
-    assert child.process.stderr is not None
-    async for chunk in child.process.stderr:
-        child.stderr += chunk
-        if not child.port and (found := LISTENING.search(child.log)):
-            child.port = int(found["port"])
-            child.path = found["path"]
-            child.settled.set()
-    child.settled.set()
-    child.stderr_closed.set()
-
-
-@asynccontextmanager
-async def csms_process(workdir: Path, *args: str) -> AsyncIterator[CsmsProcess]:
-    """Start ``python -m csms`` with ``args`` in ``workdir``, its database there too;
-    wait until it logs where it listens."""
-    process = await trio.lowlevel.open_process(
-        # --api-port 0: the operator API's default port 8180 may be taken on this machine.
-        [sys.executable, "-m", "csms", "--db", str(workdir / "csms.db"), "--api-port", "0",
-         *args],
-        cwd=workdir,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    child = CsmsProcess(process)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_collect_stderr, child)
-        try:
-            with trio.fail_after(STARTUP_TIMEOUT):
-                await child.settled.wait()
-            assert child.port, f"not listening; exit code {process.poll()}:\n{child.log}"
-            yield child
-        finally:
-            # Ends the stderr reader too (EOF), so the nursery can close.
-            if process.returncode is None:
-                process.kill()
-            with trio.move_on_after(5) as cleanup:
-                cleanup.shield = True
-                await process.wait()
-
-
-async def run(workdir: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    """Run ``python ARGS`` in ``workdir`` to completion, its output captured."""
-    with trio.fail_after(STARTUP_TIMEOUT):
-        return await trio.run_process(
-            [sys.executable, *args],
-            cwd=workdir,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
+def csms_in(workdir: Path, *args: str) -> AbstractAsyncContextManager[CsmsProcess]:
+    """``python -m csms ARGS`` in ``workdir``, its database there too."""
+    # --api-port 0: the operator API's default port 8180 may be taken on this machine.
+    return csms_process("--db", str(workdir / "csms.db"), "--api-port", "0", *args, cwd=workdir)
 
 
 @pytest.mark.parametrize("module", ["csms", "sim"])
 async def test_help_exits_0(tmp_path: Path, module: str) -> None:
-    result = await run(tmp_path, "-m", module, "--help")
+    result = await run_python("-m", module, "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: python -m {module}".encode())
 
 
 async def test_csms_help_names_every_option(tmp_path: Path) -> None:
-    out = (await run(tmp_path, "-m", "csms", "--help")).stdout.decode()
+    out = (await run_python("-m", "csms", "--help", cwd=tmp_path)).stdout.decode()
     for option in (
         "--host",
         "--port",
@@ -148,7 +69,7 @@ async def test_csms_help_names_every_option(tmp_path: Path) -> None:
     ],
 )
 async def test_a_bad_argument_exits_2_with_usage(tmp_path: Path, args: list[str]) -> None:
-    result = await run(tmp_path, "-m", "csms", *args)
+    result = await run_python("-m", "csms", *args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert b"usage: python -m csms" in result.stderr
 
@@ -158,7 +79,9 @@ async def test_a_port_in_use_exits_3_with_a_message_not_a_traceback(tmp_path: Pa
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = await run(tmp_path, "-m", "csms", "--port", str(port), "--api-port", "0")
+        result = await run_python(
+            "-m", "csms", "--port", str(port), "--api-port", "0", cwd=tmp_path
+        )
     log = result.stderr.decode()
     assert result.returncode == 3, log
     assert f"cannot serve on 127.0.0.1:{port}" in log
@@ -170,7 +93,7 @@ async def test_a_signal_closes_every_client_with_1001_and_exits_0(
     tmp_path: Path,
     signum: signal.Signals,
 ) -> None:
-    async with csms_process(tmp_path, "--port", "0", "--heartbeat-interval", "42") as child:
+    async with csms_in(tmp_path, "--port", "0", "--heartbeat-interval", "42") as child:
         assert child.path == "/ocpp/{chargePointId}"
         assert child.port > 0
         url = f"ws://127.0.0.1:{child.port}/ocpp/CLI-CP"
@@ -197,14 +120,14 @@ async def test_a_signal_closes_every_client_with_1001_and_exits_0(
 
 
 async def test_a_signal_with_no_client_connected_exits_0_promptly(tmp_path: Path) -> None:
-    async with csms_process(tmp_path, "--port", "0") as child:
+    async with csms_in(tmp_path, "--port", "0") as child:
         with trio.fail_after(STOP_TIMEOUT):
             child.process.send_signal(signal.SIGTERM)
             assert await child.wait() == 0, child.log
 
 
 async def test_the_path_prefix_option_is_normalised_and_used(tmp_path: Path) -> None:
-    async with csms_process(tmp_path, "--port", "0", "--path-prefix", "stations") as child:
+    async with csms_in(tmp_path, "--port", "0", "--path-prefix", "stations") as child:
         assert child.path == "/stations/{chargePointId}"
         with trio.fail_after(STOP_TIMEOUT):
             url = f"ws://127.0.0.1:{child.port}/stations/CP-P"

@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+from trio_websocket import ConnectionClosed
 
 from csms import replay
 from csms.app import Csms
@@ -33,8 +33,8 @@ from csms.domain.state import DomainState
 from csms.ocpp.handlers.context import VendorHandler
 from csms.storage.base import LogRow
 from csms.storage.sqlite import open_sqlite_store
+from raw_cp_helpers import RawChargePoint, Wire
 
-OCPP16 = "ocpp1.6"
 #: Real seconds a whole test may take; a hang fails instead of blocking the suite.
 WATCHDOG = 20
 
@@ -93,52 +93,14 @@ async def shut_down(csms: Csms, *connected: ChargePoint) -> None:
     """Shut ``csms`` down while ``connected`` are still connected; each sees 1001."""
     await csms.shutdown()
     for cp in connected:
-        with pytest.raises(ConnectionClosed) as closed:
-            await cp.ws.get_message()
-        assert closed.value.reason is not None
-        assert closed.value.reason.code == 1001
+        await cp.wait_closed(1001)
 
 
 # -- a raw OCPP-J charge point ------------------------------------------------------------
 
 
-@attrs.define
-class Wire:
-    """Every text a charge point id sent and received, over all its connections."""
-
-    sent: list[str] = attrs.Factory(list)
-    received: list[str] = attrs.Factory(list)
-
-
-@attrs.define(eq=False)
-class ChargePoint:
-    """Sends CALLs one at a time (as OCPP-J requires) and returns the CALLRESULT payloads."""
-
-    cp_id: str
-    ws: WebSocketConnection
-    wire: Wire
-
-    async def exchange(self, action: str, payload: dict[str, Any]) -> list[Any]:
-        """Send a CALL; the answer frame, decoded (its uniqueId checked)."""
-        unique_id = f"{self.cp_id}-{len(self.wire.sent) + 1}"
-        text = json.dumps([2, unique_id, action, payload])
-        await self.ws.send_message(text)
-        self.wire.sent.append(text)
-        answer = await self.ws.get_message()
-        assert isinstance(answer, str)
-        self.wire.received.append(answer)
-        frame: list[Any] = json.loads(answer)
-        assert frame[1] == unique_id, frame
-        return frame
-
-    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Send a CALL; the CALLRESULT's payload (anything else fails the test)."""
-        frame = await self.exchange(action, payload)
-        assert frame[0] == 3, frame
-        result: dict[str, Any] = frame[2]
-        return result
-
-    # The messages of the scenario, in OCPP's words.
+class ChargePoint(RawChargePoint):
+    """A raw charge point with the messages of the scripted day, in OCPP's words."""
 
     async def boot(self) -> dict[str, Any]:
         return await self.call(
@@ -203,14 +165,6 @@ class ChargePoint:
         )
 
 
-@asynccontextmanager
-async def charge_point(port: int, cp_id: str, wire: Wire) -> AsyncIterator[ChargePoint]:
-    url = f"ws://127.0.0.1:{port}/ocpp/{cp_id}"
-    async with open_websocket_url(url, subprotocols=[OCPP16]) as ws:
-        assert ws.subprotocol == OCPP16
-        yield ChargePoint(cp_id, ws, wire)
-
-
 # -- reading the file back ----------------------------------------------------------------
 
 
@@ -263,8 +217,8 @@ async def test_a_scripted_multi_charger_day_is_live_durable_and_replayable(
     with trio.fail_after(WATCHDOG):
         async with (
             running_csms(db, id_tags={"BAD": "Blocked"}) as (csms, port),
-            charge_point(port, "CP_01", wires["CP_01"]) as cp1,
-            charge_point(port, "CP_02", wires["CP_02"]) as cp2,
+            ChargePoint.connect(port, "CP_01", wires["CP_01"]) as cp1,
+            ChargePoint.connect(port, "CP_02", wires["CP_02"]) as cp2,
         ):
             # Three chargers boot and report every connector, all at once.
             async def introduce(cp: ChargePoint) -> None:
@@ -274,7 +228,7 @@ async def test_a_scripted_multi_charger_day_is_live_durable_and_replayable(
                 for connector in (0, 1, 2):
                     await cp.status(connector, "Available")
 
-            async with charge_point(port, "CP_03", wires["CP_03"]) as cp3:
+            async with ChargePoint.connect(port, "CP_03", wires["CP_03"]) as cp3:
                 async with trio.open_nursery() as nursery:
                     for cp in (cp1, cp2, cp3):
                         nursery.start_soon(introduce, cp)
@@ -364,12 +318,12 @@ async def test_a_scripted_multi_charger_day_is_live_durable_and_replayable(
             await cp1.status(1, "Available", 22)
 
             # CP_03 comes back and delivers what it metered offline.
-            async with charge_point(port, "CP_03", wires["CP_03"]) as old:
+            async with ChargePoint.connect(port, "CP_03", wires["CP_03"]) as old:
                 await old.boot()
                 assert csms.state.chargers["CP_03"].connected
                 await old.meter(2, [energy("52000")], 8, tx3)
                 # A second connection with the same id replaces the first.
-                async with charge_point(port, "CP_03", wires["CP_03"]) as new:
+                async with ChargePoint.connect(port, "CP_03", wires["CP_03"]) as new:
                     with pytest.raises(ConnectionClosed) as closed:
                         await old.ws.get_message()
                     assert closed.value.reason is not None
@@ -484,7 +438,7 @@ async def test_a_blocked_tag_is_answered_blocked_and_still_gets_a_transaction(
     with trio.fail_after(WATCHDOG):
         async with (
             running_csms(db, id_tags={"BAD": "Blocked"}) as (csms, port),
-            charge_point(port, "CP_01", wire) as cp,
+            ChargePoint.connect(port, "CP_01", wire) as cp,
         ):
             await cp.boot()
             assert await cp.call("Authorize", {"idTag": "BAD"}) == {
@@ -521,7 +475,7 @@ async def test_data_transfer_without_and_with_a_vendor_handler(tmp_path: Path) -
     with trio.fail_after(WATCHDOG):
         async with (
             running_csms(tmp_path / "csms.db", vendors={"ACME": acme}) as (_, port),
-            charge_point(port, "CP_01", wire) as cp,
+            ChargePoint.connect(port, "CP_01", wire) as cp,
         ):
             unknown = await cp.call("DataTransfer", {"vendorId": "Other", "messageId": "x"})
             assert unknown == {"status": "UnknownVendorId"}
@@ -545,7 +499,7 @@ async def test_transaction_ids_continue_after_a_restart_on_the_same_file(
     wire = Wire()
     given: list[int] = []
     with trio.fail_after(WATCHDOG):
-        async with running_csms(db) as (csms, port), charge_point(port, "CP_01", wire) as cp:
+        async with running_csms(db) as (csms, port), ChargePoint.connect(port, "CP_01", wire) as cp:
             await cp.boot()
             for connector, minute in ((1, 0), (2, 1)):
                 given.append((await cp.start(connector, "TAG", 0, minute))["transactionId"])
@@ -555,7 +509,7 @@ async def test_transaction_ids_continue_after_a_restart_on_the_same_file(
             # The open session survived the restart; the shutdown was recorded.
             assert csms.state.sessions[given[1]].open
             assert csms.state.chargers["CP_01"].disconnect_reason == "server shutting down"
-            async with charge_point(port, "CP_01", wire) as cp:
+            async with ChargePoint.connect(port, "CP_01", wire) as cp:
                 await cp.boot()
                 after = (await cp.start(1, "TAG", 10, 3))["transactionId"]
         stored = await read_back(db)
@@ -578,7 +532,7 @@ async def test_chargers_connected_at_a_crash_are_shown_disconnected_after_restar
     db, image = tmp_path / "csms.db", tmp_path / "crashed.db"
     wire = Wire()
     with trio.fail_after(WATCHDOG):
-        async with running_csms(db) as (csms, port), charge_point(port, "CP_01", wire) as cp:
+        async with running_csms(db) as (csms, port), ChargePoint.connect(port, "CP_01", wire) as cp:
             await cp.boot()
             tx = (await cp.start(1, "TAG", 500, 0))["transactionId"]
             await cp.meter(1, [energy("900")], 1, tx)
@@ -591,7 +545,7 @@ async def test_chargers_connected_at_a_crash_are_shown_disconnected_after_restar
             assert charger.disconnect_reason == "CSMS restarted"
             assert restarted.state.sessions[tx].open
             assert restarted.state.sessions[tx].energy_wh == 400.0
-            async with charge_point(port, "CP_01", wire) as cp:
+            async with ChargePoint.connect(port, "CP_01", wire) as cp:
                 await cp.meter(1, [energy("1100")], 2, tx)
                 assert (await cp.stop(tx, 1200, 3)) == {}
                 await shut_down(restarted, cp)
@@ -645,7 +599,7 @@ async def test_an_id_beyond_32_bits_is_refused_and_the_store_keeps_working(
     db = tmp_path / "csms.db"
     wire = Wire()
     with trio.fail_after(WATCHDOG):
-        async with running_csms(db) as (csms, port), charge_point(port, "CP_01", wire) as cp:
+        async with running_csms(db) as (csms, port), ChargePoint.connect(port, "CP_01", wire) as cp:
             refused = await cp.exchange(action, payload)
             assert refused[0] == 4
             assert refused[2] == "PropertyConstraintViolation"

@@ -16,130 +16,32 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, closing
+from contextlib import closing
 from pathlib import Path
-from typing import Any
 
-import attrs
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+from trio_websocket import ConnectionClosed
 
 from csms.app import Csms
 from csms.config import CsmsConfig
+from process_helpers import csms_process, run_python
+from raw_cp_helpers import RawChargePoint, Wire
 
-OCPP16 = "ocpp1.6"
-#: Real seconds a CSMS process may take to start (imports included), or a tool to run.
-STARTUP_TIMEOUT = 20.0
-#: Real seconds for a conversation with a running CSMS, or for it to stop.
+#: Real seconds for a conversation with a running CSMS.
 TALK_TIMEOUT = 10.0
-
-LISTENING = re.compile(r"listening on ws://[^:/\s]+:(?P<port>\d+)/")
-
-
-# -- the CSMS process ---------------------------------------------------------------------
-
-
-@attrs.define(eq=False)
-class CsmsProcess:
-    """A ``python -m csms`` child and its stderr, collected as it comes."""
-
-    process: trio.Process
-    stderr: bytearray = attrs.Factory(bytearray)
-    #: Set once the process has logged where it listens, or has closed its stderr.
-    settled: trio.Event = attrs.Factory(trio.Event)
-    port: int = 0
-
-    @property
-    def log(self) -> str:
-        return self.stderr.decode(errors="replace")
-
-    async def stop(self, signum: signal.Signals) -> int:
-        """Send ``signum``; the exit status."""
-        self.process.send_signal(signum)
-        with trio.fail_after(TALK_TIMEOUT):
-            return await self.process.wait()
-
-
-async def _collect_stderr(child: CsmsProcess) -> None:
-    assert child.process.stderr is not None
-    async for chunk in child.process.stderr:
-        child.stderr += chunk
-        if not child.port and (found := LISTENING.search(child.log)):
-            child.port = int(found["port"])
-            child.settled.set()
-    child.settled.set()
-
-
-@asynccontextmanager
-async def csms_process(db: Path) -> AsyncIterator[CsmsProcess]:
-    """``python -m csms --port 0 --db DB``, once it logs where it listens."""
-    process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "csms", "--port", "0", "--db", str(db)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    child = CsmsProcess(process)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_collect_stderr, child)
-        try:
-            with trio.fail_after(STARTUP_TIMEOUT):
-                await child.settled.wait()
-            assert child.port, f"not listening; exit code {process.poll()}:\n{child.log}"
-            yield child
-        finally:
-            # Also ends the stderr reader (EOF), so that the nursery can close.
-            if process.returncode is None:
-                process.kill()
-            with trio.move_on_after(5) as cleanup:
-                cleanup.shield = True
-                await process.wait()
 
 
 async def csms_tool(*args: str) -> subprocess.CompletedProcess[bytes]:
     """Run ``python -m csms ARGS`` to completion."""
-    with trio.fail_after(STARTUP_TIMEOUT):
-        return await trio.run_process(
-            [sys.executable, "-m", "csms", *args],
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
+    return await run_python("-m", "csms", *args)
 
 
 # -- a raw charge point -------------------------------------------------------------------
 
 
-@attrs.define(eq=False)
-class Wire:
-    """Every CALL a charge point sent and every answer it received, as text."""
-
-    sent: list[str] = attrs.Factory(list)
-    received: list[str] = attrs.Factory(list)
-
-
-@attrs.define(eq=False)
-class ChargePoint:
-    cp_id: str
-    ws: WebSocketConnection
-    wire: Wire
-
-    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Send a CALL; the CALLRESULT's payload."""
-        unique_id = f"{self.cp_id}-{len(self.wire.sent) + 1}"
-        text = json.dumps([2, unique_id, action, payload])
-        await self.ws.send_message(text)
-        self.wire.sent.append(text)
-        answer = await self.ws.get_message()
-        assert isinstance(answer, str)
-        self.wire.received.append(answer)
-        frame = json.loads(answer)
-        assert frame[:2] == [3, unique_id], frame
-        result: dict[str, Any] = frame[2]
-        return result
+class ChargePoint(RawChargePoint):
+    """A raw charge point that meters on its connector 1."""
 
     async def meter(self, transaction_id: int, wh: int, timestamp: str) -> None:
         payload = {
@@ -148,19 +50,6 @@ class ChargePoint:
             "meterValue": [{"timestamp": timestamp, "sampledValue": [{"value": str(wh)}]}],
         }
         assert await self.call("MeterValues", payload) == {}
-
-    async def wait_closed(self, code: int) -> None:
-        with pytest.raises(ConnectionClosed) as closed:
-            await self.ws.get_message()
-        assert closed.value.reason is not None
-        assert closed.value.reason.code == code
-
-
-@asynccontextmanager
-async def charge_point(port: int, cp_id: str, wire: Wire) -> AsyncIterator[ChargePoint]:
-    url = f"ws://127.0.0.1:{port}/ocpp/{cp_id}"
-    async with open_websocket_url(url, subprotocols=[OCPP16]) as ws:
-        yield ChargePoint(cp_id, ws, wire)
 
 
 BOOT = {"chargePointVendor": "Acme", "chargePointModel": "AC-22"}
@@ -186,9 +75,9 @@ async def test_a_session_survives_a_sigkill_and_closes_after_the_restart(
 ) -> None:
     db = tmp_path / "csms.db"
     wire = Wire()
-    async with csms_process(db) as first:
+    async with csms_process("--port", "0", "--api-port", "0", "--db", str(db)) as first:
         with trio.fail_after(TALK_TIMEOUT):
-            async with charge_point(first.port, "CP_K", wire) as cp:
+            async with ChargePoint.connect(first.port, "CP_K", wire) as cp:
                 assert (await cp.call("BootNotification", BOOT))["status"] == "Accepted"
                 started = await cp.call(
                     "StartTransaction",
@@ -214,9 +103,9 @@ async def test_a_session_survives_a_sigkill_and_closes_after_the_restart(
     assert log_rows(db, "out", "CP_K") == wire.received
     assert log_rows(db, "in", "CP_K") == wire.sent
 
-    async with csms_process(db) as second:
+    async with csms_process("--port", "0", "--api-port", "0", "--db", str(db)) as second:
         with trio.fail_after(TALK_TIMEOUT):
-            async with charge_point(second.port, "CP_K", wire) as cp:
+            async with ChargePoint.connect(second.port, "CP_K", wire) as cp:
                 assert (await cp.call("BootNotification", BOOT))["status"] == "Accepted"
                 # The charger delivers what it metered while the CSMS was down, then stops.
                 await cp.meter(tx, 13_000, "2024-05-01T10:15:00Z")
@@ -277,7 +166,7 @@ async def make_database(db: Path) -> dict[str, int]:
     with trio.fail_after(TALK_TIMEOUT):
         async with trio.open_nursery() as nursery:
             port = await nursery.start(csms.serve)
-            async with charge_point(port, "CP_01", wire) as cp:
+            async with ChargePoint.connect(port, "CP_01", wire) as cp:
                 await cp.call("BootNotification", BOOT)
                 for connector in (1, 2):
                     await cp.call(

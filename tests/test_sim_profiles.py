@@ -321,9 +321,9 @@ def test_the_highest_stack_level_wins_even_with_a_higher_limit() -> None:
     assert watts(store) == 9000.0
 
 
-def test_a_higher_stack_level_out_of_its_duration_gives_way() -> None:
-    # The stacking case of the OCPP compliance tests (TC_072): stack 1 runs 150 s, then
-    # stack 0 shows through.
+def stacked_store() -> ProfileStore:
+    """Connector 1 with two TxDefaultProfiles from T0, in amperes: stack 0 at 6, 8, 10 A
+    from 0, 100, 200 s for 400 s, under stack 1 at 10, then 6 A from 100 s, for 150 s."""
     store = new_store()
     start = {"startSchedule": stamp(T0)}
     accept(
@@ -339,6 +339,13 @@ def test_a_higher_stack_level_out_of_its_duration_gives_way() -> None:
             2, stack=1, unit="A", periods=((0, 10), (100, 6)), schedule={"duration": 150, **start}
         ),
     )
+    return store
+
+
+def test_a_higher_stack_level_out_of_its_duration_gives_way() -> None:
+    # The stacking case of the OCPP compliance tests (TC_072): stack 1 runs 150 s, then
+    # stack 0 shows through.
+    store = stacked_store()
     volts = 3 * 230.0
     assert [watts(store, 1, s) for s in (0, 99, 100, 149, 150, 199, 200, 399)] == [
         a * volts for a in (10, 10, 6, 6, 8, 8, 10, 10)
@@ -749,21 +756,7 @@ def assert_valid_response(connector_id: int, schedule: dict[str, Any]) -> None:
 
 
 def test_composite_of_stacked_profiles() -> None:
-    store = new_store()
-    start = {"startSchedule": stamp(T0)}
-    accept(
-        store,
-        wire(
-            1, stack=0, unit="A", periods=((0, 6), (100, 8), (200, 10)),
-            schedule={"duration": 400, **start},
-        ),
-    )  # fmt: skip
-    accept(
-        store,
-        wire(
-            2, stack=1, unit="A", periods=((0, 10), (100, 6)), schedule={"duration": 150, **start}
-        ),
-    )
+    store = stacked_store()
     schedule = composite(store, unit="A", duration=600)
     assert schedule == {
         "duration": 400,  # then nothing limits the connector

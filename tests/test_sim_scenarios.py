@@ -3,21 +3,18 @@ WebSockets, in virtual time.
 
 Virtual time is a ``MockClock`` without autojump, driven by ``drive_virtual_clock``: it
 jumps only when every task is blocked and the CSMS's SQLite store has nothing on its
-thread (see ``sim.simulator_runner``). pytest-trio's ``autojump_clock`` would jump in the
+thread (see ``fleet_helpers``). pytest-trio's ``autojump_clock`` would jump in the
 middle of a commit. Waiting is ``trio.sleep`` in virtual time; nothing sleeps in real time.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import functools
 import itertools
 import json
-import random
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,29 +23,17 @@ import trio
 import trio.testing
 
 from csms.app import Csms
-from csms.config import CsmsConfig
 from csms.storage.base import SampleRow
-from csms.storage.sqlite import SqliteStore
+from fleet_helpers import CONFIG, VirtualSite, eventually, virtual_site
 from ocppj import Direction, FrameObserver
-from ocppj.schemas import validate_response
 from sim.charge_point import SimChargePoint
 from sim.cli import _seed_scheduler
 from sim.config import SimConfig, load_config
 from sim.ev import Ev
 from sim.report import ScenarioReport
-from sim.simulator_runner import (
-    VIRTUAL_EPOCH,
-    Fleet,
-    drive_virtual_clock,
-    load_scenario,
-    run_scenario,
-)
+from sim.simulator_runner import VIRTUAL_EPOCH, load_scenario, run_scenario
 
 REGISTER = "Energy.Active.Import.Register"
-#: A virtual-time watchdog for every test: time only jumps while all tasks are blocked,
-#: so a test that hangs on a deadline ends here instead of running forever.
-WATCHDOG = 2 * 24 * 3600
-CONFIG = SimConfig()  # the built-in defaults: AC-22 chargers, 3 phases, 60 s meter interval
 
 
 # -- shipped scenarios through run_scenario -------------------------------------------------
@@ -192,127 +177,6 @@ def test_the_cli_writes_the_same_report_twice(tmp_path: Path) -> None:
 # -- a CSMS and a fleet under the test's control ---------------------------------------------
 
 
-@pytest.fixture
-def virtual_clock() -> trio.testing.MockClock:
-    """pytest-trio runs the test on this clock: no autojump, drive_virtual_clock drives it."""
-    return trio.testing.MockClock()
-
-
-class Site:
-    """A CSMS (that can be stopped and restarted on its port and database) and a fleet."""
-
-    def __init__(self, tmp_path: Path, clock: trio.testing.MockClock) -> None:
-        self.db = str(tmp_path / "csms.db")
-        self.clock = clock
-        self.t0 = trio.current_time()
-        self.port = 0
-        self.csms: Csms | None = None
-        self._holds = 0
-        self._released = trio.Event()
-        self._nursery: trio.Nursery
-        self.fleet: Fleet
-
-    def now(self) -> datetime.datetime:
-        return VIRTUAL_EPOCH + datetime.timedelta(seconds=trio.current_time() - self.t0)
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ocpp"
-
-    @contextlib.contextmanager
-    def hold(self) -> Iterator[None]:
-        """Keep virtual time still (while the CSMS reads its database on a thread)."""
-        self._holds += 1
-        try:
-            yield
-        finally:
-            self._holds -= 1
-            if not self._holds:
-                self._released.set()
-                self._released = trio.Event()
-
-    async def wait_idle(self) -> bool:
-        """For drive_virtual_clock: False when time may jump now, else wait and say True."""
-        if self._holds:
-            await self._released.wait()
-            return True
-        store = self.csms.store if self.csms is not None else None
-        if isinstance(store, SqliteStore) and store.busy:
-            await store.wait_idle()
-            return True
-        return False
-
-    async def start_csms(self, factory: Callable[..., Csms] = Csms) -> Csms:
-        """Start a CSMS on the site's port (a free one the first time) and database."""
-        csms = factory(
-            CsmsConfig(port=self.port, db_path=self.db, synchronous="OFF",
-                       heartbeat_interval=CONFIG.heartbeat_interval),
-            clock=self.now,
-        )
-        with self.hold():  # it loads its state on the database thread
-            self.port = await self._nursery.start(csms.serve)
-        self.csms = csms
-        return csms
-
-    async def stop_csms(self) -> None:
-        """Shut the CSMS down (its connections close with 1001)."""
-        assert self.csms is not None
-        # Closing the database is thread work the store does not count as busy; the
-        # closing handshakes need no timer (the chargers answer over loopback at once).
-        with self.hold():
-            await self.csms.shutdown()
-        self.csms = None
-
-    @property
-    def running_csms(self) -> Csms:
-        assert self.csms is not None
-        return self.csms
-
-    async def samples(self) -> list[SampleRow]:
-        """Every sampled value the CSMS stored, in order."""
-        store = self.running_csms.store
-        with self.hold():
-            await store.flush()
-            return await store.read_samples()
-
-    async def call(self, charger_id: str, action: str, payload: dict[str, Any]
-                   ) -> dict[str, Any]:
-        """A CALL from the CSMS to a connected charger; its schema-valid answer."""
-        connection = self.running_csms.connections.get(charger_id)
-        assert connection is not None and connection.session is not None, charger_id
-        answer = await connection.session.call_payload(action, payload)
-        validate_response(action, answer)
-        return answer
-
-
-@contextlib.asynccontextmanager
-async def virtual_site(tmp_path: Path, clock: trio.testing.MockClock,
-                       factory: Callable[..., Csms] = Csms) -> AsyncIterator[Site]:
-    site = Site(tmp_path, clock)
-    with trio.fail_after(WATCHDOG):
-        async with trio.open_nursery() as nursery:
-            site._nursery = nursery
-            await site.start_csms(factory)
-            nursery.start_soon(drive_virtual_clock, clock, site.wait_idle)
-            async with trio.open_nursery() as fleet_nursery:
-                site.fleet = Fleet(site.url, CONFIG, clock=site.now, rng=random.Random(7),
-                                   nursery=fleet_nursery)
-                yield site
-                await site.fleet.stop()
-                fleet_nursery.cancel_scope.cancel()
-            if site.csms is not None:
-                await site.stop_csms()
-            nursery.cancel_scope.cancel()
-
-
-async def eventually(condition: Callable[[], bool], *, within: float = 600.0) -> None:
-    """Let virtual time pass, a second at a time, until ``condition()`` holds."""
-    with trio.fail_after(within):
-        # Polling in virtual time is deterministic; an Event per condition is not needed.
-        while not condition():  # noqa: ASYNC110
-            await trio.sleep(1)
-
-
 async def online(*chargers: SimChargePoint) -> None:
     await eventually(lambda: all(cp.online for cp in chargers))
 
@@ -432,7 +296,7 @@ class AnswerLosingCsms(Csms):
 async def test_offline_messages_are_queued_retransmitted_and_delivered_in_order(
     tmp_path: Path, virtual_clock: trio.testing.MockClock
 ) -> None:
-    async with virtual_site(tmp_path, virtual_clock, AnswerLosingCsms) as site:
+    async with virtual_site(tmp_path, virtual_clock, factory=AnswerLosingCsms) as site:
         first_csms = site.running_csms
         assert isinstance(first_csms, AnswerLosingCsms)
         [cp] = await site.fleet.spawn(1, evses=1)
@@ -539,7 +403,7 @@ def tx_profile(transaction_id: int, limit: float, profile_id: int = 1) -> dict[s
     }
 
 
-async def charging(site: Site, cp: SimChargePoint, car: Ev | None = None) -> int:
+async def charging(site: VirtualSite, cp: SimChargePoint, car: Ev | None = None) -> int:
     """Start a session on EVSE_1 of ``cp``; its transactionId once the CSMS has it."""
     await cp.plug_in(1, car or Ev(60_000, 20.0, 22_000))
     assert await cp.start_session(1, "TAG-CMD")
@@ -551,7 +415,7 @@ async def charging(site: Site, cp: SimChargePoint, car: Ev | None = None) -> int
     return transaction_id
 
 
-def evse_status(site: Site, charger_id: str, connector_id: int) -> str:
+def evse_status(site: VirtualSite, charger_id: str, connector_id: int) -> str:
     return site.running_csms.state.evses[(charger_id, connector_id)].status
 
 

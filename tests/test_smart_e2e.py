@@ -10,14 +10,11 @@ its stored MeterValues, as an operator would.
 
 from __future__ import annotations
 
-import contextlib
-import datetime
+import functools
 import json
 import math
-import random
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,140 +24,30 @@ import trio.testing
 from ocpp.v16 import call_result
 from ocpp.v16.enums import ChargingProfileStatus
 
-from csms.app import Csms
 from csms.cli import load_site
-from csms.config import CsmsConfig
 from csms.smart.profiles import PROFILE_ID_BASE, STACK_LEVEL
 from csms.smart.site import SiteConfig
-from csms.storage.base import LogRow, SampleRow
-from csms.storage.sqlite import SqliteStore
+from csms.storage.base import LogRow
+from fleet_helpers import VirtualSite, eventually, virtual_site
 from ocppj.schemas import validate_request
 from sim.charge_point import SimChargePoint
-from sim.config import SimConfig
 from sim.ev import Ev
 from sim.report import site_power_seen
-from sim.simulator_runner import VIRTUAL_EPOCH, Fleet, drive_virtual_clock
 
 #: A virtual-time watchdog per test (time jumps only while every task is blocked).
 WATCHDOG = 24 * 3600
-CONFIG = SimConfig()  # AC-22 chargers: 22 kW per EVSE, 3 phases, 60 s meter interval
 TICK = 60.0  # the site's rebalance interval (the default)
 THREE_PHASE_W_PER_A = 3 * 230.0
 
 
-class SmartSite:
-    """A CSMS with a site model, and a fleet of simulated chargers, on one virtual clock."""
-
-    def __init__(self, tmp_path: Path, clock: trio.testing.MockClock, site: SiteConfig,
-                 call_timeout: float) -> None:
-        self.db = tmp_path / "csms.db"
-        self.clock = clock
-        self.site = site
-        self.call_timeout = call_timeout
-        self.t0 = trio.current_time()
-        self.csms: Csms | None = None
-        self._holds = 0
-        self._released = trio.Event()
-        self._nursery: trio.Nursery
-        self.fleet: Fleet
-
-    def now(self) -> datetime.datetime:
-        return VIRTUAL_EPOCH + datetime.timedelta(seconds=trio.current_time() - self.t0)
-
-    @contextlib.contextmanager
-    def hold(self) -> Iterator[None]:
-        """Keep virtual time still (while the CSMS reads its database on a thread)."""
-        self._holds += 1
-        try:
-            yield
-        finally:
-            self._holds -= 1
-            if not self._holds:
-                self._released.set()
-                self._released = trio.Event()
-
-    async def wait_idle(self) -> bool:
-        """For drive_virtual_clock: False when time may jump now, else wait and say True."""
-        if self._holds:
-            await self._released.wait()
-            return True
-        store = self.csms.store if self.csms is not None else None
-        if isinstance(store, SqliteStore) and store.busy:
-            await store.wait_idle()
-            return True
-        return False
-
-    @property
-    def running(self) -> Csms:
-        assert self.csms is not None
-        return self.csms
-
-    async def start_csms(self) -> None:
-        csms = Csms(CsmsConfig(port=0, db_path=str(self.db), synchronous="OFF",
-                               heartbeat_interval=CONFIG.heartbeat_interval,
-                               call_timeout=self.call_timeout, site=self.site),
-                    clock=self.now)
-        with self.hold():  # it loads its state on the database thread
-            self.port = await self._nursery.start(csms.serve)
-        self.csms = csms
-
-    async def stop_csms(self) -> None:
-        with self.hold():  # closing the database is thread work the store does not count
-            await self.running.shutdown()
-        self.csms = None
-
-    async def log(self) -> list[LogRow]:
-        store = self.running.store
-        with self.hold():
-            await store.flush()
-            return await store.read_log()
-
-    async def samples(self) -> list[SampleRow]:
-        store = self.running.store
-        with self.hold():
-            await store.flush()
-            return await store.read_samples()
-
-    async def until_tick_plus(self, seconds: float) -> None:
-        """Sleep until ``seconds`` after the next rebalancing tick (ticks are on the minute)."""
-        now = self.now().timestamp()
-        await trio.sleep(math.floor(now / TICK) * TICK + TICK + seconds - now)
+#: A CSMS (given a site model by the test) and a fleet on one virtual clock.
+smart_site = functools.partial(virtual_site, watchdog=WATCHDOG, call_timeout=30.0)
 
 
-@contextlib.asynccontextmanager
-async def smart_site(tmp_path: Path, clock: trio.testing.MockClock, site: SiteConfig, *,
-                     call_timeout: float = 30.0, stop_fleet: bool = True
-                     ) -> AsyncIterator[SmartSite]:
-    s = SmartSite(tmp_path, clock, site, call_timeout)
-    with trio.fail_after(WATCHDOG):
-        async with trio.open_nursery() as nursery:
-            s._nursery = nursery
-            await s.start_csms()
-            nursery.start_soon(drive_virtual_clock, clock, s.wait_idle)
-            async with trio.open_nursery() as fleet_nursery:
-                s.fleet = Fleet(f"ws://127.0.0.1:{s.port}/ocpp", CONFIG, clock=s.now,
-                                rng=random.Random(7), nursery=fleet_nursery)
-                yield s
-                if stop_fleet:
-                    await s.fleet.stop()
-                fleet_nursery.cancel_scope.cancel()
-            if s.csms is not None:
-                await s.stop_csms()
-            nursery.cancel_scope.cancel()
-
-
-@pytest.fixture
-def virtual_clock() -> trio.testing.MockClock:
-    """pytest-trio runs the test on this clock: no autojump, drive_virtual_clock drives it."""
-    return trio.testing.MockClock()
-
-
-async def eventually(condition: Callable[[], bool], *, within: float = 600.0) -> None:
-    """Let virtual time pass, a second at a time, until ``condition()`` holds."""
-    with trio.fail_after(within):
-        # Polling: the simulators' state has no event to wait on; in virtual time it is cheap.
-        while not condition():  # noqa: ASYNC110
-            await trio.sleep(1)
+async def until_tick_plus(s: VirtualSite, seconds: float) -> None:
+    """Sleep until ``seconds`` after the next rebalancing tick (ticks are on the minute)."""
+    now = s.now().timestamp()
+    await trio.sleep(math.floor(now / TICK) * TICK + TICK + seconds - now)
 
 
 def frames(log: list[LogRow]) -> list[tuple[LogRow, list[Any]]]:
@@ -193,7 +80,7 @@ async def test_thirty_evs_on_twenty_chargers_share_the_site_limit(
     tmp_path: Path, virtual_clock: trio.testing.MockClock
 ) -> None:
     site = SiteConfig(limit_kw=SITE_LIMIT_KW)
-    async with smart_site(tmp_path, virtual_clock, site) as s:
+    async with smart_site(tmp_path, virtual_clock, site=site) as s:
         chargers = await s.fleet.spawn(20, evses=2)
         await eventually(lambda: all(cp.online for cp in chargers))
         # 30 EVs: EVSE_1 of every charger, EVSE_2 of the first ten.
@@ -202,12 +89,12 @@ async def test_thirty_evs_on_twenty_chargers_share_the_site_limit(
             await cp.plug_in(connector, Ev(capacity_wh=90_000, soc=10.0, max_power_w=22_000))
             assert await cp.start_session(connector, f"TAG-{i:02d}")
         await eventually(lambda: all(cp.queued == 0 for cp in chargers))
-        smart = s.running.smart
+        smart = s.running_csms.smart
         assert smart is not None
 
         # Saturated: 24 floors fit in 100 kW (24 x 4,140 = 99,360 W), so 6 EVs are paused
         # and 24 run at 100,000 / 24 = 4,166.7 W (6.0 A after rounding down).
-        await s.until_tick_plus(17)
+        await until_tick_plus(s, 17)
         assert sorted(smart.allocation.values()) == pytest.approx([0.0] * 6
                                                                   + [100_000 / 24] * 24)
         paused = {key for key, watts in smart.allocation.items() if watts == 0}
@@ -217,7 +104,7 @@ async def test_thirty_evs_on_twenty_chargers_share_the_site_limit(
             assert cp.evse(key[1]).power_w == 0.0
         # The pauses hold over ticks, and rotate every rotation interval (15 min, on the
         # quarter hour): then 6 others are paused.
-        await s.until_tick_plus(17)
+        await until_tick_plus(s, 17)
         assert {key for key, watts in smart.allocation.items() if watts == 0} == paused
         rotation = site.rotation_interval_s
         await trio.sleep(rotation - s.now().timestamp() % rotation + 17)
@@ -251,7 +138,7 @@ async def test_thirty_evs_on_twenty_chargers_share_the_site_limit(
         await eventually(lambda: all(cp.queued == 0 for cp in chargers))
         log = await s.log()
         samples = await s.samples()
-        state = s.running.state
+        state = s.running_csms.state
 
     # What the CSMS received: the site limit holds, except for at most one tick.
     seen = site_power_seen(samples, site.limit_w or 0)
@@ -319,18 +206,18 @@ async def test_a_charger_that_rejects_profiles_is_counted_at_its_maximum(
     tmp_path: Path, virtual_clock: trio.testing.MockClock
 ) -> None:
     site = SiteConfig(limit_kw=40.0)
-    async with smart_site(tmp_path, virtual_clock, site, stop_fleet=False) as s:
+    async with smart_site(tmp_path, virtual_clock, site=site, stop_fleet=False) as s:
         refuser, *others = await s.fleet.spawn(3, evses=1)
         refuse_profiles(refuser)
         await eventually(lambda: all(cp.online for cp in [refuser, *others]))
-        await s.until_tick_plus(10)
+        await until_tick_plus(s, 10)
         for i, cp in enumerate([refuser, *others]):
             await cp.plug_in(1, Ev(capacity_wh=90_000, soc=10.0, max_power_w=22_000))
             assert await cp.start_session(1, f"TAG-{i}")
         await trio.sleep(5)
-        smart = s.running.smart
+        smart = s.running_csms.smart
         assert smart is not None
-        state = s.running.state
+        state = s.running_csms.state
         refused = ("CP_01", 1)
         # CP_01 said Rejected: its session is uncontrolled, its 22 kW maximum is fixed load,
         # and the other two share the rest: (40,000 - 22,000) / 2 = 9,000 W, 13.0 A each
@@ -379,16 +266,16 @@ async def test_a_charger_that_does_not_answer_is_uncontrolled_and_the_others_adj
     tmp_path: Path, virtual_clock: trio.testing.MockClock
 ) -> None:
     site = SiteConfig(limit_kw=40.0)
-    async with smart_site(tmp_path, virtual_clock, site, call_timeout=10.0) as s:
+    async with smart_site(tmp_path, virtual_clock, site=site, call_timeout=10.0) as s:
         silent, other = await s.fleet.spawn(2, evses=1)
         ignore_profiles(silent)
         await eventually(lambda: silent.online and other.online)
-        await s.until_tick_plus(5)
+        await until_tick_plus(s, 5)
         await other.plug_in(1, Ev(capacity_wh=90_000, soc=10.0, max_power_w=22_000))
         assert await other.start_session(1, "TAG-OTHER")
         await silent.plug_in(1, Ev(capacity_wh=90_000, soc=10.0, max_power_w=22_000))
         assert await silent.start_session(1, "TAG-SILENT")
-        smart = s.running.smart
+        smart = s.running_csms.smart
         assert smart is not None
         tick = smart.tick
         await trio.sleep(1)
@@ -399,7 +286,8 @@ async def test_a_charger_that_does_not_answer_is_uncontrolled_and_the_others_adj
         # CP_02 drops to 40,000 - 22,000 = 18,000 W (26.0 A) at once, not at the next tick.
         await trio.sleep(10)
         assert smart.tick == tick
-        assert smart.uncontrolled == {("CP_01", 1): s.running.state.open_sessions[("CP_01", 1)]}
+        open_sessions = s.running_csms.state.open_sessions
+        assert smart.uncontrolled == {("CP_01", 1): open_sessions[("CP_01", 1)]}
         assert smart.allocation == {("CP_02", 1): 18_000.0}
         assert other.evse(1).limit_w == pytest.approx(a_to_w(26.0))
 
