@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
-from csms.storage.sqlite import open_sqlite_store
+from csms.storage.sqlite import LAZY_COMMIT_S, open_sqlite_store
 
 AT = datetime.datetime(2026, 1, 5, 8, 0, tzinfo=datetime.UTC)
 WATCHDOG = 20
@@ -85,3 +86,50 @@ async def test_a_failing_batch_commits_nothing_and_stops_the_store(tmp_path: Pat
     # ... and nothing of the failed batch is committed, not even the row queued before
     # the failing statement: a batch is one transaction.
     assert [frame for _, _, frame in _frames(path)] == ["committed"]
+
+
+async def test_a_flush_takes_rows_queued_before_it_into_one_commit(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    # A handler's rows (the request frame, its state changes) are queued before its
+    # answer's flush: they wait for it and share its commit (one fsync per CALL).
+    with trio.fail_after(WATCHDOG):
+        async with open_sqlite_store(str(tmp_path / "csms.db")) as store:
+            for i in range(3):
+                store.append_frame("CP_01", "in", f"row {i}", AT)
+            await trio.testing.wait_all_tasks_blocked()
+            assert store.statistics().commits == 0
+            assert store.statistics().pending == 3
+            assert not store.busy  # nothing is on the thread or waited for
+            await store.flush()
+            assert store.statistics().commits == 1
+            assert store.statistics().rows_written == 3
+
+
+async def test_rows_nobody_flushes_are_committed_at_the_lazy_deadline(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    # An answer to one of our CALLs is queued with no flush after it: it goes on its own
+    # LAZY_COMMIT_S later (trio time), in a commit of its own.
+    path = tmp_path / "csms.db"
+    with trio.fail_after(WATCHDOG):
+        async with open_sqlite_store(str(path)) as store:
+            store.append_frame("CP_01", "in", "unanswered", AT)
+            await trio.testing.wait_all_tasks_blocked()
+            mock_clock.jump(LAZY_COMMIT_S * 0.9)
+            await trio.testing.wait_all_tasks_blocked()
+            assert store.statistics().commits == 0
+            mock_clock.jump(LAZY_COMMIT_S * 0.2)
+            await trio.testing.wait_all_tasks_blocked()  # the writer has taken the row
+            assert store.statistics().pending == 0
+            await store.flush()
+            assert store.statistics().commits == 2  # the lazy batch, then the flush's own
+    assert [frame for _, _, frame in _frames(path)] == ["unanswered"]
+
+
+async def test_a_read_sees_rows_queued_before_it(tmp_path: Path) -> None:
+    with trio.fail_after(WATCHDOG):
+        async with open_sqlite_store(str(tmp_path / "csms.db")) as store:
+            store.append_frame("CP_01", "in", "queued, not flushed", AT)
+            rows = await store.read_log("CP_01")
+    assert [row.frame for row in rows] == ["queued, not flushed"]

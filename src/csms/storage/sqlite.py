@@ -104,6 +104,10 @@ async def _on_db_thread(
     return result
 
 
+#: Seconds (trio time) that rows nobody flushes wait for a flush to take them along.
+LAZY_COMMIT_S = 0.05
+
+
 class SqliteStore:
     """A :class:`~csms.storage.base.Store` on one SQLite file; see :func:`open_sqlite_store`."""
 
@@ -113,7 +117,12 @@ class SqliteStore:
         self._queue: collections.deque[tuple[str, tuple[Any, ...]] | trio.Event] = (
             collections.deque()
         )
+        #: Set when the writer has something to do: rows arrived in an empty queue, or a
+        #: flush was asked for.
         self._wakeup = trio.Event()
+        #: Set when a flush is asked for (cuts a lazy wait short).
+        self._flush_wanted = trio.Event()
+        self._waiters = 0
         self._idle = trio.Event()
         self._idle.set()
         self._in_flight = False
@@ -125,16 +134,16 @@ class SqliteStore:
     # -- writing -------------------------------------------------------------------------
 
     def _put(self, statement: str, params: tuple[Any, ...]) -> None:
+        # Rows alone do not start a batch: a handler's rows are followed by its answer's
+        # flush, which takes them along in the same commit. Rows nobody flushes (an
+        # answer to one of our CALLs, a connection event) go at most LAZY_COMMIT_S later.
+        if not self._queue:
+            self._wakeup.set()
         self._queue.append((statement, params))
-        self._mark_busy()
-
-    def _mark_busy(self) -> None:
-        if self._idle.is_set():
-            self._idle = trio.Event()
-        self._wakeup.set()
 
     async def wait_idle(self) -> None:
-        """Return once nothing is queued and nothing is on the database thread."""
+        """Return once no flush or read waits for the database thread and nothing is on
+        it. Rows queued without a flush may remain (see :attr:`busy`)."""
         await self._idle.wait()
 
     def append_frame(
@@ -222,7 +231,11 @@ class SqliteStore:
             raise RuntimeError("the SQLite writer has failed") from self._failed
         done = trio.Event()
         self._queue.append(done)
-        self._mark_busy()
+        self._waiters += 1
+        if self._idle.is_set():
+            self._idle = trio.Event()
+        self._wakeup.set()
+        self._flush_wanted.set()
         await done.wait()
         if self._failed is not None:
             raise RuntimeError("the SQLite writer has failed") from self._failed
@@ -233,16 +246,28 @@ class SqliteStore:
                 await self._wakeup.wait()
                 self._wakeup = trio.Event()
                 while self._queue:
+                    if not self._waiters:
+                        # Rows nobody waits for yet: the next flush takes them along,
+                        # or they go on their own after LAZY_COMMIT_S. One commit (one
+                        # fsync) per answered CALL, not one for the request and one for
+                        # the answer.
+                        with trio.move_on_after(LAZY_COMMIT_S):
+                            await self._flush_wanted.wait()
+                    self._flush_wanted = trio.Event()
                     # A batch, once taken off the queue, is written and committed even
                     # when the store is being closed by cancellation: otherwise its rows
                     # would be neither queued nor committed.
                     with trio.CancelScope(shield=True):
                         await self._write_batch()
-                if not self.busy:
-                    self._idle.set()
+                    # Idle as soon as no flush waits, also while lazy rows remain: a
+                    # virtual clock waits for idle and must then advance to the lazy
+                    # deadline.
+                    if not self.busy:
+                        self._idle.set()
         except Exception as exc:
             log.exception("the SQLite writer failed")
             self._failed = exc
+            self._waiters = 0
             for item in self._queue:
                 if isinstance(item, trio.Event):
                     item.set()
@@ -259,6 +284,7 @@ class SqliteStore:
             item = self._queue.popleft()
             if isinstance(item, trio.Event):
                 waiters.append(item)
+                self._waiters -= 1
             else:
                 groups.setdefault(item[0], []).append(item[1])
                 rows += 1
@@ -285,12 +311,17 @@ class SqliteStore:
 
     @property
     def busy(self) -> bool:
-        """True while rows are queued or a write is on the database thread."""
-        return self._in_flight or bool(self._queue) or self._reads > 0
+        """True while a write or a read is on the database thread, or a flush waits for
+        one. Rows queued without a flush do not count: nothing works on them until the
+        lazy-commit deadline, a trio timer (a virtual clock may advance to it)."""
+        return self._in_flight or self._waiters > 0 or self._reads > 0
 
     # -- reading -------------------------------------------------------------------------
 
     async def _fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        # A read sees everything recorded before it: what is queued is committed first.
+        if self._queue:
+            await self.flush()
         # Reads count as work on the database thread too (see busy / wait_idle).
         self._reads += 1
         if self._idle.is_set():
