@@ -341,7 +341,14 @@ class RpcSession:
             raise CallError.from_failure(Failure.UNKNOWN_ACTION, f"{action!r} is not OCPP 1.6")
         validate_request(action, payload)
         payload = in_schema_order(action, payload)
-        async with self._call_lock:
+        # The lock is fair: acquire_nowait succeeds only when nobody holds it or waits for
+        # it. Taking it so spares the scheduling round trip of ``await acquire()`` on the
+        # common path; the send below is a checkpoint all the same.
+        try:
+            self._call_lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._call_lock.acquire()
+        try:
             if self._closed:
                 raise SessionClosed(f"{self.name}: connection closed")
             pending = _Pending(str(uuid.uuid4()), action, on_answer=on_answer)
@@ -354,6 +361,8 @@ class RpcSession:
                     await pending.done.wait()
             finally:
                 self._pending = None
+        finally:
+            self._call_lock.release()
         if not pending.done.is_set():
             raise CallTimeout(
                 f"{self.name}: no answer to {action} {pending.unique_id}",
@@ -390,7 +399,11 @@ class RpcSession:
             return
         if isinstance(frame, frames.Call):
             self._counters.calls_received += 1
-            await self._call_sender.send((frame, at))
+            try:
+                # No scheduling round trip when the channel has room (the usual case).
+                self._call_sender.send_nowait((frame, at))
+            except trio.WouldBlock:
+                await self._call_sender.send((frame, at))
         else:
             self._on_response(frame, at)
 
