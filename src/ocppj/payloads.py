@@ -150,42 +150,59 @@ def response_class(action: str) -> type:
 
 
 def _ordered(name: str, payload: dict[str, Any]) -> dict[str, Any]:
-    ordered: dict[str, Any] = _in_order(schema(name), payload)
+    ordered: dict[str, Any] = _orderer(name)(payload)
     return ordered
 
 
-#: The position of each property, per schema node (schemas are loaded once and kept).
-_RANKS: dict[int, dict[str, int]] = {}
+#: Puts one JSON value in a schema node's order (see :func:`_plan`).
+_Orderer = Callable[[Any], Any]
 
 
-def _rank(node: dict[str, Any], properties: dict[str, Any]) -> dict[str, int]:
-    rank = _RANKS.get(id(node))
-    if rank is None:
-        rank = _RANKS[id(node)] = {key: i for i, key in enumerate(properties)}
-    return rank
-
-
-def _in_order(node: dict[str, Any], value: Any) -> Any:
-    """``value`` with the keys of every object the schema ``node`` describes in its order.
-
-    Keys the schema does not list keep their relative order, after the listed ones (a
-    payload that breaks the schema is reordered, not repaired).
-    """
-    if isinstance(value, dict):
-        properties: dict[str, Any] = node.get("properties") or {}
-        if not properties:
-            return value
-        rank = _rank(node, properties)
-        items = sorted(value.items(), key=lambda item: rank.get(item[0], len(rank)))
-        return {
-            key: _in_order(properties[key], item) if key in properties else item
-            for key, item in items
-        }
-    if isinstance(value, list):
-        items_schema = node.get("items")
-        if isinstance(items_schema, dict):
-            return [_in_order(items_schema, item) for item in value]
+def _keep(value: Any) -> Any:
     return value
+
+
+def _plan(node: dict[str, Any]) -> _Orderer | None:
+    """How to order a value ``node`` describes, worked out once per schema node; None
+    when nothing below the node has properties to order."""
+    properties: dict[str, Any] = node.get("properties") or {}
+    if properties:
+        keys = tuple((key, _plan(child)) for key, child in properties.items())
+
+        def order_object(value: Any) -> Any:
+            if type(value) is not dict:
+                return value
+            ordered = {}
+            for key, child in keys:
+                if key in value:
+                    item = value[key]
+                    ordered[key] = item if child is None else child(item)
+            if len(ordered) != len(value):
+                # Keys the schema does not list keep their relative order, after the
+                # listed ones (a payload that breaks the schema is reordered, not fixed).
+                for key, item in value.items():
+                    if key not in ordered:
+                        ordered[key] = item
+            return ordered
+
+        return order_object
+    items = node.get("items")
+    if isinstance(items, dict):
+        each = _plan(items)
+        if each is not None:
+
+            def order_array(value: Any) -> Any:
+                if type(value) is not list:
+                    return value
+                return [each(item) for item in value]
+
+            return order_array
+    return None
+
+
+@functools.cache
+def _orderer(name: str) -> _Orderer:
+    return _plan(schema(name)) or _keep
 
 
 def in_schema_order(
