@@ -130,3 +130,35 @@ def test_replay_rebuilds_the_new_records_exactly() -> None:
     assert diff(again.state, again.samples, rebuilt) == []
     state.reservations[9] = Reservation(9, "CP", 1, "T", None, "x", "Accepted", AT)
     assert any(line.startswith("reservations[9]") for line in diff(state, [], again))
+
+
+def test_replay_drops_a_late_answer_after_an_abandoned_row_as_the_live_csms_did() -> None:
+    def log(with_marker: bool) -> list[LogRow]:
+        rows: list[LogRow] = []
+
+        def row(direction: str, frame: str) -> None:
+            at = AT + datetime.timedelta(seconds=len(rows))
+            rows.append(LogRow(len(rows) + 1, "CP", direction, at, frame))
+
+        row("connect", '{"remote":"127.0.0.1"}')
+        row("out", _frame(2, "a", "SendLocalList", {"listVersion": 4, "updateType": "Full"}))
+        if with_marker:  # the CSMS gave the CALL up: no answer within its timeout
+            row("abandoned", '{"uniqueId":"a","action":"SendLocalList"}')
+        row("in", _frame(3, "a", {"status": "Accepted"}))  # late: dropped live
+        return rows
+
+    # The late answer arrived before any other CALL of ours: only the marker tells
+    # replay that the live CSMS had given the CALL up and dropped it.
+    assert rebuild(log(with_marker=True)).state.chargers["CP"].local_list_version is None
+    assert rebuild(log(with_marker=False)).state.chargers["CP"].local_list_version == 4
+
+
+def test_an_abandoned_row_for_another_call_changes_nothing() -> None:
+    rows = [
+        LogRow(1, "CP", "connect", AT, '{"remote":"127.0.0.1"}'),
+        LogRow(2, "CP", "out", AT, _frame(2, "b", "SendLocalList",
+                                          {"listVersion": 5, "updateType": "Full"})),
+        LogRow(3, "CP", "abandoned", AT, '{"uniqueId":"a","action":"SendLocalList"}'),
+        LogRow(4, "CP", "in", AT, _frame(3, "b", {"status": "Accepted"})),
+    ]
+    assert rebuild(rows).state.chargers["CP"].local_list_version == 5

@@ -235,6 +235,15 @@ async def test_every_action_against_an_independent_charge_point(tmp_path: Path) 
                 assert (await send(csms, "NOBODY", "ClearCache", {})).status == 404
                 await trio.sleep(1.0)  # the late Reset answer arrives and is dropped
                 assert len(peers[0].received) == count
+                # The log says the Reset was given up before its late answer: replay
+                # drops that answer as the live CSMS did.
+                log = await csms.store.read_log(PEER)
+                marks = [(r.direction, orjson.loads(r.frame)) for r in log]
+                given_up = marks.index(
+                    ("abandoned", {"uniqueId": late.body["uniqueId"], "action": "Reset"}))
+                answered = [i for i, (d, f) in enumerate(marks)
+                            if d == "in" and f[:2] == [3, late.body["uniqueId"]]]
+                assert answered and answered[0] > given_up
 
                 # The domain saw the answers: remote commands and reservation refusals.
                 commands = (await api(csms, "GET", "/api/remote-commands",

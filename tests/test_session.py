@@ -338,6 +338,62 @@ async def test_late_answer_after_timeout_is_dropped_as_unmatched(
     assert answer_ids == call_ids  # each answer names its own CALL, in order
 
 
+async def test_a_call_given_up_is_told_to_the_observer_before_its_late_answer(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # A message log that keeps the ABANDONED record lets a replay drop the late answer as
+    # the live session did, even when no newer CALL came between.
+    gates = [trio.Event(), trio.Event()]
+    csms = Router()
+
+    @csms.on("Heartbeat")
+    async def heartbeat(request: call.Heartbeat) -> call_result.Heartbeat:
+        await gates[len([g for g in gates if g.is_set()])].wait()
+        return call_result.Heartbeat(current_time=NOW)
+
+    async with session_pair(csms) as pair:
+        cp = pair.cp.session
+        with trio.fail_after(WATCHDOG):
+            with pytest.raises(CallTimeout) as info:
+                await cp.call(call.Heartbeat(), timeout=5)
+            gates[0].set()
+            await pair.cp.log.wait_count(IN, 1)
+            await trio.testing.wait_all_tasks_blocked()
+
+            # A caller cancelled while it waits gives its CALL up too.
+            with trio.move_on_after(3):
+                await cp.call(call.Heartbeat(), timeout=30)
+            gates[1].set()
+            await pair.cp.log.wait_count(IN, 2)
+            await trio.testing.wait_all_tasks_blocked()
+
+    sent = [frame[1] for frame in pair.cp.log.calls(OUT)]
+    assert sent[0] == info.value.unique_id
+    kinds = [(d, json.loads(t)) for d, t in pair.cp.log.records]
+    assert [(d, body if d is Direction.ABANDONED else body[:2]) for d, body in kinds] == [
+        (OUT, [2, sent[0]]),
+        (Direction.ABANDONED, {"uniqueId": sent[0], "action": "Heartbeat"}),
+        (IN, [3, sent[0]]),  # late: dropped as unmatched
+        (OUT, [2, sent[1]]),
+        (Direction.ABANDONED, {"uniqueId": sent[1], "action": "Heartbeat"}),
+        (IN, [3, sent[1]]),
+    ]
+    assert cp.statistics().unmatched_responses == 2
+
+
+async def test_an_answered_call_is_not_abandoned(autojump_clock: trio.abc.Clock) -> None:
+    csms = Router()
+
+    @csms.on("Heartbeat")
+    async def heartbeat(request: call.Heartbeat) -> call_result.Heartbeat:
+        return call_result.Heartbeat(current_time=NOW)
+
+    async with session_pair(csms) as pair:
+        with trio.fail_after(WATCHDOG):
+            await pair.cp.session.call(call.Heartbeat())
+    assert Direction.ABANDONED not in {d for d, _ in pair.cp.log.records}
+
+
 # -- ordering ----------------------------------------------------------------------------
 
 

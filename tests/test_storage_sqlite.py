@@ -16,6 +16,7 @@ import pytest
 import trio
 import trio.testing
 
+from csms.storage.migrations import MIGRATIONS
 from csms.storage.sqlite import LAZY_COMMIT_S, open_sqlite_store
 
 AT = datetime.datetime(2026, 1, 5, 8, 0, tzinfo=datetime.UTC)
@@ -133,3 +134,31 @@ async def test_a_read_sees_rows_queued_before_it(tmp_path: Path) -> None:
             store.append_frame("CP_01", "in", "queued, not flushed", AT)
             rows = await store.read_log("CP_01")
     assert [row.frame for row in rows] == ["queued, not flushed"]
+
+
+async def test_a_version_4_file_is_migrated_keeping_its_log_and_sequence(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with closing(sqlite3.connect(path)) as db:  # a file as the previous CSMS left it
+        for number, script in enumerate(MIGRATIONS[:4], start=1):
+            db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+        db.executemany(
+            "INSERT INTO message_log (charger_id, direction, at, frame) VALUES (?, ?, ?, ?)",
+            [("CP_01", "in", AT.isoformat(), f"old {i}") for i in range(3)],
+        )
+        db.execute("DELETE FROM message_log WHERE frame = 'old 2'")  # seq 3 was used
+        db.commit()
+    with trio.fail_after(WATCHDOG):
+        async with open_sqlite_store(str(path)) as store:
+            store.append_frame("CP_01", "abandoned", '{"uniqueId":"x","action":"Reset"}', AT)
+            await store.flush()
+            rows = await store.read_log("CP_01")
+    assert [(row.seq, row.direction, row.frame) for row in rows] == [
+        (1, "in", "old 0"),
+        (2, "in", "old 1"),
+        (4, "abandoned", '{"uniqueId":"x","action":"Reset"}'),  # AUTOINCREMENT kept
+    ]
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        indexes = {name for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'message_log'")}
+        assert "message_log_by_charger" in indexes

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import attrs
+import orjson
 
 from csms.domain import events as ev
 from csms.domain.projection import events_for, events_for_answer
@@ -38,8 +39,9 @@ def rebuild(rows: Iterable[LogRow]) -> Rebuilt:
     state = DomainState()
     samples: list[SampleRow] = []
     calls: dict[tuple[str, str], tuple[str, dict[str, Any], datetime.datetime]] = {}
-    # Our CALL awaiting its answer, per charger: at most one is outstanding, so a newer
-    # one means the older was given up (timed out) and its late answer was dropped.
+    # Our CALL awaiting its answer, per charger: at most one is outstanding. It is given
+    # up by an 'abandoned' row (timed out, or its caller cancelled), or, in a log written
+    # before those rows existed, by our next CALL; an answer after that was dropped live.
     ours: dict[str, tuple[str, str, dict[str, Any]]] = {}
 
     def apply_all(events: Iterable[ev.Event]) -> None:
@@ -52,6 +54,12 @@ def rebuild(rows: Iterable[LogRow]) -> Rebuilt:
         if row.direction in ("connect", "disconnect"):
             event = connection_event(row.charger_id, row.direction, row.frame, row.at)
             apply_all([event] if event is not None else [])
+            continue
+        if row.direction == "abandoned":
+            # The live CSMS gave that CALL up: an answer read after this row was dropped.
+            mine = ours.get(row.charger_id)
+            if mine is not None and mine[0] == orjson.loads(row.frame).get("uniqueId"):
+                del ours[row.charger_id]
             continue
         try:
             frame = frames.parse(row.frame)

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import attrs
+import orjson
 import trio
 import trio_websocket
 
@@ -71,14 +72,19 @@ class MessageStream(Protocol):
 
 
 class Direction(enum.StrEnum):
-    """Which way a frame travelled, seen from this side."""
+    """Which way a frame travelled, seen from this side; or ``ABANDONED``: one of our
+    CALLs was given up (no answer in time, or its caller was cancelled), so that an answer
+    arriving later is dropped. The text then is ``{"uniqueId": ..., "action": ...}``, not
+    a frame: a message log that keeps it tells a replay to drop that late answer too."""
 
     IN = "in"
     OUT = "out"
+    ABANDONED = "abandoned"
 
 
 #: Awaited with every frame, in and out: its direction, its text on the wire and the
-#: moment (the session's clock) it was read or is about to be sent. An outgoing frame is
+#: moment (the session's clock) it was read or is about to be sent (and with every
+#: CALL of ours given up, see :attr:`Direction.ABANDONED`). An outgoing frame is
 #: sent only once the observer returns, so an observer that commits the frame to a log
 #: makes the log durable before the peer sees the frame.
 FrameObserver = Callable[[Direction, str, datetime.datetime], Awaitable[None]]
@@ -360,7 +366,15 @@ class RpcSession:
                     self.last_call_at = trio.current_time()
                     await pending.done.wait()
             finally:
+                # From here on an answer to this CALL is dropped as unmatched; the
+                # observer hears it before any later frame is read.
                 self._pending = None
+                if not pending.done.is_set() and self._observer is not None:
+                    given_up = {"uniqueId": pending.unique_id, "action": action}
+                    with trio.CancelScope(shield=True):
+                        await self._observer(
+                            Direction.ABANDONED, orjson.dumps(given_up).decode(), self._clock()
+                        )
         finally:
             self._call_lock.release()
         if not pending.done.is_set():

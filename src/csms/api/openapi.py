@@ -137,7 +137,7 @@ def _schemas() -> dict[str, Any]:
             "type": "object",
             "properties": {
                 "seq": {"type": "integer"}, "chargePoint": _STRING,
-                "direction": {"enum": ["in", "out", "connect", "disconnect"]},
+                "direction": {"enum": ["in", "out", "connect", "disconnect", "abandoned"]},
                 "at": _TIME, "frame": _STRING, "message": {},
             },
         },

@@ -24,9 +24,10 @@ from csms.domain.state import DomainState
 class LogRow:
     """One row of the OCPP message log.
 
-    ``direction`` is ``in`` / ``out`` (a frame, as on the wire), or ``connect`` /
+    ``direction`` is ``in`` / ``out`` (a frame, as on the wire), ``connect`` /
     ``disconnect`` (the WebSocket opened or closed; ``frame`` is a JSON object with the
-    remote address or the reason).
+    remote address or the reason), or ``abandoned`` (a CALL of ours was given up without
+    an answer; ``frame`` is ``{"uniqueId", "action"}``: a later answer to it is dropped).
     """
 
     seq: int

@@ -88,4 +88,27 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (charger_id, connector_id)
     );
     """,
+    # 5: 'abandoned' rows in the message log: a CALL of ours given up without an answer,
+    # so that replay drops a late answer to it as the live CSMS did. SQLite cannot alter
+    # a CHECK constraint: the table is rebuilt (seq values and the AUTOINCREMENT counter
+    # are kept).
+    """
+    CREATE TABLE message_log_v5 (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        charger_id TEXT NOT NULL,
+        direction TEXT NOT NULL
+            CHECK (direction IN ('in', 'out', 'connect', 'disconnect', 'abandoned')),
+        at TEXT NOT NULL,
+        frame TEXT NOT NULL
+    );
+    INSERT INTO message_log_v5 (seq, charger_id, direction, at, frame)
+        SELECT seq, charger_id, direction, at, frame FROM message_log ORDER BY seq;
+    UPDATE sqlite_sequence
+        SET seq = max(seq, coalesce(
+            (SELECT seq FROM sqlite_sequence WHERE name = 'message_log'), 0))
+        WHERE name = 'message_log_v5';
+    DROP TABLE message_log;
+    ALTER TABLE message_log_v5 RENAME TO message_log;
+    CREATE INDEX message_log_by_charger ON message_log (charger_id, seq);
+    """,
 )
