@@ -283,8 +283,9 @@ async def test_a_charger_that_does_not_answer_is_uncontrolled_and_the_others_adj
         assert smart.allocation == {("CP_01", 1): 20_000.0, ("CP_02", 1): 20_000.0}
         assert other.evse(1).limit_w == pytest.approx(a_to_w(28.9))  # 20,000 / 690 = 28.98
         # The call times out after 10 s: CP_01 is uncontrolled (22 kW of fixed load), and
-        # CP_02 drops to 40,000 - 22,000 = 18,000 W (26.0 A) at once, not at the next tick.
-        await trio.sleep(10)
+        # CP_02 drops to 40,000 - 22,000 = 18,000 W (26.0 A) at once (one settle_s after
+        # the timeout), not at the next tick.
+        await trio.sleep(10 + 2 * site.settle_s)
         assert smart.tick == tick
         open_sessions = s.running_csms.state.open_sessions
         assert smart.uncontrolled == {("CP_01", 1): open_sessions[("CP_01", 1)]}

@@ -117,6 +117,10 @@ class SmartCharging:
                 with trio.move_on_at(deadline):
                     await self._wakeup.wait()
                 if self._wakeup.is_set():
+                    # Let a burst of triggers land, then rebalance once for all of it.
+                    await trio.sleep_until(
+                        min(trio.current_time() + self.site.settle_s, deadline)
+                    )
                     self._wakeup = trio.Event()
                     self.rebalance()
             self.tick += 1

@@ -90,6 +90,10 @@ class SiteConfig:
     #: resuming EVs every tick would wear contactors and annoy drivers.
     rotation_interval_s: float = attrs.field(default=900.0, validator=_positive)
     deadband_kw: float = attrs.field(default=0.5, validator=_non_negative)
+    #: Triggers that come together (fifteen sessions ending in the same second) get one
+    #: rebalance this long after the first, not one each: step by step, every step could
+    #: stay inside the deadband and the final shares would never be sent.
+    settle_s: float = attrs.field(default=0.5, validator=_non_negative)
     guard_band_kw: float = attrs.field(default=1.5, validator=_non_negative)
 
     @property
