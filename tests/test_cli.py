@@ -58,6 +58,9 @@ async def test_csms_help_names_every_option(tmp_path: Path) -> None:
         ["--heartbeat-interval", "-5"],
         ["--log-level", "LOUD"],
         ["--no-such-option"],
+        ["--ping-interval", "-1"],
+        ["--ping-timeout", "0"],
+        ["--ping-interval", "nan"],
     ],
     ids=[
         "negative-port",
@@ -66,6 +69,9 @@ async def test_csms_help_names_every_option(tmp_path: Path) -> None:
         "negative-interval",
         "bad-level",
         "unknown",
+        "negative-ping-interval",
+        "zero-ping-timeout",
+        "nan-ping-interval",
     ],
 )
 async def test_a_bad_argument_exits_2_with_usage(tmp_path: Path, args: list[str]) -> None:

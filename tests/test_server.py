@@ -462,3 +462,44 @@ async def test_shutdown_is_bounded_by_a_peer_that_never_answers_the_close(
         closes = [e for e in deaf.events() if isinstance(e, CloseConnection)]
         assert [(e.code, e.reason) for e in closes] == [(1001, "server shutting down")]
         await stream.aclose()
+
+
+async def test_a_charge_point_that_stops_answering_pings_is_closed_and_recorded(
+    nursery: trio.Nursery,
+) -> None:
+    # A deaf peer (its link died without a close: it reads nothing, answers nothing) is
+    # pinged after ping_interval of silence and closed after ping_timeout without a pong;
+    # a live peer that only answers pings, and one that keeps talking, stay connected.
+    interval, timeout = 0.3, 0.3
+    service, port = await start_csms(nursery, ping_interval=interval, ping_timeout=timeout,
+                                     close_timeout=0.2)
+    with trio.fail_after(20):
+        stream, deaf = await raw_handshake(port, "DEAF")
+        async with client(port, "QUIET") as quiet, client(port, "CHATTY") as chatty:
+            await wait_until_connected(service, {"DEAF", "QUIET", "CHATTY"})
+            start = trio.current_time()
+            talked = 0
+            while "DEAF" in service.connections.connected:
+                # CHATTY talks more often than the interval: it is never pinged.
+                await rpc(chatty, f"h{talked}", "Heartbeat", {})
+                talked += 1
+                await trio.testing.wait_all_tasks_blocked(cushion=interval / 3)
+            elapsed = trio.current_time() - start
+            assert interval + timeout <= elapsed < interval + timeout + 2.0
+            assert set(service.connections.connected) == {"QUIET", "CHATTY"}
+            assert await rpc(quiet, "q", "Heartbeat", {}) != []  # QUIET still served
+        charger = service.state.chargers["DEAF"]
+        assert not charger.connected
+        assert charger.disconnect_reason == f"no pong within {timeout:g} s"
+        # What the deaf peer was sent, had it been listening: pings, then a 1001 close.
+        data = b""
+        with trio.move_on_after(1):
+            while chunk := await stream.receive_some():
+                data += chunk
+        deaf.receive_data(data)
+        events = list(deaf.events())
+        kinds = [type(e).__name__ for e in events]
+        assert kinds[0] == "Ping" and "Ping" not in kinds[kinds.index("CloseConnection"):]
+        close = next(e for e in events if isinstance(e, CloseConnection))
+        assert (close.code, close.reason) == (1001, f"no pong within {timeout:g} s")
+        await stream.aclose()

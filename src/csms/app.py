@@ -17,6 +17,7 @@ from csms.domain.state import DomainState
 from csms.ocpp.connection_manager import Connection, ConnectionManager
 from csms.ocpp.handlers.context import HandlerContext, VendorHandler
 from csms.ocpp.handlers.registry import build_router
+from csms.ocpp.keepalive import keepalive
 from csms.ocpp.server import serve_ocpp
 from csms.recorder import Recorder
 from csms.smart.service import SmartCharging
@@ -51,6 +52,10 @@ class Csms:
         self.connections = ConnectionManager(
             config, self._router_for, self._observer_for, listener=self, clock=clock
         )
+        if config.ping_interval is not None:
+            self.connections.add_connection_task(
+                keepalive(config.ping_interval, config.ping_timeout)
+            )
         self._recorder: Recorder | None = None
         #: Smart charging, when the site has a limit (None otherwise).
         self.smart: SmartCharging | None = None

@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,20 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         help="seconds to wait for a charge point's answer (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ping-interval",
+        type=_seconds(allow_zero=True),
+        default=60.0,
+        help="seconds of silence from a charge point before a WebSocket ping; 0: never "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ping-timeout",
+        type=_seconds(allow_zero=False),
+        default=30.0,
+        help="seconds to wait for the pong before closing the connection "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--log-level",
@@ -313,6 +328,22 @@ async def print_status(path: str, *, as_json: bool) -> int:
     return 0
 
 
+def _seconds(*, allow_zero: bool) -> Callable[[str], float]:
+    """An argparse type: a number of seconds, positive (or zero, if allowed)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            wanted = "0 or more" if allow_zero else "more than 0"
+            raise argparse.ArgumentTypeError(f"{text!r}: seconds must be {wanted}")
+        return value
+
+    return parse
+
+
 def _config(args: argparse.Namespace) -> CsmsConfig:
     prefix = args.path_prefix if args.path_prefix.endswith("/") else args.path_prefix + "/"
     if not prefix.startswith("/"):
@@ -324,6 +355,8 @@ def _config(args: argparse.Namespace) -> CsmsConfig:
         max_frame_size=args.max_frame_size,
         heartbeat_interval=args.heartbeat_interval,
         call_timeout=args.call_timeout,
+        ping_interval=args.ping_interval or None,
+        ping_timeout=args.ping_timeout,
         db_path=args.db,
         id_tags=args.id_tags,
         site=args.site,

@@ -246,6 +246,8 @@ class RpcSession:
         self._counters = _Counters()
         #: trio time of our last CALL (for a charge point's heartbeat rule).
         self.last_call_at = trio.current_time()
+        #: trio time the last message was read (for a keepalive ping on silence).
+        self.last_read_at = trio.current_time()
         #: Why the WebSocket closed, once it has (``trio_websocket.CloseReason``).
         self.close_reason: trio_websocket.CloseReason | None = None
 
@@ -395,6 +397,7 @@ class RpcSession:
         try:
             while True:
                 data = await self._stream.get_message()
+                self.last_read_at = trio.current_time()
                 text = data if isinstance(data, str) else data.decode("utf-8", "replace")
                 at = self._clock()
                 if self._observer is not None:
