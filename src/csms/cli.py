@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ping-interval",
         type=_seconds(allow_zero=True),
-        default=60.0,
+        default=120.0,
         help="seconds of silence from a charge point before a WebSocket ping; 0: never "
         "(default: %(default)s)",
     )

@@ -25,9 +25,10 @@ class CsmsConfig:
         call_timeout: seconds to wait for a charge point's answer to a CALL of ours.
         close_timeout: seconds allowed for a WebSocket closing handshake.
         ping_interval: seconds without a frame from a charge point before the CSMS sends
-            it a WebSocket ping; None: never. A charger whose link died without a close
-            (a power cut, a mobile network dropping it) is otherwise shown connected
-            until the kernel gives up on the TCP connection, which takes hours.
+            it a WebSocket ping; None: never. Twice the usual 60 s meter interval, so a
+            charger in a transaction is never pinged. A charger whose link died without
+            a close (a power cut, a mobile network dropping it) is otherwise shown
+            connected until the kernel gives up on the TCP connection, hours later.
         ping_timeout: seconds to wait for the pong; then the connection is closed (1001)
             and recorded as disconnected.
         db_path: the SQLite file (``:memory:`` keeps nothing after exit; the CLI's
@@ -50,7 +51,7 @@ class CsmsConfig:
     heartbeat_interval: int = 300
     call_timeout: float = 30.0
     close_timeout: float = 5.0
-    ping_interval: float | None = 60.0
+    ping_interval: float | None = 120.0
     ping_timeout: float = 30.0
     db_path: str = ":memory:"
     synchronous: str = "FULL"
