@@ -162,3 +162,27 @@ def test_an_abandoned_row_for_another_call_changes_nothing() -> None:
         LogRow(4, "CP", "in", AT, _frame(3, "b", {"status": "Accepted"})),
     ]
     assert rebuild(rows).state.chargers["CP"].local_list_version == 5
+
+
+def test_a_refused_reserve_now_does_not_replace_an_accepted_reservation() -> None:
+    state = DomainState()
+    first = {"connectorId": 1, "expiryDate": "2024-05-01T13:00:00Z", "idTag": "T",
+             "reservationId": 3}
+    _answer(state, "ReserveNow", first, {"status": "Accepted"})
+    # The same reservationId again, refused: the charger keeps the accepted one.
+    _answer(state, "ReserveNow", {**first, "connectorId": 2, "idTag": "U"},
+            {"status": "Occupied"})
+    held = state.reservations[3]
+    assert (held.status, held.connector_id, held.id_tag) == ("Accepted", 1, "T")
+    # Accepted, it replaces the reservation.
+    _answer(state, "ReserveNow", {**first, "connectorId": 2, "idTag": "U"},
+            {"status": "Accepted"})
+    held = state.reservations[3]
+    assert (held.status, held.connector_id, held.id_tag) == ("Accepted", 2, "U")
+    # A refused first attempt is recorded as refused, and an accepted retry replaces it.
+    _answer(state, "ReserveNow", {**first, "reservationId": 4}, {"status": "Rejected"})
+    assert state.reservations[4].status == "Rejected"
+    _answer(state, "ReserveNow", {**first, "reservationId": 4}, None, "InternalError")
+    assert state.reservations[4].status == "InternalError"
+    _answer(state, "ReserveNow", {**first, "reservationId": 4}, {"status": "Accepted"})
+    assert state.reservations[4].status == "Accepted"

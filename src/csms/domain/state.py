@@ -385,6 +385,18 @@ def _(event: ev.ChargingProfilesCleared, state: DomainState) -> None:
 
 @_apply.register
 def _(event: ev.ReservationAnswered, state: DomainState) -> None:
+    held = state.reservations.get(event.reservation_id)
+    if (
+        event.status != "Accepted"
+        and held is not None
+        and held.status == "Accepted"
+        and held.cancel_status != "Accepted"
+        and held.used_by_transaction_id is None
+    ):
+        # OCPP 1.6: a ReserveNow with a reservationId the charger holds replaces that
+        # reservation only if accepted. Refused, it changed nothing: the charger still
+        # holds the accepted one, and so does the record. (The refusal is in the log.)
+        return
     _put_reservation(
         state,
         Reservation(
