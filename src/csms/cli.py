@@ -17,7 +17,7 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,14 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--ping-interval",
-        type=_seconds(allow_zero=True),
+        type=float,
         default=120.0,
         help="seconds of silence from a charge point before a WebSocket ping; 0: never "
         "(default: %(default)s)",
     )
     parser.add_argument(
         "--ping-timeout",
-        type=_seconds(allow_zero=False),
+        type=float,
         default=30.0,
         help="seconds to wait for the pong before closing the connection "
         "(default: %(default)s)",
@@ -328,22 +328,6 @@ async def print_status(path: str, *, as_json: bool) -> int:
     return 0
 
 
-def _seconds(*, allow_zero: bool) -> Callable[[str], float]:
-    """An argparse type: a number of seconds, positive (or zero, if allowed)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-            wanted = "0 or more" if allow_zero else "more than 0"
-            raise argparse.ArgumentTypeError(f"{text!r}: seconds must be {wanted}")
-        return value
-
-    return parse
-
-
 def _config(args: argparse.Namespace) -> CsmsConfig:
     prefix = args.path_prefix if args.path_prefix.endswith("/") else args.path_prefix + "/"
     if not prefix.startswith("/"):
@@ -401,8 +385,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("--api-port", args.api_port),
         ("--max-frame-size", args.max_frame_size),
         ("--heartbeat-interval", args.heartbeat_interval),
+        ("--ping-interval", args.ping_interval),
+        ("--ping-timeout", args.ping_timeout),
     ):
-        if value < 0 or (name not in ("--port", "--api-port") and value == 0):
+        zero_allowed = name in ("--port", "--api-port", "--ping-interval")
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
             parser.error(f"{name} must be positive, got {value}")
     logging.basicConfig(
         level=args.log_level,
