@@ -91,7 +91,7 @@ async def _on_db_thread(
     """Run ``fn(connection)`` on aiosqlite's database thread, in one crossing.
 
     Every awaited aiosqlite call costs a trip trio -> asyncio -> thread -> asyncio -> trio
-    (about 160 us of CPU); a batch of seven statements and a commit made seven of them.
+    (about 160 us of CPU); a batch of seven statements and its commit made eight of them.
     aiosqlite's public methods are each one ``Connection._execute(fn)``; this calls the
     same primitive once with a function that does the whole batch. The sqlite3 connection
     is only ever touched on aiosqlite's own thread, as aiosqlite requires.
