@@ -13,6 +13,7 @@ import datetime
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import orjson
 
 from csms.domain import events as ev
@@ -236,135 +237,95 @@ def events_for(
 
 # -- exchanges the CSMS started: our CALL, the charger's answer --------------------------
 
-OutProjector = Callable[
-    [DomainState, str, dict[str, Any], dict[str, Any] | None, str | None, datetime.datetime],
-    list[ev.Event],
-]
+@attrs.frozen
+class Answered:
+    """A charger's answer to one of our CALLs, as an out-projector sees it.
+
+    Attributes:
+        charger_id: who answered.
+        request: our CALL's payload.
+        response: the CALLRESULT payload, or None when the answer was a CALLERROR.
+        error: the CALLERROR code, else None.
+        at: when the answer was read.
+    """
+
+    charger_id: str
+    request: dict[str, Any]
+    response: dict[str, Any] | None
+    error: str | None
+    at: datetime.datetime
+
+    @property
+    def status(self) -> str:
+        """The answer's status, or the CALLERROR code."""
+        return str(self.response["status"]) if self.response is not None else str(self.error)
 
 
-def set_charging_profile(
-    state: DomainState,
-    charger_id: str,
-    request: dict[str, Any],
-    response: dict[str, Any] | None,
-    error: str | None,
-    at: datetime.datetime,
-) -> list[ev.Event]:
-    profile = request["csChargingProfiles"]
+OutProjector = Callable[[DomainState, Answered], list[ev.Event]]
+
+
+def set_charging_profile(state: DomainState, a: Answered) -> list[ev.Event]:
+    profile = a.request["csChargingProfiles"]
     schedule = profile["chargingSchedule"]
     periods = schedule["chargingSchedulePeriod"]
-    status = str(response["status"]) if response is not None else str(error)
     return [ev.ChargingProfileAnswered(
-        charger_id, at, int(request["connectorId"]), int(profile["chargingProfileId"]),
+        a.charger_id, a.at, int(a.request["connectorId"]), int(profile["chargingProfileId"]),
         str(profile["chargingProfilePurpose"]), int(profile["stackLevel"]),
         profile.get("transactionId"), str(schedule["chargingRateUnit"]),
-        float(periods[0]["limit"]), status,
+        float(periods[0]["limit"]), a.status,
     )]
 
 
-def _status(response: dict[str, Any] | None, error: str | None) -> str:
-    """The answer's status, or the CALLERROR code."""
-    return str(response["status"]) if response is not None else str(error)
-
-
-def clear_charging_profile(
-    state: DomainState,
-    charger_id: str,
-    request: dict[str, Any],
-    response: dict[str, Any] | None,
-    error: str | None,
-    at: datetime.datetime,
-) -> list[ev.Event]:
+def clear_charging_profile(state: DomainState, a: Answered) -> list[ev.Event]:
+    request = a.request
     return [ev.ChargingProfilesCleared(
-        charger_id, at, request.get("id"), request.get("connectorId"),
-        request.get("chargingProfilePurpose"), request.get("stackLevel"),
-        _status(response, error),
+        a.charger_id, a.at, request.get("id"), request.get("connectorId"),
+        request.get("chargingProfilePurpose"), request.get("stackLevel"), a.status,
     )]
 
 
-def reserve_now(
-    state: DomainState,
-    charger_id: str,
-    request: dict[str, Any],
-    response: dict[str, Any] | None,
-    error: str | None,
-    at: datetime.datetime,
-) -> list[ev.Event]:
+def reserve_now(state: DomainState, a: Answered) -> list[ev.Event]:
+    request = a.request
     return [ev.ReservationAnswered(
-        charger_id, at, int(request["reservationId"]), int(request["connectorId"]),
+        a.charger_id, a.at, int(request["reservationId"]), int(request["connectorId"]),
         str(request["idTag"]), request.get("parentIdTag"), str(request["expiryDate"]),
-        _status(response, error),
+        a.status,
     )]
 
 
-def cancel_reservation(
-    state: DomainState,
-    charger_id: str,
-    request: dict[str, Any],
-    response: dict[str, Any] | None,
-    error: str | None,
-    at: datetime.datetime,
-) -> list[ev.Event]:
+def cancel_reservation(state: DomainState, a: Answered) -> list[ev.Event]:
     return [ev.ReservationCancelAnswered(
-        charger_id, at, int(request["reservationId"]), _status(response, error)
+        a.charger_id, a.at, int(a.request["reservationId"]), a.status
     )]
 
 
-def send_local_list(
-    state: DomainState,
-    charger_id: str,
-    request: dict[str, Any],
-    response: dict[str, Any] | None,
-    error: str | None,
-    at: datetime.datetime,
-) -> list[ev.Event]:
-    if _status(response, error) != "Accepted":
-        return [ev.ChargerSeen(charger_id, at)]
+def send_local_list(state: DomainState, a: Answered) -> list[ev.Event]:
+    if a.status != "Accepted":
+        return [ev.ChargerSeen(a.charger_id, a.at)]
     return [ev.LocalListVersionReported(
-        charger_id, at, int(request["listVersion"]), "SendLocalList"
+        a.charger_id, a.at, int(a.request["listVersion"]), "SendLocalList"
     )]
 
 
-def get_local_list_version(
-    state: DomainState,
-    charger_id: str,
-    request: dict[str, Any],
-    response: dict[str, Any] | None,
-    error: str | None,
-    at: datetime.datetime,
-) -> list[ev.Event]:
-    if response is None:
-        return [ev.ChargerSeen(charger_id, at)]
+def get_local_list_version(state: DomainState, a: Answered) -> list[ev.Event]:
+    if a.response is None:
+        return [ev.ChargerSeen(a.charger_id, a.at)]
     return [ev.LocalListVersionReported(
-        charger_id, at, int(response["listVersion"]), "GetLocalListVersion"
+        a.charger_id, a.at, int(a.response["listVersion"]), "GetLocalListVersion"
     )]
 
 
-def remote_start_transaction(
-    state: DomainState,
-    charger_id: str,
-    request: dict[str, Any],
-    response: dict[str, Any] | None,
-    error: str | None,
-    at: datetime.datetime,
-) -> list[ev.Event]:
+def remote_start_transaction(state: DomainState, a: Answered) -> list[ev.Event]:
     return [ev.RemoteCommandAnswered(
-        charger_id, at, "RemoteStartTransaction", request.get("connectorId"),
-        str(request["idTag"]), None, _status(response, error),
+        a.charger_id, a.at, "RemoteStartTransaction", a.request.get("connectorId"),
+        str(a.request["idTag"]), None, a.status,
     )]
 
 
-def remote_stop_transaction(
-    state: DomainState,
-    charger_id: str,
-    request: dict[str, Any],
-    response: dict[str, Any] | None,
-    error: str | None,
-    at: datetime.datetime,
-) -> list[ev.Event]:
+def remote_stop_transaction(state: DomainState, a: Answered) -> list[ev.Event]:
     return [ev.RemoteCommandAnswered(
-        charger_id, at, "RemoteStopTransaction", None, None, int(request["transactionId"]),
-        _status(response, error),
+        a.charger_id, a.at, "RemoteStopTransaction", None, None,
+        int(a.request["transactionId"]), a.status,
     )]
 
 
@@ -394,4 +355,4 @@ def events_for_answer(
     projector = OUT_PROJECTORS.get(action)
     if projector is None:
         return []
-    return projector(state, charger_id, request, response, error, at)
+    return projector(state, Answered(charger_id, request, response, error, at))
