@@ -82,6 +82,9 @@ def assert_sane(report: ScenarioReport) -> None:
         assert session["energy_kwh"] <= session["peak_kw"] * hours + 0.01
     peak = sum(s["peak_kw"] for s in report.sessions)
     assert 0 < totals["peak_site_kw"] <= peak + 1e-9
+    # Every charger booted; every session started and stopped; every profile was a CALL.
+    assert totals["calls_sent"] >= totals["chargers"] + 2 * totals["sessions"]
+    assert totals["calls_received"] >= totals["profiles_received"]
     json.loads(report.to_json())
     text = report.to_text()
     assert "all checks passed" in text
@@ -100,6 +103,12 @@ def test_basic_charge() -> None:
                                                                         "TAG-CP_01")
     assert report.totals["chargers"] == 1
     assert report.totals["evses"] == 1
+    # Three hours of MeterValues every 60 s, and Boot, Authorize, Start, Stop, statuses;
+    # no site limit, so the CSMS sends nothing.
+    assert 180 + 4 <= report.totals["calls_sent"] <= 200
+    assert report.totals["calls_received"] == 0
+    assert f"OCPP calls: {report.totals['calls_sent']} sent by the chargers, 0 by the CSMS" \
+        in report.to_text()
 
 
 def test_morning_rush_small() -> None:

@@ -214,6 +214,9 @@ class SimChargePoint:
             collections.defaultdict(list)
         )
         self.connects = 0
+        #: OCPP CALLs this charger sent and received, over all its connections.
+        self.calls_sent = 0
+        self.calls_received = 0
         self._queue: collections.deque[_TxMessage] = collections.deque()
         self._queue_changed = trio.Event()
         self._session: RpcSession | None = None
@@ -327,6 +330,9 @@ class SimChargePoint:
                     nursery.start_soon(run_session)
                     nursery.start_soon(self._online, session, nursery)
         finally:
+            stats = session.statistics()
+            self.calls_sent += stats.calls_sent
+            self.calls_received += stats.calls_received
             self._booted = False
             self._session = None
             self._connection_scope = None

@@ -66,6 +66,8 @@ class ScenarioReport:
             "",
             f"chargers {t['chargers']}  EVSEs {t['evses']}  sessions {t['sessions']}  "
             f"energy {t['energy_kwh']:.3f} kWh  profiles received {t['profiles_received']}",
+            f"OCPP calls: {t['calls_sent']} sent by the chargers, {t['calls_received']} by the "
+            "CSMS",
             f"peak site power {t['peak_site_kw']:.2f} kW at {t['peak_site_at']}"
             + (f"  (site limit {t['site_limit_kw']:.2f} kW)" if t["site_limit_kw"] else ""),
         ]
@@ -109,6 +111,9 @@ def build_report(name: str, seed: int, params: dict[str, Any], fleet: Fleet,
         "sessions": len(sessions),
         "energy_kwh": round(sum(s["energy_kwh"] for s in sessions), 3),
         "profiles_received": sum(p["count"] for p in profiles),
+        # Round trips on the wire: CALLs the chargers sent, and CALLs the CSMS sent them.
+        "calls_sent": sum(cp.calls_sent for cp in fleet),
+        "calls_received": sum(cp.calls_received for cp in fleet),
         "peak_site_kw": round(peak_kw, 3),
         "peak_site_at": _t(peak_at),
         "site_limit_kw": ctx.site_limit_kw,
