@@ -128,6 +128,40 @@ async def test_rows_nobody_flushes_are_committed_at_the_lazy_deadline(
     assert [frame for _, _, frame in _frames(path)] == ["unanswered"]
 
 
+async def test_wait_idle_waits_for_a_lazy_batch_on_the_database_thread(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    # The virtual-clock driver of the simulator calls wait_idle whenever every task is
+    # blocked. A lazy batch (no flush waiting) is work on the thread like any other: if
+    # wait_idle returned during it, the driver would spin until the commit ended.
+    path = tmp_path / "csms.db"
+    with trio.fail_after(WATCHDOG):
+        async with open_sqlite_store(str(path)) as store:
+            # Another connection holds the write lock: the lazy commit waits on it.
+            with closing(sqlite3.connect(path, isolation_level=None)) as other:
+                other.execute("BEGIN IMMEDIATE")
+                store.append_frame("CP_01", "in", "lazy", AT)
+                await trio.testing.wait_all_tasks_blocked()
+                mock_clock.jump(LAZY_COMMIT_S * 1.1)
+                await trio.testing.wait_all_tasks_blocked()
+                assert store.busy  # the batch is on the thread, waiting for the lock
+                returned = trio.Event()
+
+                async def waiter() -> None:
+                    await store.wait_idle()
+                    returned.set()
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(waiter)
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert not returned.is_set()
+                    other.execute("ROLLBACK")
+                    await returned.wait()
+            assert not store.busy
+            assert store.statistics().commits == 1
+    assert [frame for _, _, frame in _frames(path)] == ["lazy"]
+
+
 async def test_a_read_sees_rows_queued_before_it(tmp_path: Path) -> None:
     with trio.fail_after(WATCHDOG):
         async with open_sqlite_store(str(tmp_path / "csms.db")) as store:

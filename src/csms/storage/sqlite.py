@@ -146,6 +146,17 @@ class SqliteStore:
         it. Rows queued without a flush may remain (see :attr:`busy`)."""
         await self._idle.wait()
 
+    def _not_idle(self) -> None:
+        # Invariant: while busy, idle is clear. A virtual-clock driver that found idle set
+        # during a commit would return from wait_idle at once and spin until the commit
+        # ended, taking the GIL from the database thread that does the commit.
+        if self._idle.is_set():
+            self._idle = trio.Event()
+
+    def _idle_unless_busy(self) -> None:
+        if not self.busy:
+            self._idle.set()
+
     def append_frame(
         self, charger_id: str, direction: str, frame: str, at: datetime.datetime
     ) -> None:
@@ -232,8 +243,7 @@ class SqliteStore:
         done = trio.Event()
         self._queue.append(done)
         self._waiters += 1
-        if self._idle.is_set():
-            self._idle = trio.Event()
+        self._not_idle()
         self._wakeup.set()
         self._flush_wanted.set()
         await done.wait()
@@ -262,8 +272,7 @@ class SqliteStore:
                     # Idle as soon as no flush waits, also while lazy rows remain: a
                     # virtual clock waits for idle and must then advance to the lazy
                     # deadline.
-                    if not self.busy:
-                        self._idle.set()
+                    self._idle_unless_busy()
         except Exception as exc:
             log.exception("the SQLite writer failed")
             self._failed = exc
@@ -291,6 +300,8 @@ class SqliteStore:
         if _UPDATE_LAST_SEEN in groups:
             groups[_UPDATE_LAST_SEEN] = groups.pop(_UPDATE_LAST_SEEN)  # after the upserts
         self._in_flight = True
+        # A lazy batch starts with no flush waiting, so nothing has cleared idle yet.
+        self._not_idle()
         try:
             await _on_db_thread(self._loop, self._db, functools.partial(_write_groups, groups))
         finally:
@@ -304,6 +315,7 @@ class SqliteStore:
         """Write everything queued, without the writer task (at close)."""
         while self._queue:
             await self._write_batch()
+        self._idle_unless_busy()
 
     def statistics(self) -> StoreStatistics:
         """A snapshot of the writer's counters."""
@@ -324,16 +336,14 @@ class SqliteStore:
             await self.flush()
         # Reads count as work on the database thread too (see busy / wait_idle).
         self._reads += 1
-        if self._idle.is_set():
-            self._idle = trio.Event()
+        self._not_idle()
         try:
             rows = await _on_db_thread(
                 self._loop, self._db, functools.partial(_fetchall, sql, params)
             )
         finally:
             self._reads -= 1
-            if not self.busy:
-                self._idle.set()
+            self._idle_unless_busy()
         return rows
 
     async def load_state(self) -> DomainState:
