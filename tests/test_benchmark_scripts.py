@@ -1,0 +1,33 @@
+"""The benchmark scripts that split the simulator's time still run (tiny sizes, as
+subprocesses): a benchmark that broke silently would report nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_floor(*args: str) -> dict[str, float]:
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "sim_floor.py"), *args],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    figures: dict[str, float] = json.loads(proc.stdout.splitlines()[-1])
+    return figures
+
+
+def test_transport_floor_makes_the_round_trips_it_was_asked_for() -> None:
+    figures = run_floor("transport", "--chargers", "3", "--round-trips", "31")
+    assert figures["part"] == "transport"
+    assert figures["round_trips"] == 31
+    assert figures["wall_s"] > 0
+
+
+def test_simulator_part_runs_the_scenario_against_canned_answers() -> None:
+    figures = run_floor("simulator", "--chargers", "1")
+    assert figures["part"] == "simulator"
+    # One charger, two EVSEs, one session each: boots, statuses, 2-6 h of MeterValues.
+    assert figures["round_trips"] > 2 * 120
