@@ -6,10 +6,10 @@
 * ``transport``: trio-websocket and nothing else, in one trio process on trio's
   ``MockClock`` (autojump), over loopback: N connections to a server that answers every
   CALL with a canned CALLRESULT (``trio_websocket_floor_server.handle``). The clients send
-  MeterValues frames of the simulator's size, two per charger on minute ticks (the
-  simulator's meter loops are aligned to the minute), as many round trips in all as the
-  full run made. No OCPP parsing or validation, no second task per connection, no state,
-  no storage. An in-process run with that many round trips cannot be faster on the
+  MeterValues frames of the simulator's size, two per charger on minute ticks (as in
+  the real run: a charger's meter loop ticks every 60 s from its start, and the fleet
+  starts together), as many round trips in all as the full run made. No OCPP parsing or
+  validation, no second task per connection, no state, no storage. An in-process run with that many round trips cannot be faster on the
   design's WebSocket layer and clock.
 * ``simulator``: the real scenario and the real simulated chargers, in-process on the
   same virtual clock, against that canned-answer server instead of the CSMS. It costs
