@@ -9,8 +9,8 @@
   MeterValues frames of the simulator's size, two per charger on minute ticks (as in
   the real run: a charger's meter loop ticks every 60 s from its start, and the fleet
   starts together), as many round trips in all as the full run made. No OCPP parsing or
-  validation, no second task per connection, no state, no storage. An in-process run with that many round trips cannot be faster on the
-  design's WebSocket layer and clock.
+  validation, no second task per connection, no state, no storage. An in-process run
+  with that many round trips cannot be faster on the design's WebSocket layer and clock.
 * ``simulator``: the real scenario and the real simulated chargers, in-process on the
   same virtual clock, against that canned-answer server instead of the CSMS. It costs
   what the chargers' side costs (their RPC engine, meter model, queues and timers) plus
@@ -42,6 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import trio_websocket_floor_server as canned
 from sim.config import load_config
 from sim.simulator_runner import VIRTUAL_EPOCH, _run, drive_virtual_clock, load_scenario
+
+# sim.simulator_runner._run is the fleet-and-scenario part of a run, which the in-process
+# mode wraps around the CSMS; here it is wrapped around the canned-answer server instead.
 
 HOURS = 8.0
 
@@ -135,6 +138,12 @@ def main() -> None:
     parser.add_argument("--chargers", type=int, default=50)
     parser.add_argument("--round-trips", type=int, default=30_000)
     args = parser.parse_args()
+    if args.chargers < 1:
+        parser.error("need at least one charger")
+    if args.part == "transport" and not (
+        0 < args.round_trips <= 2 * int(HOURS * 60) * args.chargers
+    ):
+        parser.error(f"at most two round trips per charger per minute of the {HOURS:g} h")
     wall, cpu = time.perf_counter(), time.process_time()
     if args.part == "transport":
         count = trio.run(transport, args.chargers, args.round_trips,
