@@ -61,6 +61,9 @@ async def test_csms_help_names_every_option(tmp_path: Path) -> None:
         ["--ping-interval", "-1"],
         ["--ping-timeout", "0"],
         ["--ping-interval", "nan"],
+        ["--call-timeout", "-1"],
+        ["--call-timeout", "0"],
+        ["--call-timeout", "nan"],
     ],
     ids=[
         "negative-port",
@@ -72,6 +75,9 @@ async def test_csms_help_names_every_option(tmp_path: Path) -> None:
         "negative-ping-interval",
         "zero-ping-timeout",
         "nan-ping-interval",
+        "negative-call-timeout",
+        "zero-call-timeout",
+        "nan-call-timeout",
     ],
 )
 async def test_a_bad_argument_exits_2_with_usage(tmp_path: Path, args: list[str]) -> None:

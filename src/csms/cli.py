@@ -385,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("--api-port", args.api_port),
         ("--max-frame-size", args.max_frame_size),
         ("--heartbeat-interval", args.heartbeat_interval),
+        ("--call-timeout", args.call_timeout),
         ("--ping-interval", args.ping_interval),
         ("--ping-timeout", args.ping_timeout),
     ):
