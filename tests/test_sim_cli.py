@@ -22,6 +22,9 @@ from typing import Any
 import pytest
 import trio
 
+from sim.cli import _checked, _value
+from sim.config import ConfigError
+
 PYTHON = sys.executable
 BIN = Path(sys.executable).parent
 TIMEOUT = 60  # seconds, real time, for any one command
@@ -89,6 +92,12 @@ def test_an_unknown_scenario_exits_2_naming_the_known_ones() -> None:
     [
         ("nope=1", "scenario basic_charge has no parameter 'nope' (has: chargers, evses, hours)"),
         ("hours", "--set 'hours': expected KEY=VALUE"),
+        ("hours=soon", "scenario basic_charge: parameter 'hours' is a number, got 'soon'"),
+        ("hours=nan", "parameter 'hours' must be finite and not negative, got nan"),
+        ("hours=-1", "parameter 'hours' must be finite and not negative, got -1"),
+        ("chargers=2.5", "parameter 'chargers' is an integer, got 2.5"),
+        ("evses=0", "parameter 'evses' must be at least 1, got 0"),
+        ("chargers=null", "parameter 'chargers' is an integer, got None"),
     ],
 )
 def test_a_bad_parameter_exits_2(item: str, expected: str) -> None:
@@ -102,6 +111,14 @@ def test_a_bad_command_line_exits_2() -> None:
     done = sim("scenario", "basic_charge", "--chargers", "many")
     assert done.returncode == 2
     assert "invalid int value" in done.stderr
+    done = sim("scenario", "basic_charge", "--chargers", "-3")
+    assert done.returncode == 2
+    assert "parameter 'chargers' must be finite and not negative, got -3" in done.stderr
+    # Checked before the CSMS is looked for: no CSMS listens on the default URL here.
+    done = sim("start-sim", "--chargers", "0")
+    assert done.returncode == 2
+    assert "start-sim: --chargers must be at least 1, got 0" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_an_unreachable_csms_exits_3(closed_port: int) -> None:
@@ -287,3 +304,15 @@ async def test_start_sim_inject_fault_stop_sim(tmp_path: Path, control: Path) ->
     assert [c["id"] for c in status["chargers"]] == ["CP_01", "CP_02", "CP_03"]
     assert not any(c["connected"] for c in status["chargers"])
     assert len(status["evses"]) == 6
+
+
+def test_a_parameter_keeps_the_type_of_its_default() -> None:
+    assert _checked("s", "hours", _value("3"), 8.0) == 3.0
+    assert isinstance(_checked("s", "hours", _value("3"), 8.0), float)
+    assert _checked("s", "chargers", _value("50"), 20) == 50
+    # A parameter unset by default takes a number, or null to stay unset.
+    assert _checked("s", "site_limit_kw", _value("80.5"), None) == 80.5
+    assert _checked("s", "site_limit_kw", _value("null"), None) is None
+    assert _checked("s", "verbose", _value("true"), False) is True
+    with pytest.raises(ConfigError, match="'verbose' is true or false, got 1"):
+        _checked("s", "verbose", _value("1"), False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import urllib.parse
 from collections.abc import Sequence
@@ -95,24 +96,55 @@ def _value(text: str) -> Any:
             return kind(text)
         except ValueError:
             pass
-    return {"true": True, "false": False}.get(text.lower(), text)
+    return {"true": True, "false": False, "null": None}.get(text.lower(), text)
+
+
+#: Parameters that count things a scenario cannot have none of.
+_AT_LEAST_ONE = ("chargers", "evses")
+
+
+def _checked(scenario: str, key: str, value: Any, default: Any) -> Any:
+    """``value`` for parameter ``key`` whose default is ``default``, or ConfigError.
+
+    The default's type is the parameter's type: a number stays a number (an int where
+    the default is an int), a flag a flag. Numbers are finite and not negative; counts of
+    chargers and EVSEs are at least 1. A parameter whose default is None (unset) takes
+    a number, or null.
+    """
+    where = f"scenario {scenario}: parameter {key!r}"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} is true or false, got {value!r}")
+        return value
+    if isinstance(default, str):
+        return str(value)
+    if value is None and default is None:
+        return None
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or (isinstance(default, int) and not isinstance(value, int)):
+        kind = "an integer" if isinstance(default, int) else "a number"
+        raise ConfigError(f"{where} is {kind}, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{where} must be finite and not negative, got {value!r}")
+    if key in _AT_LEAST_ONE and value < 1:
+        raise ConfigError(f"{where} must be at least 1, got {value!r}")
+    return float(value) if isinstance(default, float) else value
 
 
 def _params(module: Any, args: argparse.Namespace) -> dict[str, Any]:
     params = dict(getattr(module, "PARAMETERS", {}))
-    overrides = {"chargers": args.chargers, "evses": args.evses}
+    overrides = {key: value for key, value in
+                 (("chargers", args.chargers), ("evses", args.evses)) if value is not None}
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
         overrides[key] = _value(value)
     for key, value in overrides.items():
-        if value is None:
-            continue
         if key not in params:
             known = ", ".join(sorted(params)) or "none"
             raise ConfigError(f"scenario {args.name} has no parameter {key!r} (has: {known})")
-        params[key] = value
+        params[key] = _checked(args.name, key, value, params[key])
     return params
 
 
@@ -169,6 +201,9 @@ def cmd_scenario(args: argparse.Namespace, config: SimConfig) -> int:
 def cmd_start(args: argparse.Namespace, config: SimConfig) -> int:
     """Run a fleet in real time until stop-sim (or a signal)."""
     url = args.url or config.csms_url or "ws://127.0.0.1:9000/ocpp"
+    for name, value in (("--chargers", args.chargers), ("--evses", args.evses)):
+        if value < 1:
+            raise ConfigError(f"start-sim: {name} must be at least 1, got {value}")
     if not trio.run(_reachable, url):
         print(f"cannot reach the CSMS at {url}", file=sys.stderr)
         return EXIT_UNREACHABLE
