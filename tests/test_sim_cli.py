@@ -234,7 +234,9 @@ def evse_status(status: dict[str, Any] | None, charger: str, evse: str) -> str |
 async def test_start_sim_inject_fault_stop_sim(tmp_path: Path, control: Path) -> None:
     db = tmp_path / "csms.db"
     async with trio.open_nursery() as nursery:
-        async with background(nursery, "-m", "csms", "--port", "0", "--db", str(db)) as csms:
+        # Both ports free ones: the API's default 8180 may be taken on a shared machine.
+        async with background(nursery, "-m", "csms", "--port", "0", "--api-port", "0",
+                              "--db", str(db)) as csms:
             with trio.fail_after(TIMEOUT):
                 listening = await csms.wait_line("stderr", r"listening on ws://[\d.]+:(\d+)/")
             url = f"ws://127.0.0.1:{listening[1]}/ocpp"
