@@ -4,6 +4,7 @@ subprocesses): a benchmark that broke silently would report nothing."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,3 +32,16 @@ def test_simulator_part_runs_the_scenario_against_canned_answers() -> None:
     assert figures["part"] == "simulator"
     # One charger, two EVSEs, one session each: boots, statuses, 2-6 h of MeterValues.
     assert figures["round_trips"] > 2 * 120
+
+
+def test_realtime_fleet_benchmark_measures_both_processes() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "sim_fleet_realtime.py"), "--chargers", "3",
+         "--seconds", "2.5", "--heartbeat-interval", "1"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "3 chargers of 2 EVSEs, all booted" in proc.stdout
+    assert "CSMS      CPU" in proc.stdout and "simulator CPU" in proc.stdout
+    logged = re.search(r"frames logged by the CSMS in the window: (\d+)", proc.stdout)
+    assert logged is not None and int(logged[1]) > 0  # heartbeats every second
