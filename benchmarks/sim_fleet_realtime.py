@@ -23,6 +23,7 @@ import tempfile
 import time
 from contextlib import closing
 from pathlib import Path
+from typing import IO
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -41,11 +42,11 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def wait_for(stream: object, pattern: str, timeout: float) -> re.Match[str]:
+def wait_for(stream: IO[str], pattern: str, timeout: float) -> re.Match[str]:
     """The first line of ``stream`` matching ``pattern``, within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        line = stream.readline()  # type: ignore[attr-defined]
+        line = stream.readline()
         if not line:
             break
         if match := re.search(pattern, line):
@@ -95,6 +96,7 @@ def main() -> None:
                  "--evses", "2", "--url", url, "--control", str(control)],
                 stdout=subprocess.PIPE, text=True,
             )
+            assert fleet.stdout is not None
             wait_for(fleet.stdout, "control socket", 120)
             booted = "SELECT COUNT(*) FROM message_log WHERE frame LIKE '%\"BootNotification\"%'"
             while count(db, booted) < args.chargers:

@@ -65,19 +65,6 @@ METER_VALUES = {"connectorId": 1, "transactionId": 17, "meterValue": [
     {"timestamp": "2026-01-05T08:00:00Z", "sampledValue": _SAMPLED}]}
 
 
-def _answer(action: str) -> dict[str, object]:
-    # The floor server's answers, plus the two the simulator needs that it lacks.
-    if action == "Authorize":
-        return {"idTagInfo": {"status": "Accepted"}}
-    if action == "StopTransaction":
-        return {"idTagInfo": {"status": "Accepted"}}
-    return _floor_answer(action)
-
-
-_floor_answer = canned._answer
-canned._answer = _answer
-
-
 async def _charger(url: str, times: list[float], done: list[int]) -> None:
     async with open_websocket_url(url, subprotocols=["ocpp1.6"]) as ws:
         t0 = trio.current_time()

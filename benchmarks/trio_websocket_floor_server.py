@@ -35,6 +35,8 @@ def _answer(action: str) -> dict[str, object]:
         return {"status": "Accepted", "currentTime": now, "interval": 300}
     if action == "StartTransaction":
         return {"idTagInfo": {"status": "Accepted"}, "transactionId": next(_transaction_ids)}
+    if action == "Authorize":  # its answer requires idTagInfo (the simulator asks it)
+        return {"idTagInfo": {"status": "Accepted"}}
     return {}
 
 
