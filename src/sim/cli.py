@@ -103,6 +103,12 @@ def _value(text: str) -> Any:
 _AT_LEAST_ONE = ("chargers", "evses")
 
 
+def _require_count(where: str, value: int | float) -> None:
+    """A count of chargers or EVSEs: at least 1, or ConfigError."""
+    if value < 1:
+        raise ConfigError(f"{where} must be at least 1, got {value!r}")
+
+
 def _checked(scenario: str, key: str, value: Any, default: Any) -> Any:
     """``value`` for parameter ``key`` whose default is ``default``, or ConfigError.
 
@@ -126,8 +132,8 @@ def _checked(scenario: str, key: str, value: Any, default: Any) -> Any:
         raise ConfigError(f"{where} is {kind}, got {value!r}")
     if not math.isfinite(value) or value < 0:
         raise ConfigError(f"{where} must be finite and not negative, got {value!r}")
-    if key in _AT_LEAST_ONE and value < 1:
-        raise ConfigError(f"{where} must be at least 1, got {value!r}")
+    if key in _AT_LEAST_ONE:
+        _require_count(where, value)
     return float(value) if isinstance(default, float) else value
 
 
@@ -202,8 +208,7 @@ def cmd_start(args: argparse.Namespace, config: SimConfig) -> int:
     """Run a fleet in real time until stop-sim (or a signal)."""
     url = args.url or config.csms_url or "ws://127.0.0.1:9000/ocpp"
     for name, value in (("--chargers", args.chargers), ("--evses", args.evses)):
-        if value < 1:
-            raise ConfigError(f"start-sim: {name} must be at least 1, got {value}")
+        _require_count(f"start-sim: {name}", value)
     if not trio.run(_reachable, url):
         print(f"cannot reach the CSMS at {url}", file=sys.stderr)
         return EXIT_UNREACHABLE
