@@ -36,10 +36,9 @@ from csms.domain.model import Session
 from csms.domain.state import DomainState
 from csms.replay import Rebuilt, diff, rebuild
 from csms.smart.allocator import allocate
-from csms.smart.service import MIN_CURRENT_A
-from csms.smart.site import VOLTAGE
 from csms.storage.sqlite import SqliteStore
 from ocppj import SUBPROTOCOL
+from ocppj.charging import min_power_w
 
 #: Real seconds any single operation in the trio thread may take before the test fails.
 STEP_TIMEOUT = 20.0
@@ -354,7 +353,7 @@ def allocation_violations(csms: Csms) -> list[str]:
                             f"> site limit {site.limit_w:.1f} W")
         for key, watts in allocation.items():
             max_w, phases, _ = site.rating(*key)
-            min_w = MIN_CURRENT_A * phases * VOLTAGE
+            min_w = min_power_w(phases)
             if watts < 0 or watts > max_w + 1e-6:
                 problems.append(f"allocation {name} {key}: {watts} W outside 0..{max_w}")
             if 0 < watts < min_w - 1e-6:

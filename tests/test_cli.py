@@ -1,7 +1,8 @@
 """The command lines, as real subprocesses: ``python -m csms`` and ``python -m sim``.
 
 Real time (another process is involved); every wait is under a ``fail_after`` watchdog,
-and a process still running when a test ends is killed.
+and a process still running when a test ends is killed. Also, synchronously, how both
+listeners' bind failures are told from crashes (``csms.oserrors.sole_os_error``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
+from csms.oserrors import sole_os_error
 from process_helpers import STOP_TIMEOUT, CsmsProcess, csms_process, run_python
 
 #: Real seconds a signalled process may take to exit once its clients have answered.
@@ -98,6 +100,48 @@ async def test_a_port_in_use_exits_3_with_a_message_not_a_traceback(tmp_path: Pa
     assert result.returncode == 3, log
     assert f"cannot serve on 127.0.0.1:{port}" in log
     assert "Traceback" not in log
+
+
+async def test_an_api_port_in_use_exits_3_naming_the_operator_api(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = await run_python(
+            "-m", "csms", "--port", "0", "--api-port", str(port), cwd=tmp_path
+        )
+    log = result.stderr.decode()
+    assert result.returncode == 3, log
+    assert f"operator API on 127.0.0.1:{port}" in log
+    assert "Traceback" not in log
+
+
+def _group(*leaves: BaseException) -> BaseExceptionGroup[BaseException]:
+    return BaseExceptionGroup("nursery", list(leaves))
+
+
+@pytest.mark.parametrize(
+    ("raised", "sole"),
+    [
+        (OSError(98, "in use"), True),
+        (_group(OSError(98, "in use")), True),
+        (_group(_group(_group(OSError(98, "in use")))), True),  # one group per nursery
+        (_group(OSError(98, "in use"), OSError(99, "not available")), False),
+        (_group(_group(OSError(98, "in use")), ValueError()), False),
+        (_group(ValueError()), False),
+        (ValueError(), False),
+    ],
+    ids=["bare", "wrapped", "nested", "two-errors", "with-another", "not-oserror", "bare-other"],
+)
+def test_sole_os_error_finds_a_bind_failure_only_when_it_is_the_only_leaf(
+    raised: BaseException, sole: bool
+) -> None:
+    error = sole_os_error(raised)
+    if sole:
+        assert isinstance(error, OSError)
+        assert error.errno == 98
+    else:
+        assert error is None
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

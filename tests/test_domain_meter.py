@@ -1,4 +1,4 @@
-"""Sampled values (csms.domain.meter) and lenient timestamps (csms.domain.timestamps)."""
+"""Sampled values (csms.domain.meter) and lenient timestamps (ocppj.timestamps)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from csms.domain.meter import (
     readings,
     samples_from,
 )
-from csms.domain.timestamps import parse_timestamp
+from ocppj.timestamps import parse_timestamp
 
 T1 = "2024-05-01T12:00:00Z"
 T2 = "2024-05-01T12:01:00Z"

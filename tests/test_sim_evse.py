@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ocppj.charging import NOMINAL_VOLTAGE_V
 from ocppj.schemas import validate_response
 from sim.configuration import Configuration
-from sim.ev import VOLTAGE, Ev, current_per_phase, power_drawn, step
+from sim.ev import Ev, current_per_phase, power_drawn, step
 from sim.evse import TRANSITIONS, Action, Evse, EvseState, IllegalTransition
 
 NAME = "CP_07 EVSE_2"
@@ -180,7 +181,7 @@ def test_current_per_phase() -> None:
     assert current_per_phase(6_900, 3) == pytest.approx(10.0)
     assert current_per_phase(7_360, 1) == pytest.approx(32.0)
     assert current_per_phase(1_000, 0) == 0.0
-    assert VOLTAGE == 230.0
+    assert NOMINAL_VOLTAGE_V == 230.0
 
 
 _evs = st.builds(

@@ -30,6 +30,7 @@ from csms.app import Csms
 from csms.authorization import STATUSES
 from csms.config import DEFAULT_MAX_FRAME_SIZE, CsmsConfig
 from csms.inspect import render_json, render_text
+from csms.oserrors import sole_os_error
 from csms.replay import diff, rebuild
 from csms.smart.site import SiteConfig, SiteConfigError, parse_site
 from csms.storage.sqlite import open_sqlite_store
@@ -401,16 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         trio.run(serve_until_signalled, _config(args))
     except (OSError, ExceptionGroup) as exc:
         # A bind failure reaches here wrapped in the nurseries' exception groups.
-        error = _sole_os_error(exc)
+        error = sole_os_error(exc)
         if error is None:
             raise
         log.error("cannot serve on %s:%s: %s", args.host, args.port, error)
         return 3
     return 0
-
-
-def _sole_os_error(exc: BaseException) -> OSError | None:
-    """The OSError that ``exc`` is, or wraps as the only leaf of nested exception groups."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc if isinstance(exc, OSError) else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from attrs import evolve, frozen
 
-VOLTAGE = 230.0
+from ocppj.charging import NOMINAL_VOLTAGE_V, watts_to_amps
 
 
 @frozen
@@ -60,6 +60,6 @@ def step(ev: Ev, power_w: float, seconds: float) -> tuple[Ev, float]:
     return ev.charged(energy), energy
 
 
-def current_per_phase(power_w: float, phases: int, voltage: float = VOLTAGE) -> float:
-    """The current per phase for ``power_w`` on ``phases`` phases."""
-    return power_w / (phases * voltage) if phases else 0.0
+def current_per_phase(power_w: float, phases: int, voltage: float = NOMINAL_VOLTAGE_V) -> float:
+    """The current per phase for ``power_w`` on ``phases`` phases (0.0 on none)."""
+    return watts_to_amps(power_w, phases, voltage) if phases else 0.0

@@ -60,7 +60,6 @@ from __future__ import annotations
 import copy
 import datetime
 import itertools
-import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -72,6 +71,9 @@ from ocpp.v16.enums import (
     ChargingRateUnitType,
     RecurrencyKind,
 )
+
+from ocppj.charging import NOMINAL_VOLTAGE_V, amps_to_watts, round_down_tenth, watts_to_amps
+from ocppj.timestamps import parse_timestamp
 
 __all__ = ["InstalledProfile", "ProfileStore", "to_watts"]
 
@@ -92,7 +94,7 @@ _RECURRENCE_US = {
 _MAX_PHASES = 3
 
 
-def to_watts(limit: float, unit: str, phases: int, voltage: float = 230.0) -> float:
+def to_watts(limit: float, unit: str, phases: int, voltage: float = NOMINAL_VOLTAGE_V) -> float:
     """A charging-rate limit in watts.
 
     Args:
@@ -107,7 +109,7 @@ def to_watts(limit: float, unit: str, phases: int, voltage: float = 230.0) -> fl
     if unit == _WATTS:
         return float(limit)
     if unit == _AMPS:
-        return float(limit) * phases * voltage
+        return amps_to_watts(float(limit), phases, voltage)
     raise ValueError(f"unknown charging rate unit {unit!r}")
 
 
@@ -388,7 +390,7 @@ class ProfileStore:
         now: datetime.datetime,
         transaction_start: datetime.datetime | None,
         phases: int,
-        voltage: float = 230.0,
+        voltage: float = NOMINAL_VOLTAGE_V,
     ) -> float | None:
         """The limit in force on a connector, in watts, or None when no profile limits it.
 
@@ -486,7 +488,7 @@ class ProfileStore:
         unit: str | None,
         transaction_start: datetime.datetime | None,
         phases: int,
-        voltage: float = 230.0,
+        voltage: float = NOMINAL_VOLTAGE_V,
     ) -> dict[str, Any] | None:
         """The composite schedule of a connector, as GetCompositeSchedule's ``chargingSchedule``.
 
@@ -551,8 +553,11 @@ class ProfileStore:
             if watts is None:
                 stop = offset
                 break
-            value = watts if unit == _WATTS else watts / (phases * voltage)
-            period: dict[str, Any] = {"startPeriod": offset - begin, "limit": _round_down(value)}
+            value = watts if unit == _WATTS else watts_to_amps(watts, phases, voltage)
+            period: dict[str, Any] = {
+                "startPeriod": offset - begin,
+                "limit": round_down_tenth(value),
+            }
             if unit == _AMPS:
                 period["numberPhases"] = phases
             if not periods or periods[-1]["limit"] != period["limit"]:
@@ -637,13 +642,11 @@ def _parse_time(value: str | None, field: str) -> datetime.datetime | None:
     """
     if value is None:
         return None
-    try:
-        moment = datetime.datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise ValueError(f"{field} {value!r} is not a timestamp") from None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=datetime.UTC)
-    return moment.astimezone(datetime.UTC)
+    moment = parse_timestamp(value)
+    if moment is None:
+        # Present but unreadable (parse_timestamp also says None for ""): a bad profile.
+        raise ValueError(f"{field} {value!r} is not a timestamp")
+    return moment
 
 
 def _timestamp(moment: datetime.datetime) -> str:
@@ -656,11 +659,6 @@ def _timestamp(moment: datetime.datetime) -> str:
     else:
         spec = "microseconds"
     return utc.isoformat(timespec=spec) + "Z"
-
-
-def _round_down(value: float) -> float:
-    """``value`` rounded down to one decimal (the wire's resolution), forgiving float noise."""
-    return round(math.floor(value * 10 + 1e-6) / 10, 1)
 
 
 def _microseconds(delta: datetime.timedelta) -> int:

@@ -32,11 +32,11 @@ from csms.api import render
 from csms.api.actions import CSMS_ACTIONS
 from csms.api.openapi import openapi_document
 from csms.authorization import STATUSES
-from csms.domain.timestamps import parse_timestamp
 from csms.storage.base import IdTagRow
 from ocppj import Answer, CallTimeout, PayloadError, SessionClosed
 from ocppj.payloads import in_schema_order
 from ocppj.schemas import validate_request
+from ocppj.timestamps import parse_timestamp
 
 if TYPE_CHECKING:
     from csms.app import Csms

@@ -9,6 +9,8 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from starlette.types import ASGIApp
 
+from csms.oserrors import sole_os_error
+
 log = logging.getLogger("csms.api")
 
 
@@ -36,7 +38,7 @@ async def serve_api(
         try:
             binds: list[str] = await nursery.start(started)
         except (OSError, ExceptionGroup) as exc:
-            error = _sole_os_error(exc)
+            error = sole_os_error(exc)
             if error is None:
                 raise
             # Say which of the CSMS's listeners could not bind.
@@ -44,10 +46,3 @@ async def serve_api(
         bound = int(binds[0].rsplit(":", 1)[1])
         log.info("operator API on %s/api/ (OpenAPI: /api/openapi.json)", binds[0])
         task_status.started(bound)
-
-
-def _sole_os_error(exc: BaseException) -> OSError | None:
-    """The OSError that ``exc`` is, or wraps as the only leaf of nested exception groups."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc if isinstance(exc, OSError) else None

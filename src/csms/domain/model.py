@@ -6,7 +6,7 @@ import datetime
 
 from attrs import frozen
 
-from csms.domain.timestamps import parse_timestamp
+from ocppj.timestamps import parse_timestamp
 
 #: OCPP statuses under which an EVSE gets no power allocation.
 UNAVAILABLE_STATUSES = frozenset({"Faulted", "Unavailable"})

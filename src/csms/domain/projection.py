@@ -19,7 +19,7 @@ import orjson
 from csms.domain import events as ev
 from csms.domain.meter import samples_from
 from csms.domain.state import DomainState, start_key, unknown_stop_key
-from csms.domain.timestamps import parse_timestamp
+from ocppj.timestamps import parse_timestamp
 
 Projector = Callable[[DomainState, str, Any, Any, datetime.datetime], list[ev.Event]]
 

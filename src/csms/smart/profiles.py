@@ -10,10 +10,9 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from csms.smart.site import VOLTAGE
+from ocppj.charging import round_down_tenth, watts_to_amps
 
 #: chargingProfileId = PROFILE_ID_BASE + connectorId
 PROFILE_ID_BASE = 9100
@@ -28,8 +27,7 @@ def profile_id(connector_id: int) -> int:
 
 def limit_in_unit(watts: float, unit: str, phases: int) -> float:
     """``watts`` as a profile limit in ``unit`` (A per phase or W), rounded down to 0.1."""
-    value = watts / (phases * VOLTAGE) if unit == "A" else watts
-    return math.floor(max(value, 0.0) * 10 + 1e-9) / 10
+    return round_down_tenth(watts_to_amps(watts, phases) if unit == "A" else watts)
 
 
 def tx_profile(

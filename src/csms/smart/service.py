@@ -31,13 +31,11 @@ from csms.ocpp.connection_manager import Connection, ConnectionManager
 from csms.recorder import Recorder
 from csms.smart.allocator import Demand, EvseKey, allocate
 from csms.smart.profiles import tx_profile
-from csms.smart.site import VOLTAGE, SiteConfig
+from csms.smart.site import SiteConfig
 from ocppj import Answer, CallTimeout, OcppjError, SessionClosed
+from ocppj.charging import min_power_w
 
 log = logging.getLogger("csms.smart")
-
-#: The least current an AC EV accepts (IEC 61851), per phase.
-MIN_CURRENT_A = 6.0
 
 #: Events after which the allocation is recomputed at once.
 _TRIGGERS = (ev.SessionStarted, ev.SessionStopped, ev.SessionSuperseded,
@@ -147,7 +145,7 @@ class SmartCharging:
             result.append(Demand(
                 key=key,
                 max_w=max_w,
-                min_w=MIN_CURRENT_A * phases * VOLTAGE,
+                min_w=min_power_w(phases),
                 arrival=(session.started_at - epoch).total_seconds(),
                 group=self.site.group_of(key[0]),
                 measured_w=session.power_w,

@@ -16,7 +16,7 @@ import cattrs
 from attrs import frozen
 from cattrs.v import format_exception
 
-VOLTAGE = 230.0
+from ocppj.charging import amps_to_watts
 
 
 class SiteConfigError(Exception):
@@ -138,7 +138,7 @@ def _watts(kw: float | None, amps_per_phase: float | None) -> float | None:
     if kw is not None:
         return kw * 1000.0
     if amps_per_phase is not None:
-        return amps_per_phase * 3 * VOLTAGE
+        return amps_to_watts(amps_per_phase, 3)
     return None
 
 
