@@ -30,6 +30,7 @@ from csms.smart.site import SiteConfig
 from csms.storage.base import LogRow
 from fleet_helpers import VirtualSite, eventually, virtual_site
 from ocppj.schemas import validate_request
+from sim.behaviour import SlowAnswers
 from sim.charge_point import SimChargePoint
 from sim.ev import Ev
 from sim.report import site_power_seen
@@ -195,11 +196,7 @@ def refuse_profiles(cp: SimChargePoint) -> None:
 
 def ignore_profiles(cp: SimChargePoint) -> None:
     """Make ``cp`` never answer a SetChargingProfile (a charger that hangs)."""
-
-    async def silent(request: Any) -> Any:
-        await trio.sleep_forever()
-
-    cp.router.register("SetChargingProfile", silent)
+    cp.behaviour = SlowAnswers(math.inf, frozenset({"SetChargingProfile"}))
 
 
 async def test_a_charger_that_rejects_profiles_is_counted_at_its_maximum(

@@ -1,0 +1,60 @@
+"""How a simulated charge point answers the CSMS: one module per concern, each handler a
+function of the charger and the request. :func:`build_router` puts them together and makes
+every answer wait as long as the charger's behaviour says."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ocppj import Router
+from sim.handlers import configuration, maintenance, remote, reservations, smart_charging
+
+if TYPE_CHECKING:
+    from sim.charge_point import SimChargePoint
+
+ChargerHandler = Callable[["SimChargePoint", Any], Awaitable[Any]]
+
+#: Every CALL a simulated charge point answers, by action.
+HANDLERS: dict[str, ChargerHandler] = {
+    "SetChargingProfile": smart_charging.set_charging_profile,
+    "ClearChargingProfile": smart_charging.clear_charging_profile,
+    "GetCompositeSchedule": smart_charging.get_composite_schedule,
+    "RemoteStartTransaction": remote.remote_start_transaction,
+    "RemoteStopTransaction": remote.remote_stop_transaction,
+    "ChangeAvailability": remote.change_availability,
+    "TriggerMessage": remote.trigger_message,
+    "Reset": remote.reset,
+    "UnlockConnector": remote.unlock_connector,
+    "GetConfiguration": configuration.get_configuration,
+    "ChangeConfiguration": configuration.change_configuration,
+    "ClearCache": configuration.clear_cache,
+    "SendLocalList": configuration.send_local_list,
+    "GetLocalListVersion": configuration.get_local_list_version,
+    "DataTransfer": configuration.data_transfer,
+    "ReserveNow": reservations.reserve_now,
+    "CancelReservation": reservations.cancel_reservation,
+    "GetDiagnostics": maintenance.get_diagnostics,
+    "UpdateFirmware": maintenance.update_firmware,
+}
+
+
+def build_router(cp: SimChargePoint) -> Router:
+    """The router answering the CSMS's CALLs to ``cp``."""
+    router = Router()
+    for action, handler in HANDLERS.items():
+        router.register(action, functools.partial(_answer, cp, action, handler))
+    return router
+
+
+async def _answer(cp: SimChargePoint, action: str, handler: ChargerHandler, request: Any) -> Any:
+    delay = cp.behaviour.answer_delay(action)
+    if delay == math.inf:
+        await trio.sleep_forever()
+    if delay > 0:
+        await trio.sleep(delay)
+    return await handler(cp, request)

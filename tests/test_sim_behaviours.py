@@ -1,0 +1,197 @@
+"""Charger behaviours (sim.behaviour): the pure decision points, then each behaviour as the
+CSMS sees it: the real CSMS with a site limit and simulated chargers over real loopback
+WebSockets, in virtual time, read back from the CSMS's message log and stored MeterValues.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from csms.smart.site import SiteConfig
+from csms.storage.base import LogRow
+from fleet_helpers import VirtualSite, eventually, virtual_site
+from ocppj.charging import amps_to_watts, round_down_tenth
+from ocppj.timestamps import parse_timestamp
+from sim.behaviour import (
+    IDEAL,
+    Behaviour,
+    Behaviours,
+    IgnoreProfiles,
+    ObeyFraction,
+    SlowAnswers,
+)
+from sim.charge_point import SimChargePoint
+from sim.ev import Ev
+
+NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+TICK = 60.0
+SITE_LIMIT_KW = 11.0
+#: One three-phase EVSE alone under an 11 kW site: 11,000 / 690 = 15.94 A, sent as 15.9 A.
+ALLOCATED_W = amps_to_watts(round_down_tenth(11_000 / 690), 3)
+
+smart_site = functools.partial(virtual_site, site=SiteConfig(limit_kw=SITE_LIMIT_KW))
+
+
+# -- the decision points, pure ---------------------------------------------------------------
+
+
+def test_the_ideal_charger_changes_nothing() -> None:
+    sampled = [{"measurand": "Power.Active.Import", "value": "1.0"}]
+    assert IDEAL.answer_delay("SetChargingProfile") == 0.0
+    assert IDEAL.limit_in_force(1, 7_000.0, NOW) == 7_000.0
+    assert IDEAL.limit_in_force(1, None, NOW) is None
+    assert IDEAL.sampled_values(1, sampled) is sampled
+
+
+def test_behaviours_fold_in_order() -> None:
+    chain = Behaviours.of([ObeyFraction(2.0), ObeyFraction(0.25)])
+    assert chain.limit_in_force(1, 8_000.0, NOW) == 4_000.0
+    assert Behaviours.of([ObeyFraction(2.0), IgnoreProfiles()]).limit_in_force(
+        1, 8_000.0, NOW
+    ) is None
+    # The slowest answer wins; an action nobody is slow on is answered at once.
+    slow = Behaviours.of([SlowAnswers(5.0), SlowAnswers(math.inf, frozenset({"Reset"}))])
+    assert slow.answer_delay("Reset") == math.inf
+    assert slow.answer_delay("GetConfiguration") == 5.0
+    assert Behaviours().answer_delay("Reset") == 0.0
+
+
+def test_slow_answers_only_for_the_actions_named() -> None:
+    slow = SlowAnswers(45.0, frozenset({"SetChargingProfile"}))
+    assert slow.answer_delay("SetChargingProfile") == 45.0
+    assert slow.answer_delay("GetConfiguration") == 0.0
+
+
+def test_a_new_behaviour_is_one_class() -> None:
+    class NoPower(Behaviour):
+        def sampled_values(
+            self, connector_id: int, sampled: list[dict[str, Any]]
+        ) -> list[dict[str, Any]]:
+            return [s for s in sampled if s.get("measurand") != "Power.Active.Import"]
+
+    sampled = [{"measurand": "Power.Active.Import"}, {"measurand": "Current.Import"}]
+    assert Behaviours.of([NoPower()]).sampled_values(1, sampled) == [
+        {"measurand": "Current.Import"}
+    ]
+
+
+# -- as the CSMS sees it ------------------------------------------------------------------------
+
+
+def frames(log: list[LogRow]) -> list[tuple[LogRow, list[Any]]]:
+    return [(row, json.loads(row.frame)) for row in log if row.direction in ("in", "out")]
+
+
+async def charging_alone(s: VirtualSite, behaviour: Behaviour) -> SimChargePoint:
+    """One single-EVSE charger with ``behaviour``, an EV charging at up to 22 kW."""
+    (cp,) = await s.fleet.spawn(1, evses=1)
+    cp.behaviour = behaviour
+    await eventually(lambda: cp.online)
+    await cp.plug_in(1, Ev(capacity_wh=90_000, soc=10.0, max_power_w=22_000))
+    assert await cp.start_session(1, "TAG-1")
+    return cp
+
+
+async def last_power_seen(s: VirtualSite) -> tuple[datetime.datetime, float]:
+    """The last Power.Active.Import the CSMS stored for CP_01's transaction, and when it
+    was metered."""
+    powers = [
+        (parse_timestamp(row.sample.timestamp), row.sample.number)
+        for row in await s.samples()
+        if row.sample.measurand == "Power.Active.Import" and row.transaction_id is not None
+    ]
+    assert powers
+    at, watts = powers[-1]
+    assert at is not None and watts is not None
+    return at, watts
+
+
+def limit_in_force_at(cp: SimChargePoint, at: datetime.datetime) -> float:
+    """The limit of the last profile ``cp`` accepted on EVSE_1 before ``at``, in W."""
+    profiles = [p for received, p in cp.profiles_received[1] if received < at]
+    schedule = profiles[-1]["chargingSchedule"]
+    assert schedule["chargingRateUnit"] == "A"
+    return amps_to_watts(schedule["chargingSchedulePeriod"][0]["limit"], 3)
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "metered"),
+    [
+        (IDEAL, lambda limit_w: limit_w),
+        (IgnoreProfiles(), lambda limit_w: 22_000.0),
+        (ObeyFraction(1.5), lambda limit_w: 1.5 * limit_w),
+        (ObeyFraction(0.8), lambda limit_w: 0.8 * limit_w),
+    ],
+    ids=["ideal", "ignore-profiles", "overshoot", "undershoot"],
+)
+async def test_profile_compliance_is_what_the_meter_values_show(
+    tmp_path: Path,
+    virtual_clock: trio.testing.MockClock,
+    behaviour: Behaviour,
+    metered: Callable[[float], float],
+) -> None:
+    async with smart_site(tmp_path, virtual_clock) as s:
+        cp = await charging_alone(s, behaviour)
+        # The profile goes out and is Accepted whatever the charger then does with it ...
+        await eventually(lambda: bool(cp.profiles_received[1]))
+        await trio.sleep(2 * TICK)
+        log = frames(await s.log())
+        sent = [f[1] for _, f in log if f[0] == 2 and f[2] == "SetChargingProfile"]
+        answers = {f[1]: f[2] for _, f in log if f[0] == 3}
+        assert sent and all(answers[uid] == {"status": "Accepted"} for uid in sent)
+        # ... and the MeterValues the CSMS receives show what it really draws under the
+        # limit in force when it metered. (The CSMS may lower the allocation of an EV that
+        # draws less than it was given, never above what a lone EV gets.)
+        at, watts = await last_power_seen(s)
+        limit_w = limit_in_force_at(cp, at)
+        assert limit_w <= ALLOCATED_W + 0.01
+        assert watts == pytest.approx(metered(limit_w), abs=0.1)
+
+
+async def test_an_answer_later_than_the_csms_waits_arrives_after_it_gave_up(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    async with smart_site(tmp_path, virtual_clock, call_timeout=30.0) as s:
+        cp = await charging_alone(s, SlowAnswers(45.0, frozenset({"SetChargingProfile"})))
+        await eventually(lambda: bool(cp.profiles_received[1]))
+        # Other CALLs are answered at once.
+        called = trio.current_time()
+        answer = await s.call("CP_01", "GetConfiguration", {"key": ["NumberOfConnectors"]})
+        assert answer["configurationKey"][0]["value"] == "1"
+        assert trio.current_time() == called
+        log = await s.log()
+        (out_row, out), *_ = [
+            (row, f) for row, f in frames(log) if f[0] == 2 and f[2] == "SetChargingProfile"
+        ]
+        (answer_row,) = [row for row, f in frames(log) if f[0] == 3 and f[1] == out[1]]
+        (abandoned,) = [row for row in log if row.direction == "abandoned"]
+        assert json.loads(abandoned.frame)["uniqueId"] == out[1]
+        assert (abandoned.at - out_row.at).total_seconds() == pytest.approx(30.0, abs=0.01)
+        assert (answer_row.at - out_row.at).total_seconds() == pytest.approx(45.0, abs=0.01)
+
+
+async def test_a_charger_that_never_answers(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    async with smart_site(tmp_path, virtual_clock, call_timeout=30.0, stop_fleet=False) as s:
+        await charging_alone(s, SlowAnswers(math.inf, frozenset({"SetChargingProfile"})))
+        await trio.sleep(10 * TICK)
+        log = await s.log()
+        sent = [f[1] for _, f in frames(log) if f[0] == 2 and f[2] == "SetChargingProfile"]
+        answered = {f[1] for _, f in frames(log) if f[0] in (3, 4)}
+        assert sent
+        assert not set(sent) & answered
+        assert [json.loads(r.frame)["uniqueId"] for r in log if r.direction == "abandoned"] == (
+            sent
+        )
+        await s.stop_csms()
