@@ -144,21 +144,28 @@ async def virtual_site(tmp_path: Path, clock: trio.testing.MockClock, *,
     then the CSMS shuts down. The whole block runs under ``fail_after(watchdog)``.
     """
     site = VirtualSite(tmp_path, clock, **config)
-    with trio.fail_after(watchdog):
-        async with trio.open_nursery() as nursery:
-            site._nursery = nursery
-            await site.start_csms(factory)
-            nursery.start_soon(drive_virtual_clock, clock, site.wait_idle)
-            async with trio.open_nursery() as fleet_nursery:
-                site.fleet = Fleet(site.url, CONFIG, clock=site.now, rng=random.Random(7),
-                                   nursery=fleet_nursery)
-                yield site
-                if stop_fleet:
-                    await site.fleet.stop()
-                fleet_nursery.cancel_scope.cancel()
-            if site.csms is not None:
-                await site.stop_csms()
-            nursery.cancel_scope.cancel()
+    async with trio.open_nursery() as driver:
+        # The clock is driven outside the watchdog: when it fires, the cleanup it cancels
+        # into (closing handshakes, shielded timeouts) still needs time to pass, and a test
+        # that waits for what never comes must fail, not hang.
+        driver.start_soon(drive_virtual_clock, clock, site.wait_idle)
+        try:
+            with trio.fail_after(watchdog):
+                async with trio.open_nursery() as nursery:
+                    site._nursery = nursery
+                    await site.start_csms(factory)
+                    async with trio.open_nursery() as fleet_nursery:
+                        site.fleet = Fleet(site.url, CONFIG, clock=site.now,
+                                           rng=random.Random(7), nursery=fleet_nursery)
+                        yield site
+                        if stop_fleet:
+                            await site.fleet.stop()
+                        fleet_nursery.cancel_scope.cancel()
+                    if site.csms is not None:
+                        await site.stop_csms()
+                    nursery.cancel_scope.cancel()
+        finally:
+            driver.cancel_scope.cancel()
 
 
 async def eventually(condition: Callable[[], bool], *, within: float = 600.0) -> None:

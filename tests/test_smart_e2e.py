@@ -302,9 +302,10 @@ def test_the_example_configuration_of_the_docs_loads(tmp_path: Path) -> None:
     assert site.limit_w == 50_000.0
     assert site.group_limits_w() == {"garage": 15_000.0}
     assert site.group_of("CP_01") == "garage"
-    assert site.rating("CP_01", 2) == (22_000.0, 3, "A")  # the default charger
+    # The default charger's unit is the one the charger reports (None: not configured).
+    assert site.rating("CP_01", 2) == (22_000.0, 3, None)
     assert site.rating("CP_02", 1) == (7400.0, 1, "W")
-    assert site.rating("CP_05", 2) == (11_000.0, 3, "A")  # one EVSE of its own
+    assert site.rating("CP_05", 2) == (11_000.0, 3, None)  # one EVSE of its own
     assert load_site(config, 80.0).limit_w == 80_000.0  # --site-limit-kw wins
 
 

@@ -183,6 +183,18 @@ class ChargingProfileAnswered:
 
 
 @frozen
+class ConfigurationReported:
+    """The charger reported configuration key values: its answer to our GetConfiguration,
+    or a ChangeConfiguration it accepted. ``values`` holds the keys that came with a value,
+    in the order sent; ``unknown`` the keys it said it does not know."""
+
+    charger_id: str
+    at: datetime.datetime
+    values: tuple[tuple[str, str], ...]
+    unknown: tuple[str, ...] = ()
+
+
+@frozen
 class DataTransferReceived:
     """DataTransfer answered with ``status``."""
 
@@ -292,6 +304,7 @@ Event = (
     | UnknownTransactionMetered
     | DataTransferReceived
     | ChargingProfileAnswered
+    | ConfigurationReported
     | ChargingProfilesCleared
     | ReservationAnswered
     | ReservationCancelAnswered

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from attrs import frozen
+from attrs import field, frozen
 
 from ocppj.timestamps import parse_timestamp
 
@@ -42,6 +42,9 @@ class Charger:
     firmware_status_at: datetime.datetime | None = None
     diagnostics_status: str | None = None
     diagnostics_status_at: datetime.datetime | None = None
+    #: The configuration keys the charger reported (GetConfiguration answers, accepted
+    #: ChangeConfigurations), by key: what the CSMS knows of its capabilities.
+    configuration: dict[str, str] = field(factory=dict)
 
 
 @frozen

@@ -329,6 +329,36 @@ def remote_stop_transaction(state: DomainState, a: Answered) -> list[ev.Event]:
     )]
 
 
+#: Configuration keys whose values are secrets: never kept in the domain (OCPP 1.6
+#: Security Whitepaper: AuthorizationKey is write-only).
+_SECRET_KEYS = frozenset({"authorizationkey"})
+
+
+def get_configuration(state: DomainState, a: Answered) -> list[ev.Event]:
+    if a.response is None:
+        return [ev.ChargerSeen(a.charger_id, a.at)]
+    values = []
+    for entry in a.response.get("configurationKey") or ():
+        # A key without a value is one the charger knows but will not show (a secret).
+        if (
+            isinstance(entry, dict)
+            and isinstance(entry.get("value"), str)
+            and str(entry["key"]).lower() not in _SECRET_KEYS
+        ):
+            values.append((str(entry["key"]), entry["value"]))
+    unknown = tuple(str(key) for key in a.response.get("unknownKey") or ())
+    return [ev.ConfigurationReported(a.charger_id, a.at, tuple(values), unknown)]
+
+
+def change_configuration(state: DomainState, a: Answered) -> list[ev.Event]:
+    secret = str(a.request["key"]).lower() in _SECRET_KEYS
+    if a.response is None or a.status != "Accepted" or secret:
+        # Rejected, NotSupported, or RebootRequired: the value is not in force (yet).
+        return [ev.ChargerSeen(a.charger_id, a.at)]
+    value = ((str(a.request["key"]), str(a.request["value"])),)
+    return [ev.ConfigurationReported(a.charger_id, a.at, value)]
+
+
 #: The projector of every CSMS-initiated action the domain records.
 OUT_PROJECTORS: dict[str, OutProjector] = {
     "SetChargingProfile": set_charging_profile,
@@ -339,6 +369,8 @@ OUT_PROJECTORS: dict[str, OutProjector] = {
     "GetLocalListVersion": get_local_list_version,
     "RemoteStartTransaction": remote_start_transaction,
     "RemoteStopTransaction": remote_stop_transaction,
+    "GetConfiguration": get_configuration,
+    "ChangeConfiguration": change_configuration,
 }
 
 

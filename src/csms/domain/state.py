@@ -163,6 +163,14 @@ def _(event: ev.ChargerBooted, state: DomainState) -> None:
 
 
 @_apply.register
+def _(event: ev.ConfigurationReported, state: DomainState) -> None:
+    charger = _charger(state, event.charger_id)
+    configuration = dict(charger.configuration)
+    configuration.update(event.values)
+    _put_charger(state, attrs.evolve(charger, configuration=configuration))
+
+
+@_apply.register
 def _(event: ev.ConnectorStatusChanged, state: DomainState) -> None:
     if event.connector_id == 0:
         charger = _charger(state, event.charger_id)

@@ -31,9 +31,16 @@ def limit_in_unit(watts: float, unit: str, phases: int) -> float:
 
 
 def tx_profile(
-    *, connector_id: int, transaction_id: int, watts: float, unit: str, phases: int
+    *,
+    connector_id: int,
+    transaction_id: int,
+    watts: float,
+    unit: str,
+    phases: int,
+    stack_level: int = STACK_LEVEL,
 ) -> dict[str, Any]:
-    """The SetChargingProfile payload giving ``watts`` to the transaction on a connector."""
+    """The SetChargingProfile payload giving ``watts`` to the transaction on a connector
+    (at ``stack_level``: lower for a charger whose ChargeProfileMaxStackLevel is 0)."""
     period: dict[str, Any] = {"startPeriod": 0, "limit": limit_in_unit(watts, unit, phases)}
     if unit == "A":
         period["numberPhases"] = phases
@@ -42,7 +49,7 @@ def tx_profile(
         "csChargingProfiles": {
             "chargingProfileId": profile_id(connector_id),
             "transactionId": transaction_id,
-            "stackLevel": STACK_LEVEL,
+            "stackLevel": stack_level,
             "chargingProfilePurpose": "TxProfile",
             "chargingProfileKind": "Relative",
             "chargingSchedule": {

@@ -12,6 +12,11 @@
 * A charger that answers Rejected, NotSupported, a CALLERROR, or nothing in time is
   treated as uncontrolled for that session: its EVSE's maximum counts as fixed load.
   Every answer is recorded in the domain (and so in the message log and replay).
+* After a charger boots, and on the first message of a connection that did not start
+  with a boot, its sender first asks it what profiles it takes (GetConfiguration of
+  :data:`~csms.smart.capabilities.CAPABILITY_KEYS`); its profiles are then built in the
+  unit and within the stack level it reported. The answer is recorded like any other, so
+  a restarted CSMS and replay know it too.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from csms.domain.state import DomainState
 from csms.ocpp.connection_manager import Connection, ConnectionManager
 from csms.recorder import Recorder
 from csms.smart.allocator import Demand, EvseKey, allocate
-from csms.smart.profiles import tx_profile
+from csms.smart.capabilities import CAPABILITY_KEYS, Capabilities
+from csms.smart.profiles import STACK_LEVEL, tx_profile
 from csms.smart.site import SiteConfig
 from ocppj import Answer, CallTimeout, OcppjError, SessionClosed
 from ocppj.charging import min_power_w
@@ -55,6 +61,10 @@ class _Sender:
 
     wanted: dict[int, _Wanted] = attrs.Factory(dict)
     changed: trio.Event = attrs.Factory(trio.Event)
+    #: Ask the charger what it takes before the next profile.
+    needs_setup: bool = False
+    #: No message has arrived on the charger's current connection yet.
+    fresh_connection: bool = False
 
 
 class SmartCharging:
@@ -101,6 +111,34 @@ class SmartCharging:
     def request_rebalance(self) -> None:
         """Rebalance now, not at the next tick (called after an answer has been sent)."""
         self._wakeup.set()
+
+    def wants_setup(self, charger_id: str, events: list[ev.Event]) -> bool:
+        """Whether the charger that sent the message of ``events`` is to be asked what it
+        takes (:meth:`request_setup`, after the answer): after every accepted boot, and on
+        the first message of a connection that did not begin with a boot (a charger that
+        reconnects without rebooting keeps its profiles, but may have been replaced)."""
+        sender = self._senders.get(charger_id)
+        first = sender is not None and sender.fresh_connection
+        if sender is not None:
+            sender.fresh_connection = False
+        for event in events:
+            if isinstance(event, ev.ChargerBooted):
+                return event.registration_status == "Accepted"
+        charger = self.state.chargers.get(charger_id)
+        return first and charger is not None and charger.registration_status == "Accepted"
+
+    def request_setup(self, charger_id: str) -> None:
+        """Have the charger's sender ask it what it takes before its next profile."""
+        sender = self._senders.setdefault(charger_id, _Sender())
+        sender.needs_setup = True
+        sender.changed.set()
+
+    def capabilities(self, charger_id: str) -> Capabilities:
+        """What the charger reported it takes (all unknown until it answered)."""
+        charger = self.state.chargers.get(charger_id)
+        if charger is None:
+            return Capabilities()
+        return Capabilities.from_configuration(charger.configuration)
 
     # -- the tick --------------------------------------------------------------------------
 
@@ -167,9 +205,16 @@ class SmartCharging:
             del self.sent[key]
         for key, watts in sorted(self._to_send(demands).items()):
             tx = self.state.open_sessions[key]
-            _, phases, unit = self.site.rating(*key)
-            payload = tx_profile(connector_id=key[1], transaction_id=tx, watts=watts, unit=unit,
-                                 phases=phases)
+            _, phases, configured = self.site.rating(*key)
+            capabilities = self.capabilities(key[0])
+            payload = tx_profile(
+                connector_id=key[1],
+                transaction_id=tx,
+                watts=watts,
+                unit=capabilities.unit(configured),
+                phases=phases,
+                stack_level=capabilities.stack_level(STACK_LEVEL),
+            )
             sender = self._senders.setdefault(key[0], _Sender())
             sender.wanted[key[1]] = _Wanted(tx, watts, payload)
             sender.changed.set()
@@ -228,13 +273,58 @@ class SmartCharging:
     async def _sender_task(self, conn: Connection) -> None:
         cp_id = conn.charge_point_id
         sender = self._senders.setdefault(cp_id, _Sender())
+        sender.fresh_connection = True
+        sender.needs_setup = False
         while True:
             await sender.changed.wait()
             sender.changed = trio.Event()
+            if sender.needs_setup:
+                sender.needs_setup = False
+                await self._setup(conn)
             while sender.wanted:
                 connector_id = min(sender.wanted)
                 wanted = sender.wanted.pop(connector_id)
                 await self._send(conn, connector_id, wanted)
+
+    async def _exchange(self, conn: Connection, action: str, payload: dict[str, Any]) -> Answer:
+        """Send a CALL of ours and record the answer (raises as ``session.exchange``)."""
+        session = conn.session
+        if session is None:
+            raise SessionClosed(f"{conn.charge_point_id}: no session")
+
+        def record(answer: Answer) -> None:
+            # Called by the reader as the answer is read: the domain applies it in the
+            # order of the message log, as replay will.
+            error = str(answer.error.code) if answer.error is not None else None
+            self._recorder.answer(
+                conn.charge_point_id, action, payload, answer.payload, error, answer.answered_at
+            )
+
+        return await session.exchange(
+            action, payload, timeout=self._call_timeout, on_answer=record
+        )
+
+    async def _setup(self, conn: Connection) -> None:
+        """Ask the charger what profiles it takes (recorded: the domain keeps the answer)."""
+        cp_id = conn.charge_point_id
+        try:
+            answer = await self._exchange(conn, "GetConfiguration", {"key": list(CAPABILITY_KEYS)})
+            if answer.error is not None:
+                # Some chargers refuse a list of keys (or one this long): ask for all.
+                log.info("%s: GetConfiguration of the capability keys answered %s; asking for "
+                         "every key", cp_id, answer.error.code)
+                await self._exchange(conn, "GetConfiguration", {})
+        except CallTimeout:
+            log.warning("%s: no answer to GetConfiguration; its profiles go in the unit "
+                        "configured, or A", cp_id)
+        except (SessionClosed, OcppjError) as exc:
+            log.info("%s: GetConfiguration not sent: %s", cp_id, exc)
+            return
+        if self.capabilities(cp_id).units is None:
+            charger = self.state.chargers.get(cp_id)
+            reported = charger.configuration.get(CAPABILITY_KEYS[0]) if charger else None
+            log.warning("%s: no ChargingScheduleAllowedChargingRateUnit we can read (%r); its "
+                        "profiles go in the unit configured, or A", cp_id, reported)
 
     async def _send(self, conn: Connection, connector_id: int, wanted: _Wanted) -> None:
         session = conn.session
@@ -243,16 +333,8 @@ class SmartCharging:
             return  # the session ended meanwhile
         if self.uncontrolled.get(key) == wanted.transaction_id:
             return  # queued before the charger refused this session's profile
-        def record(answer: Answer) -> None:
-            # Called by the reader as the answer is read: the domain applies it in the
-            # order of the message log, as replay will.
-            error = str(answer.error.code) if answer.error is not None else None
-            self._recorder.answer(conn.charge_point_id, "SetChargingProfile", wanted.payload,
-                                  answer.payload, error, answer.answered_at)
-
         try:
-            answer = await session.exchange("SetChargingProfile", wanted.payload,
-                                            timeout=self._call_timeout, on_answer=record)
+            answer = await self._exchange(conn, "SetChargingProfile", wanted.payload)
         except CallTimeout:
             log.warning("%s EVSE_%d: no answer to SetChargingProfile; uncontrolled",
                         *key)

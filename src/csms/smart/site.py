@@ -58,11 +58,13 @@ class EvseRating:
 
 @frozen
 class ChargerRating:
-    """A charger's rating: each EVSE's maximum, its phases, the rate unit it prefers."""
+    """A charger's rating: each EVSE's maximum, its phases, and the rate unit to send its
+    profiles in (None: the one the charger reports it takes, see
+    :mod:`csms.smart.capabilities`)."""
 
     max_power_kw: float = attrs.field(default=22.0, validator=_positive)
     phases: int = attrs.field(default=3, validator=_phases)
-    unit: str = attrs.field(default="A", validator=_unit)
+    unit: str | None = attrs.field(default=None, validator=_unit)
     evses: dict[int, EvseRating] = attrs.field(factory=dict)
 
 
@@ -101,8 +103,8 @@ class SiteConfig:
         """The site limit in W (None: no limit, smart charging off)."""
         return _watts(self.limit_kw, self.limit_a_per_phase)
 
-    def rating(self, charger_id: str, connector_id: int) -> tuple[float, int, str]:
-        """(max W, phases, unit) of one EVSE."""
+    def rating(self, charger_id: str, connector_id: int) -> tuple[float, int, str | None]:
+        """(max W, phases, unit) of one EVSE; the unit is None unless configured."""
         charger = self.chargers.get(charger_id, self.default_charger)
         evse = charger.evses.get(connector_id, EvseRating())
         max_kw = evse.max_power_kw if evse.max_power_kw is not None else charger.max_power_kw

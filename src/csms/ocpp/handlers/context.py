@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -70,6 +71,12 @@ class HandlerContext:
         events = self.recorder.exchange(
             self.charge_point_id, info.action, request, response, info.received_at
         )
-        if self.smart is not None and self.smart.wants_rebalance(events):
+        smart = self.smart
+        if smart is None:
+            return
+        if smart.wants_rebalance(events):
             # After the answer: a new session's TxProfile needs the transactionId it carries.
-            info.after_answer.append(self.smart.request_rebalance)
+            info.after_answer.append(smart.request_rebalance)
+        if smart.wants_setup(self.charge_point_id, events):
+            # After the answer: a charger may not take CALLs before its boot is answered.
+            info.after_answer.append(functools.partial(smart.request_setup, self.charge_point_id))

@@ -1,0 +1,246 @@
+"""Charger capabilities from the charger (issue #13, point 6): after a boot the CSMS asks
+what profiles a charger takes, records the answer, and sends profiles the charger can take.
+
+The chargers here are raw WebSocket charge points with the firmware rules of real ones
+(a W-only charger with ChargeProfileMaxStackLevel 0 refuses anything else), against the
+real CSMS with a site limit, in virtual time. What is asserted is what the charger saw.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from csms import replay
+from csms.domain.projection import events_for_answer
+from csms.domain.state import DomainState
+from csms.smart.capabilities import CAPABILITY_KEYS, Capabilities, parse_units
+from csms.smart.site import ChargerRating, SiteConfig
+from fleet_helpers import virtual_site
+from raw_cp_helpers import Refuse, ServingChargePoint, Wire
+
+NOW_TS = "2026-01-01T08:00:00Z"
+BOOT = {"chargePointVendor": "Acme", "chargePointModel": "W1"}
+
+# -- reading the keys, pure ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "units"),
+    [
+        ("Current,Power", {"A", "W"}),
+        ("Current", {"A"}),
+        ("Power", {"W"}),
+        ("W", {"W"}),  # seen in the field, not in the specification
+        (" current ; power ", {"A", "W"}),
+        ("Power,Bogus", {"W"}),
+        ("Bogus", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_allowed_rate_units_are_read_as_far_as_their_meaning_is_clear(
+    value: str | None, units: set[str] | None
+) -> None:
+    assert parse_units(value) == (frozenset(units) if units is not None else None)
+
+
+def test_the_unit_is_the_configured_one_else_a_unless_the_charger_takes_only_w() -> None:
+    assert Capabilities().unit(None) == "A"  # unknown: as before
+    assert Capabilities(units=frozenset({"A", "W"})).unit(None) == "A"
+    assert Capabilities(units=frozenset({"W"})).unit(None) == "W"
+    assert Capabilities(units=frozenset({"W"})).unit("A") == "A"  # the file overrides
+
+
+def test_stack_level_within_the_chargers_maximum() -> None:
+    assert Capabilities().stack_level(1) == 1
+    assert Capabilities(max_stack_level=0).stack_level(1) == 0
+    assert Capabilities(max_stack_level=8).stack_level(1) == 1
+
+
+def test_capabilities_from_reported_keys_any_case() -> None:
+    caps = Capabilities.from_configuration({
+        "chargingscheduleallowedchargingrateunit": "Power",
+        "ChargeProfileMaxStackLevel": "3",
+        "ChargingScheduleMaxPeriods": "x",
+        "SupportedFeatureProfiles": "Core,FirmwareManagement,SmartCharging",
+    })
+    assert caps == Capabilities(frozenset({"W"}), 3, None, True)
+
+
+def test_a_getconfiguration_answer_is_kept_on_the_charger_but_never_a_secret() -> None:
+    state = DomainState()
+    at = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    answer = {
+        "configurationKey": [
+            {"key": "ChargingScheduleAllowedChargingRateUnit", "readonly": True, "value": "Power"},
+            {"key": "AuthorizationKey", "readonly": False, "value": "s3cret"},
+            {"key": "WriteOnly", "readonly": False},
+        ],
+        "unknownKey": ["ChargeProfileMaxStackLevel"],
+    }
+    events = events_for_answer(state, "CP_01", "GetConfiguration", {}, answer, None, at)
+    (event,) = events
+    assert event.values == (("ChargingScheduleAllowedChargingRateUnit", "Power"),)
+    assert event.unknown == ("ChargeProfileMaxStackLevel",)
+    change = {"key": "AuthorizationKey", "value": "0011"}
+    (seen,) = events_for_answer(
+        state, "CP_01", "ChangeConfiguration", change, {"status": "Accepted"}, None, at
+    )
+    assert not hasattr(seen, "values")
+
+
+# -- a W-only charger, as the CSMS meets it -----------------------------------------------------
+
+
+def w_only_firmware(max_stack_level: int = 0) -> dict[str, Any]:
+    """The CALL handlers of a charger whose firmware takes only W profiles, at stack levels
+    up to ``max_stack_level`` (as widely used charger firmware does)."""
+    keys = {
+        "ChargingScheduleAllowedChargingRateUnit": "Power",
+        "ChargeProfileMaxStackLevel": str(max_stack_level),
+        "ChargingScheduleMaxPeriods": "10",
+        "MaxChargingProfilesInstalled": "4",
+        "NumberOfConnectors": "1",
+        "SupportedFeatureProfiles": "Core,SmartCharging",
+        "MeterValuesSampledData": "Energy.Active.Import.Register",
+        "MeterValueSampleInterval": "60",
+    }
+
+    def get_configuration(payload: dict[str, Any]) -> dict[str, Any]:
+        wanted = payload.get("key") or list(keys)
+        return {
+            "configurationKey": [
+                {"key": k, "readonly": True, "value": keys[k]} for k in wanted if k in keys
+            ],
+            "unknownKey": [k for k in wanted if k not in keys],
+        }
+
+    def set_charging_profile(payload: dict[str, Any]) -> dict[str, Any]:
+        profile = payload["csChargingProfiles"]
+        ok = (
+            profile["chargingSchedule"]["chargingRateUnit"] == "W"
+            and profile["stackLevel"] <= max_stack_level
+        )
+        return {"status": "Accepted" if ok else "Rejected"}
+
+    return {"GetConfiguration": get_configuration, "SetChargingProfile": set_charging_profile}
+
+
+async def boot_and_charge(cp: ServingChargePoint) -> int:
+    """Boot, plug in, start a transaction on connector 1; the transactionId."""
+    boot = await cp.call("BootNotification", BOOT)
+    assert boot["status"] == "Accepted"
+    await cp.call(
+        "StatusNotification",
+        {"connectorId": 1, "status": "Preparing", "errorCode": "NoError", "timestamp": NOW_TS},
+    )
+    started = await cp.call(
+        "StartTransaction",
+        {"connectorId": 1, "idTag": "TAG-1", "meterStart": 0, "timestamp": NOW_TS},
+    )
+    return int(started["transactionId"])
+
+
+site_of_11_kw = functools.partial(
+    virtual_site, site=SiteConfig(limit_kw=11.0), call_timeout=30.0
+)
+
+
+async def test_a_w_only_charger_is_asked_what_it_takes_and_gets_profiles_it_accepts(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    async with (
+        site_of_11_kw(tmp_path, virtual_clock) as s,
+        ServingChargePoint.connect(s.port, "CP_W", Wire()) as cp,
+    ):
+        cp.handlers = w_only_firmware(max_stack_level=0)
+        tx = await boot_and_charge(cp)
+        # The first CALL of the CSMS: what the charger takes, after its boot answer.
+        assert cp.served[0][0] == "GetConfiguration"
+        assert cp.served[0][1] == {"key": list(CAPABILITY_KEYS)}
+        await cp.serve_until(lambda: bool(cp.served_actions("SetChargingProfile")))
+        (payload,) = cp.served_actions("SetChargingProfile")
+        profile = payload["csChargingProfiles"]
+        # What the charger accepted: its unit, its stack level, the whole site (alone).
+        answers = [answer for action, _, answer in cp.served if action == "SetChargingProfile"]
+        assert answers == [{"status": "Accepted"}]
+        assert profile["transactionId"] == tx
+        assert profile["stackLevel"] == 0
+        assert profile["chargingSchedule"]["chargingRateUnit"] == "W"
+        assert profile["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == 11_000.0
+        smart = s.running_csms.smart
+        assert smart is not None and smart.uncontrolled == {}
+        # The answer is domain state, rebuilt by replay from the message log.
+        live = s.running_csms.state.chargers["CP_W"].configuration
+        assert live["ChargingScheduleAllowedChargingRateUnit"] == "Power"
+        rebuilt = replay.rebuild(await s.log()).state.chargers["CP_W"].configuration
+        assert rebuilt == live
+
+
+async def test_the_configuration_file_overrides_what_the_charger_reports(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    site = SiteConfig(limit_kw=11.0, chargers={"CP_W": ChargerRating(unit="A")})
+    async with (
+        virtual_site(tmp_path, virtual_clock, site=site) as s,
+        ServingChargePoint.connect(s.port, "CP_W", Wire()) as cp,
+    ):
+        cp.handlers = w_only_firmware(max_stack_level=8)
+        await boot_and_charge(cp)
+        await cp.serve_until(lambda: bool(cp.served_actions("SetChargingProfile")))
+        (payload,) = cp.served_actions("SetChargingProfile")
+        schedule = payload["csChargingProfiles"]["chargingSchedule"]
+        assert schedule["chargingRateUnit"] == "A"
+        assert payload["csChargingProfiles"]["stackLevel"] == 1
+
+
+async def test_a_charger_that_reconnects_without_booting_is_asked_again(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    async with site_of_11_kw(tmp_path, virtual_clock) as s:
+        wire = Wire()
+        async with ServingChargePoint.connect(s.port, "CP_W", wire) as cp:
+            cp.handlers = w_only_firmware()
+            await cp.call("BootNotification", BOOT)
+            await cp.serve_until(lambda: bool(cp.served_actions("GetConfiguration")))
+        async with ServingChargePoint.connect(s.port, "CP_W", wire) as again:
+            again.handlers = w_only_firmware()
+            await again.call("Heartbeat", {})
+            await again.serve_until(lambda: bool(again.served_actions("GetConfiguration")))
+            # Once per connection, not once per message.
+            await again.call("Heartbeat", {})
+            await trio.sleep(60)
+            await again.call("Heartbeat", {})
+            assert len(again.served_actions("GetConfiguration")) == 1
+
+
+async def test_a_charger_that_refuses_the_key_list_is_asked_for_every_key(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    firmware = w_only_firmware()
+    answer_all = firmware["GetConfiguration"]
+
+    def all_keys_only(payload: dict[str, Any]) -> dict[str, Any]:
+        if payload.get("key"):
+            raise Refuse("NotSupported")
+        return answer_all(payload)
+
+    async with (
+        site_of_11_kw(tmp_path, virtual_clock) as s,
+        ServingChargePoint.connect(s.port, "CP_W", Wire()) as cp,
+    ):
+        cp.handlers = {**firmware, "GetConfiguration": all_keys_only}
+        await boot_and_charge(cp)
+        await cp.serve_until(lambda: bool(cp.served_actions("SetChargingProfile")))
+        first, second = cp.served_actions("GetConfiguration")
+        assert first == {"key": list(CAPABILITY_KEYS)}
+        assert second == {}
+        (payload,) = cp.served_actions("SetChargingProfile")
+        assert payload["csChargingProfiles"]["chargingSchedule"]["chargingRateUnit"] == "W"
