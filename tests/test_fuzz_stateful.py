@@ -472,6 +472,9 @@ class CsmsMachine(RuleBasedStateMachine):
         sent = self.last_sent[cp]
         if sent is None:
             return
+        # Not the connection's first message: that one has the CSMS ask the charger what
+        # profiles it takes (a legitimate change of state, not the retransmission's).
+        self.heartbeat(cp)
         charger = self.conn(cp)
         before = self.thread.run(self._state_records, True)
         answer = self.call(cp, sent.action, sent.payload)
@@ -503,6 +506,8 @@ class CsmsMachine(RuleBasedStateMachine):
             self.clock += 1
             unique_id = 10**9 + self.clock  # never reused
         frame = self._hostile(kind, unique_id, data)
+        # As in retransmit: the connection's first message, and what it sets off, first.
+        self.heartbeat(cp)
         before = self.thread.run(self._state_records, True)
         if code is None:
             text = frame if isinstance(frame, str | bytes) else json.dumps(frame)

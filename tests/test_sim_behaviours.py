@@ -92,11 +92,23 @@ def frames(log: list[LogRow]) -> list[tuple[LogRow, list[Any]]]:
     return [(row, json.loads(row.frame)) for row in log if row.direction in ("in", "out")]
 
 
+def tx_profile_calls(log: list[LogRow]) -> list[tuple[LogRow, list[Any]]]:
+    """The CSMS's SetChargingProfile CALLs of TxProfiles (not the safety nets at boot)."""
+    return [
+        (row, f)
+        for row, f in frames(log)
+        if f[0] == 2
+        and f[2] == "SetChargingProfile"
+        and f[3]["csChargingProfiles"]["chargingProfilePurpose"] == "TxProfile"
+    ]
+
+
 async def charging_alone(s: VirtualSite, behaviour: Behaviour) -> SimChargePoint:
     """One single-EVSE charger with ``behaviour``, an EV charging at up to 22 kW."""
     (cp,) = await s.fleet.spawn(1, evses=1)
+    # Online, and its safety nets installed (connector 0): what follows is the session's.
+    await eventually(lambda: cp.online and len(cp.profiles_received[0]) == 2)
     cp.behaviour = behaviour
-    await eventually(lambda: cp.online)
     await cp.plug_in(1, Ev(capacity_wh=90_000, soc=10.0, max_power_w=22_000))
     assert await cp.start_session(1, "TAG-1")
     return cp
@@ -170,9 +182,7 @@ async def test_an_answer_later_than_the_csms_waits_arrives_after_it_gave_up(
         assert answer["configurationKey"][0]["value"] == "1"
         assert trio.current_time() == called
         log = await s.log()
-        (out_row, out), *_ = [
-            (row, f) for row, f in frames(log) if f[0] == 2 and f[2] == "SetChargingProfile"
-        ]
+        (out_row, out), *_ = tx_profile_calls(log)
         (answer_row,) = [row for row, f in frames(log) if f[0] == 3 and f[1] == out[1]]
         (abandoned,) = [row for row in log if row.direction == "abandoned"]
         assert json.loads(abandoned.frame)["uniqueId"] == out[1]
@@ -187,7 +197,7 @@ async def test_a_charger_that_never_answers(
         await charging_alone(s, SlowAnswers(math.inf, frozenset({"SetChargingProfile"})))
         await trio.sleep(10 * TICK)
         log = await s.log()
-        sent = [f[1] for _, f in frames(log) if f[0] == 2 and f[2] == "SetChargingProfile"]
+        sent = [f[1] for _, f in tx_profile_calls(log)]
         answered = {f[1] for _, f in frames(log) if f[0] in (3, 4)}
         assert sent
         assert not set(sent) & answered

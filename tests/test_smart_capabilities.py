@@ -1,5 +1,6 @@
 """Charger capabilities from the charger (issue #13, point 6): after a boot the CSMS asks
-what profiles a charger takes, records the answer, and sends profiles the charger can take.
+what profiles a charger takes, records the answer, and sends profiles the charger can take;
+then it installs the safety nets a charger enforces on its own (point 2).
 
 The chargers here are raw WebSocket charge points with the firmware rules of real ones
 (a W-only charger with ChargeProfileMaxStackLevel 0 refuses anything else), against the
@@ -22,8 +23,11 @@ from csms.domain.projection import events_for_answer
 from csms.domain.state import DomainState
 from csms.smart.capabilities import CAPABILITY_KEYS, Capabilities, parse_units
 from csms.smart.site import ChargerRating, SiteConfig
-from fleet_helpers import virtual_site
+from fleet_helpers import eventually, virtual_site
+from ocppj.payloads import request_from_payload
 from raw_cp_helpers import Refuse, ServingChargePoint, Wire
+from sim.ev import Ev
+from sim.profiles import ProfileStore
 
 NOW_TS = "2026-01-01T08:00:00Z"
 BOOT = {"chargePointVendor": "Acme", "chargePointModel": "W1"}
@@ -133,6 +137,15 @@ def w_only_firmware(max_stack_level: int = 0) -> dict[str, Any]:
     return {"GetConfiguration": get_configuration, "SetChargingProfile": set_charging_profile}
 
 
+def tx_profiles(cp: ServingChargePoint) -> list[dict[str, Any]]:
+    """The SetChargingProfile payloads of TxProfiles the charger was sent."""
+    return [
+        p
+        for p in cp.served_actions("SetChargingProfile")
+        if p["csChargingProfiles"]["chargingProfilePurpose"] == "TxProfile"
+    ]
+
+
 async def boot_and_charge(cp: ServingChargePoint) -> int:
     """Boot, plug in, start a transaction on connector 1; the transactionId."""
     boot = await cp.call("BootNotification", BOOT)
@@ -165,12 +178,12 @@ async def test_a_w_only_charger_is_asked_what_it_takes_and_gets_profiles_it_acce
         # The first CALL of the CSMS: what the charger takes, after its boot answer.
         assert cp.served[0][0] == "GetConfiguration"
         assert cp.served[0][1] == {"key": list(CAPABILITY_KEYS)}
-        await cp.serve_until(lambda: bool(cp.served_actions("SetChargingProfile")))
-        (payload,) = cp.served_actions("SetChargingProfile")
+        await cp.serve_until(lambda: bool(tx_profiles(cp)))
+        (payload,) = tx_profiles(cp)
         profile = payload["csChargingProfiles"]
         # What the charger accepted: its unit, its stack level, the whole site (alone).
-        answers = [answer for action, _, answer in cp.served if action == "SetChargingProfile"]
-        assert answers == [{"status": "Accepted"}]
+        answers = [a for n, p, a in cp.served if n == "SetChargingProfile"]
+        assert answers == [{"status": "Accepted"}] * 3  # two safety nets, then this
         assert profile["transactionId"] == tx
         assert profile["stackLevel"] == 0
         assert profile["chargingSchedule"]["chargingRateUnit"] == "W"
@@ -194,8 +207,8 @@ async def test_the_configuration_file_overrides_what_the_charger_reports(
     ):
         cp.handlers = w_only_firmware(max_stack_level=8)
         await boot_and_charge(cp)
-        await cp.serve_until(lambda: bool(cp.served_actions("SetChargingProfile")))
-        (payload,) = cp.served_actions("SetChargingProfile")
+        await cp.serve_until(lambda: bool(tx_profiles(cp)))
+        (payload,) = tx_profiles(cp)
         schedule = payload["csChargingProfiles"]["chargingSchedule"]
         assert schedule["chargingRateUnit"] == "A"
         assert payload["csChargingProfiles"]["stackLevel"] == 1
@@ -238,9 +251,92 @@ async def test_a_charger_that_refuses_the_key_list_is_asked_for_every_key(
     ):
         cp.handlers = {**firmware, "GetConfiguration": all_keys_only}
         await boot_and_charge(cp)
-        await cp.serve_until(lambda: bool(cp.served_actions("SetChargingProfile")))
+        await cp.serve_until(lambda: bool(tx_profiles(cp)))
         first, second = cp.served_actions("GetConfiguration")
         assert first == {"key": list(CAPABILITY_KEYS)}
         assert second == {}
-        (payload,) = cp.served_actions("SetChargingProfile")
+        (payload,) = tx_profiles(cp)
         assert payload["csChargingProfiles"]["chargingSchedule"]["chargingRateUnit"] == "W"
+
+
+# -- safety nets (issue #13, point 2) -----------------------------------------------------------
+
+
+def in_force(
+    cp: ServingChargePoint, tx: int, start: datetime.datetime, now: datetime.datetime
+) -> float | None:
+    """The limit in force on connector 1 (W) as a 1.6 charger applies the profiles this one
+    accepted: the simulator's profile core, fed the accepted SetChargingProfiles in order."""
+    store = ProfileStore(number_of_connectors=1)
+    for action, payload, answer in cp.served:
+        if action == "SetChargingProfile" and answer == {"status": "Accepted"}:
+            request = request_from_payload(action, payload)
+            accepted, why = store.set(
+                payload["connectorId"], request.cs_charging_profiles, transaction_id=tx, now=now
+            )
+            assert accepted, why
+    return store.limit(1, now=now, transaction_start=start, phases=3)
+
+
+async def test_safety_nets_are_installed_at_boot_in_the_chargers_unit(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    async with (
+        site_of_11_kw(tmp_path, virtual_clock) as s,
+        ServingChargePoint.connect(s.port, "CP_W", Wire()) as cp,
+    ):
+        cp.handlers = w_only_firmware(max_stack_level=0)
+        boot = await cp.call("BootNotification", BOOT)
+        assert boot["status"] == "Accepted"
+        await cp.serve_until(lambda: len(cp.served_actions("SetChargingProfile")) == 2)
+        tx_default, cp_max = (p["csChargingProfiles"] for p in cp.served_actions(
+            "SetChargingProfile"
+        ))
+        # Both on connector 0, both Accepted by a W-only, stack-level-0 charger.
+        assert all(p["connectorId"] == 0 for p in cp.served_actions("SetChargingProfile"))
+        assert [a for n, _, a in cp.served if n == "SetChargingProfile"] == [
+            {"status": "Accepted"}
+        ] * 2
+        assert tx_default["chargingProfilePurpose"] == "TxDefaultProfile"
+        assert tx_default["chargingSchedule"]["chargingRateUnit"] == "W"
+        # 6 A on three phases: 4,140 W for every EVSE until its TxProfile.
+        assert tx_default["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == 4140.0
+        assert cp_max["chargingProfilePurpose"] == "ChargePointMaxProfile"
+        assert cp_max["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == 11_000.0
+        start = s.now()
+        # A session that starts before its TxProfile is bounded by the safety net ...
+        assert in_force(cp, 1, start, s.now()) == 4140.0
+        await cp.call(
+            "StartTransaction",
+            {"connectorId": 1, "idTag": "TAG-1", "meterStart": 0, "timestamp": NOW_TS},
+        )
+        assert in_force(cp, 1, start, s.now()) == 4140.0
+        # ... and its TxProfile (the whole site: it is alone) lifts it, under the cap.
+        await cp.serve_until(lambda: len(cp.served_actions("SetChargingProfile")) == 3)
+        assert in_force(cp, 1, start, s.now()) == 11_000.0
+
+
+async def test_a_session_started_while_the_csms_is_down_is_bounded_by_the_safety_net(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    async with site_of_11_kw(tmp_path, virtual_clock, stop_fleet=False) as s:
+        (cp,) = await s.fleet.spawn(1, evses=1)
+        await eventually(lambda: cp.online and len(cp.profiles_received[0]) == 2)
+        await s.stop_csms()
+        await eventually(lambda: not cp.online)
+        await cp.plug_in(1, Ev(capacity_wh=90_000, soc=10.0, max_power_w=22_000))
+        assert await cp.start_session(1, "TAG-1")  # authorized locally: the CSMS is away
+        await trio.sleep(120)
+        assert cp.evse(1).limit_w == pytest.approx(4140.0)
+        assert cp.evse(1).power_w == pytest.approx(4140.0)
+
+
+async def test_no_safety_nets_when_the_site_file_says_so(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    site = SiteConfig(limit_kw=11.0, safe_limit_a_per_phase=None, charge_point_max_profile=False)
+    async with virtual_site(tmp_path, virtual_clock, site=site) as s:
+        (cp,) = await s.fleet.spawn(1, evses=1)
+        await eventually(lambda: cp.online)
+        await trio.sleep(60)
+        assert not cp.profiles_received[0]

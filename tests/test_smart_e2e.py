@@ -57,9 +57,11 @@ def frames(log: list[LogRow]) -> list[tuple[LogRow, list[Any]]]:
 
 
 def profiles_sent(log: list[LogRow]) -> list[tuple[LogRow, dict[str, Any]]]:
-    """Every SetChargingProfile CALL the CSMS sent: (row, payload)."""
+    """Every TxProfile the CSMS sent (SetChargingProfile CALLs): (row, payload). The safety
+    nets installed at boot are left out (``tests/test_smart_capabilities.py``)."""
     return [(row, frame[3]) for row, frame in frames(log)
-            if row.direction == "out" and frame[0] == 2 and frame[2] == "SetChargingProfile"]
+            if row.direction == "out" and frame[0] == 2 and frame[2] == "SetChargingProfile"
+            and frame[3]["csChargingProfiles"]["chargingProfilePurpose"] == "TxProfile"]
 
 
 def first_limit(payload: dict[str, Any]) -> float:

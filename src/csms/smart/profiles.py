@@ -1,4 +1,5 @@
-"""The profile builder: an EVSE's allocation becomes an OCPP 1.6 TxProfile. Pure.
+"""The profile builder: an EVSE's allocation becomes an OCPP 1.6 TxProfile; the safety
+nets installed at boot are a TxDefaultProfile and a ChargePointMaxProfile. Pure.
 
 * one stable chargingProfileId and stackLevel per connector, so each new profile replaces
   the last one on the charger rather than piling up;
@@ -10,14 +11,21 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from ocppj.charging import round_down_tenth, watts_to_amps
+from ocppj.timestamps import format_timestamp
 
 #: chargingProfileId = PROFILE_ID_BASE + connectorId
 PROFILE_ID_BASE = 9100
 #: Our TxProfiles' stack level.
 STACK_LEVEL = 1
+#: The chargingProfileIds of the safety nets installed on connector 0 at boot.
+CHARGE_POINT_MAX_PROFILE_ID = 9000
+TX_DEFAULT_PROFILE_ID = 9001
+#: The safety nets' stack level (the lowest: anything of ours on top of them prevails).
+SAFETY_STACK_LEVEL = 0
 
 
 def profile_id(connector_id: int) -> int:
@@ -28,6 +36,55 @@ def profile_id(connector_id: int) -> int:
 def limit_in_unit(watts: float, unit: str, phases: int) -> float:
     """``watts`` as a profile limit in ``unit`` (A per phase or W), rounded down to 0.1."""
     return round_down_tenth(watts_to_amps(watts, phases) if unit == "A" else watts)
+
+
+def _period(watts: float, unit: str, phases: int) -> dict[str, Any]:
+    period: dict[str, Any] = {"startPeriod": 0, "limit": limit_in_unit(watts, unit, phases)}
+    if unit == "A":
+        period["numberPhases"] = phases
+    return period
+
+
+def tx_default_profile(*, watts: float, unit: str, phases: int) -> dict[str, Any]:
+    """The safety net for every transaction on the charger: a TxDefaultProfile on connector
+    0 giving each connector ``watts`` from its transaction's start (Relative), until its
+    TxProfile arrives, and whenever the CSMS cannot reach it."""
+    return {
+        "connectorId": 0,
+        "csChargingProfiles": {
+            "chargingProfileId": TX_DEFAULT_PROFILE_ID,
+            "stackLevel": SAFETY_STACK_LEVEL,
+            "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Relative",
+            "chargingSchedule": {
+                "chargingRateUnit": unit,
+                "chargingSchedulePeriod": [_period(watts, unit, phases)],
+            },
+        },
+    }
+
+
+def charge_point_max_profile(
+    *, watts: float, unit: str, phases: int, now: datetime.datetime
+) -> dict[str, Any]:
+    """The cap of the charger as a whole: a ChargePointMaxProfile on connector 0, Absolute
+    from a day before ``now`` without end, so a charger whose clock is behind ours (by up
+    to a day) applies it at once."""
+    start = (now - datetime.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return {
+        "connectorId": 0,
+        "csChargingProfiles": {
+            "chargingProfileId": CHARGE_POINT_MAX_PROFILE_ID,
+            "stackLevel": SAFETY_STACK_LEVEL,
+            "chargingProfilePurpose": "ChargePointMaxProfile",
+            "chargingProfileKind": "Absolute",
+            "chargingSchedule": {
+                "startSchedule": format_timestamp(start),
+                "chargingRateUnit": unit,
+                "chargingSchedulePeriod": [_period(watts, unit, phases)],
+            },
+        },
+    }
 
 
 def tx_profile(
@@ -41,9 +98,6 @@ def tx_profile(
 ) -> dict[str, Any]:
     """The SetChargingProfile payload giving ``watts`` to the transaction on a connector
     (at ``stack_level``: lower for a charger whose ChargeProfileMaxStackLevel is 0)."""
-    period: dict[str, Any] = {"startPeriod": 0, "limit": limit_in_unit(watts, unit, phases)}
-    if unit == "A":
-        period["numberPhases"] = phases
     return {
         "connectorId": connector_id,
         "csChargingProfiles": {
@@ -54,7 +108,7 @@ def tx_profile(
             "chargingProfileKind": "Relative",
             "chargingSchedule": {
                 "chargingRateUnit": unit,
-                "chargingSchedulePeriod": [period],
+                "chargingSchedulePeriod": [_period(watts, unit, phases)],
             },
         },
     }

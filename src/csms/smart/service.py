@@ -16,7 +16,9 @@
   with a boot, its sender first asks it what profiles it takes (GetConfiguration of
   :data:`~csms.smart.capabilities.CAPABILITY_KEYS`); its profiles are then built in the
   unit and within the stack level it reported. The answer is recorded like any other, so
-  a restarted CSMS and replay know it too.
+  a restarted CSMS and replay know it too. Then it installs the safety nets
+  (:meth:`SmartCharging.safety_profiles`): what the charger enforces on its own before a
+  session's TxProfile arrives, and while the CSMS cannot reach it.
 """
 
 from __future__ import annotations
@@ -36,10 +38,15 @@ from csms.ocpp.connection_manager import Connection, ConnectionManager
 from csms.recorder import Recorder
 from csms.smart.allocator import Demand, EvseKey, allocate
 from csms.smart.capabilities import CAPABILITY_KEYS, Capabilities
-from csms.smart.profiles import STACK_LEVEL, tx_profile
+from csms.smart.profiles import (
+    STACK_LEVEL,
+    charge_point_max_profile,
+    tx_default_profile,
+    tx_profile,
+)
 from csms.smart.site import SiteConfig
 from ocppj import Answer, CallTimeout, OcppjError, SessionClosed
-from ocppj.charging import min_power_w
+from ocppj.charging import amps_to_watts, min_power_w
 
 log = logging.getLogger("csms.smart")
 
@@ -304,8 +311,29 @@ class SmartCharging:
             action, payload, timeout=self._call_timeout, on_answer=record
         )
 
+    def safety_profiles(self, charger_id: str) -> list[dict[str, Any]]:
+        """The SetChargingProfile payloads installed after a boot, in the unit the charger
+        takes: a TxDefaultProfile on connector 0 at ``safe_limit_a_per_phase``, and a
+        ChargePointMaxProfile at the site's (or group's) limit."""
+        capabilities = self.capabilities(charger_id)
+        # Connector 0 stands for every EVSE: rated as the first one.
+        _, phases, configured = self.site.rating(charger_id, 1)
+        unit = capabilities.unit(configured)
+        payloads = []
+        safe_a = self.site.safe_limit_a_per_phase
+        if safe_a is not None:
+            watts = amps_to_watts(safe_a, phases)
+            payloads.append(tx_default_profile(watts=watts, unit=unit, phases=phases))
+        cap = self.site.cap_w(charger_id)
+        if self.site.charge_point_max_profile and cap is not None:
+            payloads.append(
+                charge_point_max_profile(watts=cap, unit=unit, phases=phases, now=self._clock())
+            )
+        return payloads
+
     async def _setup(self, conn: Connection) -> None:
-        """Ask the charger what profiles it takes (recorded: the domain keeps the answer)."""
+        """Ask the charger what profiles it takes (recorded: the domain keeps the answer),
+        then install its safety nets."""
         cp_id = conn.charge_point_id
         try:
             answer = await self._exchange(conn, "GetConfiguration", {"key": list(CAPABILITY_KEYS)})
@@ -325,6 +353,21 @@ class SmartCharging:
             reported = charger.configuration.get(CAPABILITY_KEYS[0]) if charger else None
             log.warning("%s: no ChargingScheduleAllowedChargingRateUnit we can read (%r); its "
                         "profiles go in the unit configured, or A", cp_id, reported)
+        for payload in self.safety_profiles(cp_id):
+            purpose = payload["csChargingProfiles"]["chargingProfilePurpose"]
+            try:
+                answer = await self._exchange(conn, "SetChargingProfile", payload)
+            except CallTimeout:
+                # It does not answer SetChargingProfile: its TxProfiles wait no longer.
+                log.warning("%s: no answer to the %s safety net", cp_id, purpose)
+                return
+            except (SessionClosed, OcppjError) as exc:
+                log.info("%s: %s not sent: %s", cp_id, purpose, exc)
+                return
+            error = str(answer.error.code) if answer.error is not None else None
+            status = error or str((answer.payload or {}).get("status"))
+            if status != "Accepted":
+                log.warning("%s: the %s safety net answered %s", cp_id, purpose, status)
 
     async def _send(self, conn: Connection, connector_id: int, wanted: _Wanted) -> None:
         session = conn.session

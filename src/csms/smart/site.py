@@ -97,6 +97,15 @@ class SiteConfig:
     #: stay inside the deadband and the final shares would never be sent.
     settle_s: float = attrs.field(default=0.5, validator=_non_negative)
     guard_band_kw: float = attrs.field(default=1.5, validator=_non_negative)
+    #: The safety net installed on every charger at boot: a TxDefaultProfile giving each
+    #: EVSE this much (A per phase) from its transaction's start until its TxProfile
+    #: arrives, and whenever the CSMS cannot reach the charger. The 6 A minimum: every EV
+    #: charges, none draws more than the least share it could be given. None: none sent.
+    safe_limit_a_per_phase: float | None = attrs.field(default=6.0, validator=_non_negative)
+    #: Install a ChargePointMaxProfile at boot capping the charger as a whole at the site
+    #: limit (or its group's, if lower): no charger alone exceeds it, whatever profiles it
+    #: kept or lost.
+    charge_point_max_profile: bool = True
 
     @property
     def limit_w(self) -> float | None:
@@ -111,6 +120,15 @@ class SiteConfig:
         phases = evse.phases if evse.phases is not None else charger.phases
         unit = evse.unit if evse.unit is not None else charger.unit
         return max_kw * 1000.0, phases, unit
+
+    def cap_w(self, charger_id: str) -> float | None:
+        """The most one charger may draw: the site limit, or its group's if lower."""
+        limits = [self.limit_w]
+        group = self.group_of(charger_id)
+        if group is not None:
+            limits.append(self.group_limits_w().get(group))
+        known = [limit for limit in limits if limit is not None]
+        return min(known) if known else None
 
     def group_of(self, charger_id: str) -> str | None:
         """The group a charger is in, if any."""
