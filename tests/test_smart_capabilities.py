@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -340,3 +341,122 @@ async def test_no_safety_nets_when_the_site_file_says_so(
         await eventually(lambda: cp.online)
         await trio.sleep(60)
         assert not cp.profiles_received[0]
+
+
+# -- falling back after a refused TxProfile (issue #13, point 6) ------------------------------
+
+
+def firmware(
+    accepts: Callable[[dict[str, Any]], bool], keys: dict[str, str], connectors: int = 2
+) -> dict[str, Any]:
+    """Handlers of a charger that reports ``keys`` and accepts the profiles ``accepts``
+    takes; ClearChargingProfile by id is Accepted."""
+
+    def get_configuration(payload: dict[str, Any]) -> dict[str, Any]:
+        wanted = payload.get("key") or list(keys)
+        return {
+            "configurationKey": [
+                {"key": k, "readonly": True, "value": keys[k]} for k in wanted if k in keys
+            ],
+            "unknownKey": [k for k in wanted if k not in keys],
+        }
+
+    def set_charging_profile(payload: dict[str, Any]) -> dict[str, Any]:
+        ok = accepts(payload["csChargingProfiles"])
+        return {"status": "Accepted" if ok else "Rejected"}
+
+    def clear_charging_profile(payload: dict[str, Any]) -> dict[str, Any]:
+        return {"status": "Accepted"}
+
+    return {
+        "GetConfiguration": get_configuration,
+        "SetChargingProfile": set_charging_profile,
+        "ClearChargingProfile": clear_charging_profile,
+    }
+
+
+def unit_of(profile: dict[str, Any]) -> str:
+    unit: str = profile["chargingSchedule"]["chargingRateUnit"]
+    return unit
+
+
+async def start(cp: ServingChargePoint, connector: int, tag: str) -> int:
+    started = await cp.call(
+        "StartTransaction",
+        {"connectorId": connector, "idTag": tag, "meterStart": 0, "timestamp": NOW_TS},
+    )
+    return int(started["transactionId"])
+
+
+async def test_a_charger_that_does_not_say_it_takes_only_w_gets_w_after_refusing_a(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    async with (
+        site_of_11_kw(tmp_path, virtual_clock) as s,
+        ServingChargePoint.connect(s.port, "CP_W", Wire()) as cp,
+    ):
+        # No ChargingScheduleAllowedChargingRateUnit in its key set: the CSMS cannot know.
+        cp.handlers = firmware(lambda p: unit_of(p) == "W", {"NumberOfConnectors": "1"})
+        await cp.call("BootNotification", BOOT)
+        tx = await start(cp, 1, "TAG-1")
+        await cp.serve_until(lambda: any(unit_of(p["csChargingProfiles"]) == "W"
+                                         for p in tx_profiles(cp)))
+        tried = [
+            (p["csChargingProfiles"]["chargingProfilePurpose"],
+             unit_of(p["csChargingProfiles"]), a["status"] if a else None)
+            for n, p, a in cp.served if n == "SetChargingProfile"
+        ]
+        # The safety nets in A, refused, then in W; the TxProfile in A, refused, then in W.
+        assert tried == [
+            ("TxDefaultProfile", "A", "Rejected"), ("TxDefaultProfile", "W", "Accepted"),
+            ("ChargePointMaxProfile", "A", "Rejected"), ("ChargePointMaxProfile", "W", "Accepted"),
+            ("TxProfile", "A", "Rejected"), ("TxProfile", "W", "Accepted"),
+        ]
+        smart = s.running_csms.smart
+        assert smart is not None and smart.uncontrolled == {}
+        assert in_force(cp, tx, s.now(), s.now()) == 11_000.0
+
+
+async def test_a_charger_that_refuses_txprofiles_gets_a_txdefaultprofile_on_the_connector(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    keys = {"ChargingScheduleAllowedChargingRateUnit": "Current,Power",
+            "NumberOfConnectors": "2"}
+    async with (
+        site_of_11_kw(tmp_path, virtual_clock) as s,
+        ServingChargePoint.connect(s.port, "CP_D", Wire()) as cp,
+    ):
+        cp.handlers = firmware(lambda p: p["chargingProfilePurpose"] != "TxProfile", keys)
+        await cp.call("BootNotification", BOOT)
+        tx = await start(cp, 1, "TAG-1")
+
+        def defaults_on(connector: int) -> list[dict[str, Any]]:
+            return [p for p in cp.served_actions("SetChargingProfile")
+                    if p["connectorId"] == connector]
+
+        await cp.serve_until(lambda: bool(defaults_on(1)) and
+                             defaults_on(1)[-1]["csChargingProfiles"]["chargingProfilePurpose"]
+                             == "TxDefaultProfile")
+        # TxProfile in A and in W refused, then the TxDefaultProfile on connector 1, taken.
+        assert [(p["csChargingProfiles"]["chargingProfilePurpose"],
+                 unit_of(p["csChargingProfiles"])) for p in defaults_on(1)] == [
+            ("TxProfile", "A"), ("TxProfile", "W"), ("TxDefaultProfile", "A")]
+        fallback = defaults_on(1)[-1]["csChargingProfiles"]
+        assert fallback["chargingProfileId"] == 9201
+        smart = s.running_csms.smart
+        assert smart is not None and smart.uncontrolled == {}
+        assert in_force(cp, tx, s.now(), s.now()) == pytest.approx(15.9 * 690)
+        # A second session halves the first one's share: sent in the form that worked.
+        await start(cp, 2, "TAG-2")
+        await cp.serve_until(lambda: len(defaults_on(1)) == 4)
+        assert defaults_on(1)[-1]["csChargingProfiles"]["chargingProfilePurpose"] == (
+            "TxDefaultProfile"
+        )
+        # When the session ends, its connector's fallback is cleared: the next session
+        # starts under the safety net, not at this one's limit.
+        await cp.call(
+            "StopTransaction",
+            {"transactionId": tx, "meterStop": 100, "timestamp": NOW_TS, "reason": "Local"},
+        )
+        await cp.serve_until(lambda: bool(cp.served_actions("ClearChargingProfile")))
+        assert cp.served_actions("ClearChargingProfile") == [{"id": 9201}]

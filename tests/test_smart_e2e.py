@@ -228,10 +228,19 @@ async def test_a_charger_that_rejects_profiles_is_counted_at_its_maximum(
         assert refuser.evse(1).limit_w is None  # no profile: it draws what the EV takes
         assert refuser.evse(1).power_w == 22_000.0
         assert state.profiles[refused].status == "Rejected"
-        # It is asked once per session, not on every tick.
+        # Each form is tried once per session (TxProfile in A and W, then a TxDefaultProfile
+        # on the connector in A and W), not on every tick.
         await trio.sleep(3 * TICK)
         log = await s.log()
-        assert [row.charger_id for row, _ in profiles_sent(log)].count("CP_01") == 1
+        tried = [
+            (p["csChargingProfiles"]["chargingProfilePurpose"],
+             p["csChargingProfiles"]["chargingSchedule"]["chargingRateUnit"])
+            for row, frame in frames(log)
+            if row.charger_id == "CP_01" and frame[0] == 2
+            and frame[2] == "SetChargingProfile" and (p := frame[3])["connectorId"] == 1
+        ]
+        assert tried == [("TxProfile", "A"), ("TxProfile", "W"),
+                         ("TxDefaultProfile", "A"), ("TxDefaultProfile", "W")]
         assert smart.allocation == {("CP_02", 1): 9000.0, ("CP_03", 1): 9000.0}
 
         # The CSMS stops with the sessions open: the store keeps the allocation in force.

@@ -268,10 +268,17 @@ def set_charging_profile(state: DomainState, a: Answered) -> list[ev.Event]:
     profile = a.request["csChargingProfiles"]
     schedule = profile["chargingSchedule"]
     periods = schedule["chargingSchedulePeriod"]
+    connector_id = int(a.request["connectorId"])
+    purpose = str(profile["chargingProfilePurpose"])
+    transaction_id = profile.get("transactionId")
+    if transaction_id is None and purpose == "TxDefaultProfile" and connector_id > 0:
+        # A TxDefaultProfile on a connector governs the transaction running there (the
+        # CSMS's fallback for a charger that refuses TxProfiles).
+        transaction_id = state.open_sessions.get((a.charger_id, connector_id))
     return [ev.ChargingProfileAnswered(
-        a.charger_id, a.at, int(a.request["connectorId"]), int(profile["chargingProfileId"]),
-        str(profile["chargingProfilePurpose"]), int(profile["stackLevel"]),
-        profile.get("transactionId"), str(schedule["chargingRateUnit"]),
+        a.charger_id, a.at, connector_id, int(profile["chargingProfileId"]),
+        purpose, int(profile["stackLevel"]),
+        transaction_id, str(schedule["chargingRateUnit"]),
         float(periods[0]["limit"]), a.status,
     )]
 

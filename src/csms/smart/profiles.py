@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from attrs import frozen
+
 from ocppj.charging import round_down_tenth, watts_to_amps
 from ocppj.timestamps import format_timestamp
 
@@ -112,3 +114,80 @@ def tx_profile(
             },
         },
     }
+
+
+#: chargingProfileId of the per-connector TxDefaultProfile a session falls back on:
+#: CONNECTOR_DEFAULT_ID_BASE + connectorId.
+CONNECTOR_DEFAULT_ID_BASE = 9200
+
+
+@frozen
+class Form:
+    """How a session's limit goes to its charger.
+
+    Attributes:
+        purpose: ``TxProfile``; or ``TxDefaultProfile`` on the session's connector, for a
+            charger that refuses TxProfiles (it then holds for the connector's next
+            session too, until cleared).
+        unit: ``A`` or ``W``.
+        stack_level: the profile's stackLevel.
+    """
+
+    purpose: str
+    unit: str
+    stack_level: int
+
+
+def session_profile(
+    form: Form, *, connector_id: int, transaction_id: int, watts: float, phases: int
+) -> dict[str, Any]:
+    """The SetChargingProfile payload giving ``watts`` to a session, in ``form``."""
+    if form.purpose == "TxProfile":
+        return tx_profile(
+            connector_id=connector_id,
+            transaction_id=transaction_id,
+            watts=watts,
+            unit=form.unit,
+            phases=phases,
+            stack_level=form.stack_level,
+        )
+    return {
+        "connectorId": connector_id,
+        "csChargingProfiles": {
+            "chargingProfileId": CONNECTOR_DEFAULT_ID_BASE + connector_id,
+            "stackLevel": form.stack_level,
+            "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Relative",
+            "chargingSchedule": {
+                "chargingRateUnit": form.unit,
+                "chargingSchedulePeriod": [_period(watts, form.unit, phases)],
+            },
+        },
+    }
+
+
+def fallbacks(refused: Form, *, units: frozenset[str] | None, unit_fixed: bool) -> list[Form]:
+    """What to try, in order, after a charger refused a session's profile in ``refused``.
+
+    The other unit first, unless the configuration fixes the unit or the charger reported
+    it does not take it (the refusal may be the unit: many chargers take only W, and not
+    all of them say so); then a TxDefaultProfile on the connector (for chargers that
+    refuse TxProfiles), in each unit still worth trying. Each is tried once per session.
+
+    Args:
+        refused: the form the charger refused.
+        units: the units the charger reported it takes (None: not known).
+        unit_fixed: the site configuration names the unit.
+    """
+    other = "W" if refused.unit == "A" else "A"
+    try_other = not unit_fixed and (units is None or other in units)
+    order: list[Form] = []
+    if refused.purpose == "TxProfile":
+        if try_other:
+            order.append(Form("TxProfile", other, refused.stack_level))
+        order.append(Form("TxDefaultProfile", refused.unit, refused.stack_level))
+        if try_other:
+            order.append(Form("TxDefaultProfile", other, refused.stack_level))
+    elif try_other:
+        order.append(Form("TxDefaultProfile", other, refused.stack_level))
+    return order

@@ -9,8 +9,11 @@
   (pure) and hands them to each charger's **sender**: a task beside the charger's own
   session, under its connection. The tick never waits for a sender: a slow or dead
   charger delays nobody else.
-* A charger that answers Rejected, NotSupported, a CALLERROR, or nothing in time is
-  treated as uncontrolled for that session: its EVSE's maximum counts as fixed load.
+* A charger that refuses a session's TxProfile (Rejected, NotSupported, a CALLERROR) is
+  sent the limit in the forms :func:`~csms.smart.profiles.fallbacks` lists (the other
+  unit, then a TxDefaultProfile on the connector); the one it accepts is used for the rest
+  of the session. A charger that refuses them all, or does not answer in time, is treated
+  as uncontrolled for that session: its EVSE's maximum counts as fixed load.
   Every answer is recorded in the domain (and so in the message log and replay).
 * After a charger boots, and on the first message of a connection that did not start
   with a boot, its sender first asks it what profiles it takes (GetConfiguration of
@@ -39,10 +42,13 @@ from csms.recorder import Recorder
 from csms.smart.allocator import Demand, EvseKey, allocate
 from csms.smart.capabilities import CAPABILITY_KEYS, Capabilities
 from csms.smart.profiles import (
+    CONNECTOR_DEFAULT_ID_BASE,
     STACK_LEVEL,
+    Form,
     charge_point_max_profile,
+    fallbacks,
+    session_profile,
     tx_default_profile,
-    tx_profile,
 )
 from csms.smart.site import SiteConfig
 from ocppj import Answer, CallTimeout, OcppjError, SessionClosed
@@ -59,6 +65,7 @@ _TRIGGERS = (ev.SessionStarted, ev.SessionStopped, ev.SessionSuperseded,
 class _Wanted:
     transaction_id: int
     watts: float
+    form: Form
     payload: dict[str, Any]
 
 
@@ -72,6 +79,8 @@ class _Sender:
     needs_setup: bool = False
     #: No message has arrived on the charger's current connection yet.
     fresh_connection: bool = False
+    #: Connectors whose fallback TxDefaultProfile is to be cleared (its session ended).
+    clears: set[int] = attrs.Factory(set)
 
 
 class SmartCharging:
@@ -101,6 +110,9 @@ class SmartCharging:
         #: sample count when it was accepted, the limit in force when the latest sample
         #: before that was measured).
         self.sent: dict[EvseKey, tuple[int, float, int, float | None]] = {}
+        #: The form a session's charger accepted after refusing the default one:
+        #: (charger, connector) → (transactionId, form).
+        self.forms: dict[EvseKey, tuple[int, Form]] = {}
         self._senders: dict[str, _Sender] = {}
         connections.add_connection_task(self._sender_task)
 
@@ -210,22 +222,44 @@ class SmartCharging:
         open_keys = {d.key for d in demands}
         for key in [k for k in self.sent if k not in open_keys]:
             del self.sent[key]
+        self._forget_forms()
         for key, watts in sorted(self._to_send(demands).items()):
             tx = self.state.open_sessions[key]
-            _, phases, configured = self.site.rating(*key)
-            capabilities = self.capabilities(key[0])
-            payload = tx_profile(
-                connector_id=key[1],
-                transaction_id=tx,
-                watts=watts,
-                unit=capabilities.unit(configured),
-                phases=phases,
-                stack_level=capabilities.stack_level(STACK_LEVEL),
+            _, phases, _ = self.site.rating(*key)
+            form = self.form(key, tx)
+            payload = session_profile(
+                form, connector_id=key[1], transaction_id=tx, watts=watts, phases=phases
             )
             sender = self._senders.setdefault(key[0], _Sender())
-            sender.wanted[key[1]] = _Wanted(tx, watts, payload)
+            sender.wanted[key[1]] = _Wanted(tx, watts, form, payload)
             sender.changed.set()
         return self.allocation
+
+    def form(self, key: EvseKey, transaction_id: int) -> Form:
+        """How the session's limit goes to its charger: the form it accepted after a
+        refusal, else a TxProfile in the unit and stack level it takes."""
+        taken = self.forms.get(key)
+        if taken is not None and taken[0] == transaction_id:
+            return taken[1]
+        _, _, configured = self.site.rating(*key)
+        capabilities = self.capabilities(key[0])
+        return Form(
+            "TxProfile", capabilities.unit(configured), capabilities.stack_level(STACK_LEVEL)
+        )
+
+    def _forget_forms(self) -> None:
+        """Drop the forms of ended sessions; a fallback TxDefaultProfile is cleared, so the
+        connector's next session starts under the safety net again, not at this one's
+        limit."""
+        open_sessions = self.state.open_sessions
+        for key, (tx, form) in list(self.forms.items()):
+            if open_sessions.get(key) == tx:
+                continue
+            del self.forms[key]
+            if form.purpose == "TxDefaultProfile":
+                sender = self._senders.setdefault(key[0], _Sender())
+                sender.clears.add(key[1])
+                sender.changed.set()
 
     def _to_send(self, demands: list[Demand]) -> dict[EvseKey, float]:
         """The limits worth sending: changes beyond the deadband, plus as many small
@@ -288,6 +322,8 @@ class SmartCharging:
             if sender.needs_setup:
                 sender.needs_setup = False
                 await self._setup(conn)
+            while sender.clears:
+                await self._clear(conn, sender.clears.pop())
             while sender.wanted:
                 connector_id = min(sender.wanted)
                 wanted = sender.wanted.pop(connector_id)
@@ -311,14 +347,19 @@ class SmartCharging:
             action, payload, timeout=self._call_timeout, on_answer=record
         )
 
-    def safety_profiles(self, charger_id: str) -> list[dict[str, Any]]:
+    def safety_profiles(
+        self, charger_id: str, *, other_unit: bool = False
+    ) -> list[dict[str, Any]]:
         """The SetChargingProfile payloads installed after a boot, in the unit the charger
-        takes: a TxDefaultProfile on connector 0 at ``safe_limit_a_per_phase``, and a
-        ChargePointMaxProfile at the site's (or group's) limit."""
+        takes (or the other one): a TxDefaultProfile on connector 0 at
+        ``safe_limit_a_per_phase``, and a ChargePointMaxProfile at the site's (or group's)
+        limit."""
         capabilities = self.capabilities(charger_id)
         # Connector 0 stands for every EVSE: rated as the first one.
         _, phases, configured = self.site.rating(charger_id, 1)
         unit = capabilities.unit(configured)
+        if other_unit:
+            unit = "W" if unit == "A" else "A"
         payloads = []
         safe_a = self.site.safe_limit_a_per_phase
         if safe_a is not None:
@@ -353,21 +394,41 @@ class SmartCharging:
             reported = charger.configuration.get(CAPABILITY_KEYS[0]) if charger else None
             log.warning("%s: no ChargingScheduleAllowedChargingRateUnit we can read (%r); its "
                         "profiles go in the unit configured, or A", cp_id, reported)
-        for payload in self.safety_profiles(cp_id):
+        _, _, configured = self.site.rating(cp_id, 1)
+        units = self.capabilities(cp_id).units
+        first = self.safety_profiles(cp_id)
+        # A charger that did not say which unit it takes may take only the other one.
+        second = self.safety_profiles(cp_id, other_unit=True)
+        retry = configured is None and units is None
+        for index, payload in enumerate(first):
             purpose = payload["csChargingProfiles"]["chargingProfilePurpose"]
-            try:
-                answer = await self._exchange(conn, "SetChargingProfile", payload)
-            except CallTimeout:
-                # It does not answer SetChargingProfile: its TxProfiles wait no longer.
-                log.warning("%s: no answer to the %s safety net", cp_id, purpose)
-                return
-            except (SessionClosed, OcppjError) as exc:
-                log.info("%s: %s not sent: %s", cp_id, purpose, exc)
-                return
-            error = str(answer.error.code) if answer.error is not None else None
-            status = error or str((answer.payload or {}).get("status"))
-            if status != "Accepted":
+            for attempt in [payload, second[index]] if retry else [payload]:
+                try:
+                    answer = await self._exchange(conn, "SetChargingProfile", attempt)
+                except CallTimeout:
+                    # It does not answer SetChargingProfile: its TxProfiles wait no longer.
+                    log.warning("%s: no answer to the %s safety net", cp_id, purpose)
+                    return
+                except (SessionClosed, OcppjError) as exc:
+                    log.info("%s: %s not sent: %s", cp_id, purpose, exc)
+                    return
+                status = _status(answer)
+                if status == "Accepted":
+                    break
                 log.warning("%s: the %s safety net answered %s", cp_id, purpose, status)
+
+    async def _clear(self, conn: Connection, connector_id: int) -> None:
+        """Clear the fallback TxDefaultProfile of a connector whose session ended."""
+        payload = {"id": CONNECTOR_DEFAULT_ID_BASE + connector_id}
+        try:
+            answer = await self._exchange(conn, "ClearChargingProfile", payload)
+        except (CallTimeout, SessionClosed, OcppjError) as exc:
+            log.warning("%s EVSE_%d: fallback profile not cleared: %s",
+                        conn.charge_point_id, connector_id, exc)
+            return
+        if answer.error is not None:
+            log.warning("%s EVSE_%d: ClearChargingProfile answered %s", conn.charge_point_id,
+                        connector_id, answer.error.code)
 
     async def _send(self, conn: Connection, connector_id: int, wanted: _Wanted) -> None:
         session = conn.session
@@ -387,12 +448,55 @@ class SmartCharging:
         except (SessionClosed, OcppjError) as exc:
             log.info("%s EVSE_%d: SetChargingProfile not sent: %s", *key, exc)
             return
-        error = str(answer.error.code) if answer.error is not None else None
-        status = error or str((answer.payload or {}).get("status"))
+        status = _status(answer)
         if status == "Accepted":
             self._accepted(key, wanted)
             self.uncontrolled.pop(key, None)
-        else:
-            log.warning("%s EVSE_%d: SetChargingProfile answered %s; uncontrolled", *key, status)
-            self.uncontrolled[key] = wanted.transaction_id
-            self.request_rebalance()
+            return
+        if await self._fall_back(conn, key, wanted, status):
+            return
+        log.warning("%s EVSE_%d: SetChargingProfile answered %s; uncontrolled", *key, status)
+        self.uncontrolled[key] = wanted.transaction_id
+        self.request_rebalance()
+
+    async def _fall_back(
+        self, conn: Connection, key: EvseKey, wanted: _Wanted, status: str
+    ) -> bool:
+        """After a refusal, try the session's limit in the other forms; whether one was
+        accepted (it is then used for the rest of the session)."""
+        _, phases, configured = self.site.rating(*key)
+        options = fallbacks(
+            wanted.form, units=self.capabilities(key[0]).units, unit_fixed=configured is not None
+        )
+        for form in options:
+            if self.state.open_sessions.get(key) != wanted.transaction_id:
+                return True  # the session ended meanwhile: nothing to control
+            payload = session_profile(
+                form,
+                connector_id=key[1],
+                transaction_id=wanted.transaction_id,
+                watts=wanted.watts,
+                phases=phases,
+            )
+            log.info("%s EVSE_%d: %s %s answered %s; trying %s in %s", *key,
+                     wanted.form.purpose, wanted.form.unit, status, form.purpose, form.unit)
+            try:
+                answer = await self._exchange(conn, "SetChargingProfile", payload)
+            except CallTimeout:
+                return False
+            except (SessionClosed, OcppjError):
+                return True  # not sent: the next rebalance tries again
+            status = _status(answer)
+            if status == "Accepted":
+                self.forms[key] = (wanted.transaction_id, form)
+                self._accepted(key, attrs.evolve(wanted, form=form, payload=payload))
+                self.uncontrolled.pop(key, None)
+                return True
+        return False
+
+
+def _status(answer: Answer) -> str:
+    """A SetChargingProfile answer's status, or the CALLERROR code."""
+    if answer.error is not None:
+        return str(answer.error.code)
+    return str((answer.payload or {}).get("status"))
