@@ -201,7 +201,9 @@ async def test_a_w_only_charger_is_asked_what_it_takes_and_gets_profiles_it_acce
 async def test_the_configuration_file_overrides_what_the_charger_reports(
     tmp_path: Path, virtual_clock: trio.testing.MockClock
 ) -> None:
-    site = SiteConfig(limit_kw=11.0, chargers={"CP_W": ChargerRating(unit="A")})
+    site = SiteConfig(
+        limit_kw=11.0, chargers={"CP_W": ChargerRating(unit="A", max_stack_level=0)}
+    )
     async with (
         virtual_site(tmp_path, virtual_clock, site=site) as s,
         ServingChargePoint.connect(s.port, "CP_W", Wire()) as cp,
@@ -212,7 +214,7 @@ async def test_the_configuration_file_overrides_what_the_charger_reports(
         (payload,) = tx_profiles(cp)
         schedule = payload["csChargingProfiles"]["chargingSchedule"]
         assert schedule["chargingRateUnit"] == "A"
-        assert payload["csChargingProfiles"]["stackLevel"] == 1
+        assert payload["csChargingProfiles"]["stackLevel"] == 0  # it reports 8
 
 
 async def test_a_charger_that_reconnects_without_booting_is_asked_again(

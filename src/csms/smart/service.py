@@ -153,11 +153,16 @@ class SmartCharging:
         sender.changed.set()
 
     def capabilities(self, charger_id: str) -> Capabilities:
-        """What the charger reported it takes (all unknown until it answered)."""
+        """What the charger reported it takes (all unknown until it answered), with the
+        site file's overrides."""
         charger = self.state.chargers.get(charger_id)
-        if charger is None:
-            return Capabilities()
-        return Capabilities.from_configuration(charger.configuration)
+        reported = charger.configuration if charger is not None else {}
+        capabilities = Capabilities.from_configuration(reported)
+        # The site file's values override what the charger reported.
+        max_stack_level = self.site.charger(charger_id).max_stack_level
+        if max_stack_level is not None:
+            capabilities = attrs.evolve(capabilities, max_stack_level=max_stack_level)
+        return capabilities
 
     # -- the tick --------------------------------------------------------------------------
 

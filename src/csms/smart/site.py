@@ -65,6 +65,8 @@ class ChargerRating:
     max_power_kw: float = attrs.field(default=22.0, validator=_positive)
     phases: int = attrs.field(default=3, validator=_phases)
     unit: str | None = attrs.field(default=None, validator=_unit)
+    #: The highest stackLevel to use (None: the ChargeProfileMaxStackLevel it reports).
+    max_stack_level: int | None = attrs.field(default=None, validator=_non_negative)
     evses: dict[int, EvseRating] = attrs.field(factory=dict)
 
 
@@ -120,6 +122,10 @@ class SiteConfig:
         phases = evse.phases if evse.phases is not None else charger.phases
         unit = evse.unit if evse.unit is not None else charger.unit
         return max_kw * 1000.0, phases, unit
+
+    def charger(self, charger_id: str) -> ChargerRating:
+        """The rating of a charger (the default one's, if it is not listed)."""
+        return self.chargers.get(charger_id, self.default_charger)
 
     def cap_w(self, charger_id: str) -> float | None:
         """The most one charger may draw: the site limit, or its group's if lower."""
