@@ -205,3 +205,20 @@ async def test_a_charger_that_never_answers(
             sent
         )
         await s.stop_csms()
+
+
+# -- a clean close ----------------------------------------------------------------------------
+
+
+async def test_a_stopping_charger_closes_its_websocket_with_a_handshake(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    async with virtual_site(tmp_path, virtual_clock) as s:
+        chargers = await s.fleet.spawn(3, evses=1)
+        await eventually(lambda: all(cp.online for cp in chargers))
+        await s.fleet.stop()
+        await eventually(lambda: not any(cp.online for cp in chargers))
+        await trio.sleep(1)
+        log = await s.log()
+        reasons = [json.loads(r.frame)["reason"] for r in log if r.direction == "disconnect"]
+        assert reasons == ["peer closed (1000 NORMAL_CLOSURE)"] * 3

@@ -118,24 +118,11 @@ def w_only_firmware(max_stack_level: int = 0) -> dict[str, Any]:
         "MeterValueSampleInterval": "60",
     }
 
-    def get_configuration(payload: dict[str, Any]) -> dict[str, Any]:
-        wanted = payload.get("key") or list(keys)
-        return {
-            "configurationKey": [
-                {"key": k, "readonly": True, "value": keys[k]} for k in wanted if k in keys
-            ],
-            "unknownKey": [k for k in wanted if k not in keys],
-        }
+    def takes(profile: dict[str, Any]) -> bool:
+        unit = profile["chargingSchedule"]["chargingRateUnit"]
+        return bool(unit == "W" and profile["stackLevel"] <= max_stack_level)
 
-    def set_charging_profile(payload: dict[str, Any]) -> dict[str, Any]:
-        profile = payload["csChargingProfiles"]
-        ok = (
-            profile["chargingSchedule"]["chargingRateUnit"] == "W"
-            and profile["stackLevel"] <= max_stack_level
-        )
-        return {"status": "Accepted" if ok else "Rejected"}
-
-    return {"GetConfiguration": get_configuration, "SetChargingProfile": set_charging_profile}
+    return firmware(takes, keys)
 
 
 def tx_profiles(cp: ServingChargePoint) -> list[dict[str, Any]]:
