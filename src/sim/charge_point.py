@@ -112,6 +112,7 @@ class SimChargePoint:
         self.calls_received = 0
         self._queue = TransactionQueue(
             self.id,
+            attempts=lambda: self.configuration.int_value("TransactionMessageAttempts", 3),
             retry_interval=lambda: self.configuration.int_value(
                 "TransactionMessageRetryInterval", 30
             ),
@@ -134,6 +135,11 @@ class SimChargePoint:
     def queued(self) -> int:
         """Transaction messages not yet answered by the CSMS."""
         return len(self._queue)
+
+    @property
+    def dropped(self) -> int:
+        """Transaction messages given up after TransactionMessageAttempts failures."""
+        return self._queue.dropped
 
     async def wait_queue_empty(self) -> None:
         """Return once every queued transaction message has been answered."""

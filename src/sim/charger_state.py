@@ -114,9 +114,11 @@ class TxMessage:
             transactionId only once the StartTransaction before it was answered).
         on_result: called with the CSMS's answer.
         payload: the payload as first sent; a resend sends it unchanged.
+        transmissions: how many times it went out.
     """
 
     action: str
     build: Callable[[], dict[str, Any]]
     on_result: Callable[[dict[str, Any]], None] | None = None
     payload: dict[str, Any] | None = None
+    transmissions: int = 0

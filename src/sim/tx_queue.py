@@ -2,8 +2,12 @@
 
 StartTransaction, the MeterValues of a transaction and StopTransaction go out one at a
 time, in the order they were produced, whatever the connection does: produced offline,
-they wait for the next boot; one whose answer never came is sent again with the same
-content (OCPP 1.6, 4.7 "Transaction-related messages").
+they wait for the next boot. A message the CSMS failed to process (a CALLERROR, or no
+answer in time) is sent again with the same content, as OCPP 1.6 has it ("Error
+responses to transaction-related messages"): after ``TransactionMessageRetryInterval``
+times the number of transmissions so far, until it has gone out
+``TransactionMessageAttempts`` times; then it is dropped (logged, counted), and the
+queue goes on. Both keys are read at each failure, so the CSMS can change them.
 """
 
 from __future__ import annotations
@@ -25,13 +29,18 @@ class TransactionQueue:
 
     Args:
         name: the charger's id, for the log.
-        retry_interval: seconds to wait after an unanswered message before sending it
-            again (read at each failure: the CSMS can change it).
+        attempts: how many times a message goes out before it is given up.
+        retry_interval: seconds, times the transmissions so far, to wait before a resend.
     """
 
-    def __init__(self, name: str, *, retry_interval: Callable[[], int]) -> None:
+    def __init__(
+        self, name: str, *, attempts: Callable[[], int], retry_interval: Callable[[], int]
+    ) -> None:
         self._name = name
+        self._attempts = attempts
         self._retry_interval = retry_interval
+        #: Messages given up after ``attempts`` failed transmissions.
+        self.dropped = 0
         self._messages: collections.deque[TxMessage] = collections.deque()
         self._changed = trio.Event()
         self._idle = trio.Event()
@@ -54,8 +63,8 @@ class TransactionQueue:
     async def deliver(self, session: RpcSession) -> None:
         """Send the queue over ``session``, in order, until cancelled (the connection ends).
 
-        A message the CSMS did not answer in time is sent again, unchanged, after the retry
-        interval; one it refused with a CALLERROR is dropped (logged).
+        A message the CSMS failed to process (CALLERROR, or no answer in time) is sent
+        again, unchanged, until it has gone out ``attempts`` times (see the module).
         """
         messages = self._messages
         while True:
@@ -67,14 +76,17 @@ class TransactionQueue:
             if message.payload is None:
                 # Built once: a message whose answer never came is sent again unchanged.
                 message.payload = message.build()
+            message.transmissions += 1
             try:
                 result = await session.call_payload(message.action, message.payload)
-            except CallTimeout:
-                await trio.sleep(self._retry_interval())
-                continue
-            except CallError as exc:
-                log.warning("%s: %s refused (%s); dropped", self._name, message.action, exc)
-                messages.popleft()
+            except (CallTimeout, CallError) as exc:
+                if message.transmissions >= max(self._attempts(), 1):
+                    log.warning("%s: %s failed %d times (last: %s); dropped", self._name,
+                                message.action, message.transmissions, exc)
+                    messages.popleft()
+                    self.dropped += 1
+                    continue
+                await trio.sleep(self._retry_interval() * message.transmissions)
                 continue
             messages.popleft()
             if message.on_result is not None:
