@@ -18,7 +18,12 @@ def test_the_shipped_config_yaml_loads() -> None:
     assert config == load_config(None)  # the default is the project's config.yaml
     assert config.csms_url is None
     assert (config.seed, config.meter_interval, config.heartbeat_interval) == (1, 60, 300)
-    assert set(config.chargers) == {"default", "compact", "single_phase"}
+    assert set(config.chargers) == {
+        "default", "compact", "single_phase", "w_only", "no_tx_profile"
+    }
+    w_only = config.template("w_only")
+    assert (w_only.rate_units, w_only.max_stack_level, w_only.tx_profiles) == ("Power", 0, True)
+    assert config.template("no_tx_profile").tx_profiles is False
     assert config.template(None) == ChargerTemplate("TrioSim", "AC-22", 2, 22.0, 3)
     assert config.template("single_phase").phases == 1
     assert [ev.name for ev in config.ev_mix] == ["compact", "family", "premium"]
@@ -94,6 +99,11 @@ BAD = {
         "needs a 'default' template",
     ),
     "empty EV mix": ("ev_mix: []\n", "config.ev_mix", "needs at least one EV"),
+    "no rate unit": (
+        "chargers:\n  default: {rate_units: Volts}\n",
+        "config.chargers['default'].rate_units",
+        "expected Current, Power or Current,Power",
+    ),
     "not a mapping": ("- 1\n- 2\n", "", "expected a mapping at the top level"),
     "not YAML": ("seed: [1, 2\n", "line 1", "not valid YAML"),
 }

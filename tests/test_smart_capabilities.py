@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -27,6 +28,7 @@ from csms.smart.site import ChargerRating, SiteConfig
 from fleet_helpers import eventually, virtual_site
 from ocppj.payloads import request_from_payload
 from raw_cp_helpers import Refuse, ServingChargePoint, Wire
+from sim.config import ChargerTemplate
 from sim.ev import Ev
 from sim.profiles import ProfileStore
 
@@ -449,3 +451,42 @@ async def test_a_charger_that_refuses_txprofiles_gets_a_txdefaultprofile_on_the_
         )
         await cp.serve_until(lambda: bool(cp.served_actions("ClearChargingProfile")))
         assert cp.served_actions("ClearChargingProfile") == [{"id": 9201}]
+
+
+# -- the simulator's chargers, with the same capabilities ----------------------------------------
+
+
+async def test_simulated_chargers_with_limited_capabilities_are_controlled(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    templates = {
+        "w_only": ChargerTemplate(rate_units="Power", max_stack_level=0, evses=1),
+        "no_tx_profile": ChargerTemplate(tx_profiles=False, evses=1),
+    }
+    async with site_of_11_kw(tmp_path, virtual_clock) as s:
+        s.fleet.config = attrs.evolve(s.fleet.config, chargers=templates)
+        (w_only,) = await s.fleet.spawn(1, template="w_only")
+        (no_tx,) = await s.fleet.spawn(1, template="no_tx_profile")
+        chargers = [w_only, no_tx]
+        await eventually(lambda: all(len(cp.profiles_received[0]) == 2 for cp in chargers))
+        # What they report, as the CSMS recorded it from their GetConfiguration answers.
+        reported = s.running_csms.state.chargers
+        assert reported["CP_01"].configuration["ChargingScheduleAllowedChargingRateUnit"] == (
+            "Power"
+        )
+        assert reported["CP_01"].configuration["ChargeProfileMaxStackLevel"] == "0"
+        for i, cp in enumerate(chargers):
+            await cp.plug_in(1, Ev(capacity_wh=90_000, soc=10.0, max_power_w=22_000))
+            assert await cp.start_session(1, f"TAG-{i}")
+        await trio.sleep(2 * 60)
+        # Each is given half the site (5.5 kW), and that is the limit in force on it.
+        for cp in chargers:
+            assert cp.evse(1).limit_w == pytest.approx(5_500.0, abs=70.0)
+            assert cp.evse(1).power_w <= 5_500.0
+        (w_profile,) = [p for _, p in w_only.profiles_received[1]]
+        assert w_profile["chargingSchedule"]["chargingRateUnit"] == "W"
+        assert w_profile["stackLevel"] == 0
+        purposes = {p["chargingProfilePurpose"] for _, p in no_tx.profiles_received[1]}
+        assert purposes == {"TxDefaultProfile"}
+        smart = s.running_csms.smart
+        assert smart is not None and smart.uncontrolled == {}

@@ -9,12 +9,14 @@ simulated charger that applies it.
 from __future__ import annotations
 
 import math
+import re
 
 __all__ = [
     "MIN_CURRENT_A",
     "NOMINAL_VOLTAGE_V",
     "amps_to_watts",
     "min_power_w",
+    "parse_units",
     "round_down_tenth",
     "watts_to_amps",
 ]
@@ -86,3 +88,20 @@ def round_down_tenth(value: float) -> float:
     # An int divided by 10 is correctly rounded: the float nearest tenths/10, whose repr
     # is the one-decimal string (no round(..., 1) needed).
     return tenths / 10
+
+
+_UNITS = {"current": "A", "a": "A", "amps": "A", "power": "W", "w": "W", "watts": "W"}
+
+
+def parse_units(value: str | None) -> frozenset[str] | None:
+    """The rate units (``A``, ``W``) a ChargingScheduleAllowedChargingRateUnit value
+    allows; None when absent or when no part of it names a unit.
+
+    The specification's values are ``Current`` and ``Power``, comma-separated; chargers in
+    the field also send ``W``, other separators and other cases: what clearly names a unit
+    is taken.
+    """
+    if value is None:
+        return None
+    units = {_UNITS[part] for part in re.split(r"[,;\s]+", value.lower()) if part in _UNITS}
+    return frozenset(units) or None

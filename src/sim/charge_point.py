@@ -32,6 +32,7 @@ from ocpp.v16 import call
 from ocpp.v16.enums import RegistrationStatus
 
 from ocppj import SUBPROTOCOL, CallError, CallTimeout, RpcSession, SessionClosed
+from ocppj.charging import parse_units
 from ocppj.timestamps import format_timestamp
 from sim import metering
 from sim.behaviour import IDEAL, Behaviour
@@ -89,11 +90,20 @@ class SimChargePoint:
             n: SimEvse(n, Evse(f"{config.id} EVSE_{n}"), config.max_power_w, config.phases)
             for n in range(1, config.evses + 1)
         }
-        self.profiles = ProfileStore(number_of_connectors=config.evses)
+        self.profiles = ProfileStore(
+            number_of_connectors=config.evses,
+            max_stack_level=config.max_stack_level,
+            allowed_units=parse_units(config.rate_units) or frozenset({"A"}),
+            max_periods=config.max_periods,
+            tx_profiles=config.tx_profiles,
+        )
         self.configuration = Configuration.default(
             connectors=config.evses,
             heartbeat_interval=config.heartbeat_interval,
             meter_interval=config.meter_interval,
+            max_stack_level=config.max_stack_level,
+            max_periods=config.max_periods,
+            rate_units=config.rate_units,
         )
         self.status = "Available"
         #: The local authorization list (idTag → idTagInfo) and its version (0: empty).

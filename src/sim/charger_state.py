@@ -29,6 +29,11 @@ class ChargePointConfig:
         call_timeout: seconds to wait for the CSMS's answer.
         status_step_delay: seconds between the stages of a firmware update or a
             diagnostics upload (Downloading → Downloaded → Installing → Installed).
+        rate_units: ChargingScheduleAllowedChargingRateUnit (``Current,Power``,
+            ``Current`` or ``Power``): the profile units it takes.
+        max_stack_level, max_periods: ChargeProfileMaxStackLevel and
+            ChargingScheduleMaxPeriods; profiles beyond them are Rejected.
+        tx_profiles: False: it refuses every TxProfile.
     """
 
     id: str
@@ -45,6 +50,10 @@ class ChargePointConfig:
     backoff_max: float = 60.0
     call_timeout: float = 30.0
     status_step_delay: float = 2.0
+    rate_units: str = "Current,Power"
+    max_stack_level: int = 8
+    max_periods: int = 24
+    tx_profiles: bool = True
 
 
 @attrs.define

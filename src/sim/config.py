@@ -16,6 +16,8 @@ from attrs import frozen
 from cattrs.errors import AttributeValidationNote, ClassValidationError
 from cattrs.gen import make_dict_structure_fn
 
+from ocppj.charging import parse_units
+
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config.yaml"
 
 
@@ -32,6 +34,16 @@ class _Invalid(ValueError):
     def __init__(self, expected: str, value: Any, field: str | None = None) -> None:
         super().__init__(f"expected {expected}, got {value!r}")
         self.field = field
+
+
+def _not_negative(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise _Invalid("a number >= 0", value, attribute.name)
+
+
+def _rate_units(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if parse_units(value) is None:
+        raise _Invalid("Current, Power or Current,Power", value, attribute.name)
 
 
 def _positive(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -58,6 +70,13 @@ class ChargerTemplate:
     evses: int = attrs.field(default=2, validator=_positive)
     max_power_kw: float = attrs.field(default=22.0, validator=_positive)
     phases: int = attrs.field(default=3, validator=_phases)
+    #: ChargingScheduleAllowedChargingRateUnit: the profile units it takes.
+    rate_units: str = attrs.field(default="Current,Power", validator=_rate_units)
+    #: ChargeProfileMaxStackLevel and ChargingScheduleMaxPeriods.
+    max_stack_level: int = attrs.field(default=8, validator=_not_negative)
+    max_periods: int = attrs.field(default=24, validator=_positive)
+    #: False: it refuses every TxProfile (TxDefaultProfiles and ChargePointMaxProfiles only).
+    tx_profiles: bool = True
 
 
 @frozen
@@ -122,12 +141,19 @@ def _number(value: Any, _: Any) -> float:
     return float(value)
 
 
+def _boolean(value: Any, _: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid("true or false", value)
+    return value
+
+
 def _text(value: Any, _: Any) -> str:
     if not isinstance(value, str):
         raise _Invalid("a string", value)
     return value
 
 
+_converter.register_structure_hook(bool, _boolean)
 _converter.register_structure_hook(int, _integer)
 _converter.register_structure_hook(float, _number)
 _converter.register_structure_hook(str, _text)

@@ -43,6 +43,7 @@ class Configuration:
     @classmethod
     def default(cls, *, connectors: int, heartbeat_interval: int, meter_interval: int,
                 max_stack_level: int = 8, max_periods: int = 24,
+                rate_units: str = "Current,Power",
                 max_profiles: int = 20) -> Configuration:
         """The keys a simulated charge point starts with."""
         sampled = "Energy.Active.Import.Register,Power.Active.Import,Current.Import,SoC"
@@ -68,7 +69,7 @@ class Configuration:
             "TransactionMessageRetryInterval": Key("30", valid=_positive_int),
             "UnlockConnectorOnEVSideDisconnect": Key("true", valid=_boolean),
             "ChargeProfileMaxStackLevel": Key(str(max_stack_level), readonly=True),
-            "ChargingScheduleAllowedChargingRateUnit": Key("Current,Power", readonly=True),
+            "ChargingScheduleAllowedChargingRateUnit": Key(rate_units, readonly=True),
             "ChargingScheduleMaxPeriods": Key(str(max_periods), readonly=True),
             "MaxChargingProfilesInstalled": Key(str(max_profiles), readonly=True),
         })

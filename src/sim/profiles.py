@@ -216,6 +216,8 @@ class ProfileStore:
             (``ChargingScheduleAllowedChargingRateUnit``).
         max_periods: the most periods a schedule may have (``ChargingScheduleMaxPeriods``).
         max_profiles: the most profiles installed at once (``MaxChargingProfilesInstalled``).
+        tx_profiles: False: every TxProfile is refused (a charger that takes only
+            TxDefaultProfiles and ChargePointMaxProfiles).
     """
 
     def __init__(
@@ -226,7 +228,9 @@ class ProfileStore:
         allowed_units: frozenset[str] = frozenset({"A", "W"}),
         max_periods: int = 24,
         max_profiles: int = 20,
+        tx_profiles: bool = True,
     ) -> None:
+        self._tx_profiles = tx_profiles
         self._number_of_connectors = number_of_connectors
         self._max_stack_level = max_stack_level
         self._allowed_units = frozenset(str(unit) for unit in allowed_units)
@@ -302,6 +306,8 @@ class ProfileStore:
         if purpose == _CHARGE_POINT_MAX and connector_id != 0:
             return "ChargePointMaxProfile is only allowed on connector 0"
         if purpose == _TX:
+            if not self._tx_profiles:
+                return "TxProfiles are not supported"
             if connector_id == 0:
                 return "TxProfile is not allowed on connector 0"
             if transaction_id is None:

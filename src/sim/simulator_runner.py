@@ -126,6 +126,8 @@ class Fleet:
                     evses=evses or tpl.evses, max_power_w=tpl.max_power_kw * 1000,
                     phases=tpl.phases, meter_interval=self.config.meter_interval,
                     heartbeat_interval=self.config.heartbeat_interval,
+                    rate_units=tpl.rate_units, max_stack_level=tpl.max_stack_level,
+                    max_periods=tpl.max_periods, tx_profiles=tpl.tx_profiles,
                 ),
                 clock=self.clock,
                 rng=random.Random(self.rng.random()),

@@ -4,8 +4,7 @@ OCPP 1.6 (3.13.5) has a smart-charging charge point report, through GetConfigura
 ``ChargingScheduleAllowedChargingRateUnit`` (a comma-separated list of ``Current`` and
 ``Power``), ``ChargeProfileMaxStackLevel``, ``ChargingScheduleMaxPeriods`` and
 ``MaxChargingProfilesInstalled``. Chargers in the field spell the unit list in more ways
-than the specification does (``Power``, ``W``, ``current, power``): what clearly means a
-unit is taken; anything else leaves the unit unknown.
+than the specification does (:func:`ocppj.charging.parse_units`).
 
 The keys the CSMS asks for after every boot are :data:`CAPABILITY_KEYS`.
 """
@@ -16,6 +15,8 @@ import re
 from collections.abc import Mapping
 
 from attrs import frozen
+
+from ocppj.charging import parse_units
 
 #: Asked with GetConfiguration after a charger boots (or reconnects), when smart
 #: charging is on: what profiles it takes, how many connectors, what it meters.
@@ -29,9 +30,6 @@ CAPABILITY_KEYS = (
     "MeterValuesSampledData",
     "MeterValueSampleInterval",
 )
-
-_UNITS = {"current": "A", "a": "A", "amps": "A", "power": "W", "w": "W", "watts": "W"}
-
 
 def _lookup(configuration: Mapping[str, str], key: str) -> str | None:
     """``key``'s value; keys compared without case, as some chargers spell them."""
@@ -52,15 +50,6 @@ def _int(value: str | None) -> int | None:
         return int(value.strip())
     except ValueError:
         return None
-
-
-def parse_units(value: str | None) -> frozenset[str] | None:
-    """The rate units (``A``, ``W``) a ChargingScheduleAllowedChargingRateUnit value
-    allows; None when absent or when no part of it names a unit."""
-    if value is None:
-        return None
-    units = {_UNITS[part] for part in re.split(r"[,;\s]+", value.lower()) if part in _UNITS}
-    return frozenset(units) or None
 
 
 @frozen
