@@ -27,6 +27,7 @@ from sim.behaviour import (
     Behaviour,
     Behaviours,
     IgnoreProfiles,
+    MeteredOnly,
     ObeyFraction,
     SlowAnswers,
 )
@@ -34,6 +35,7 @@ from sim.charge_point import SimChargePoint
 from sim.ev import Ev
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+EARLY = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 TICK = 60.0
 SITE_LIMIT_KW = 11.0
 #: One three-phase EVSE alone under an 11 kW site: 11,000 / 690 = 15.94 A, sent as 15.9 A.
@@ -205,6 +207,50 @@ async def test_a_charger_that_never_answers(
             sent
         )
         await s.stop_csms()
+
+
+# -- metering ----------------------------------------------------------------------------------
+
+ENERGY = "Energy.Active.Import.Register"
+
+
+async def periodic_measurands(s: VirtualSite, since: datetime.datetime) -> set[str]:
+    """The measurands of the Sample.Periodic values the CSMS stored, metered after ``since``."""
+    measurands = set()
+    for row in await s.samples():
+        at = parse_timestamp(row.sample.timestamp)
+        if row.sample.context == "Sample.Periodic" and at is not None and at > since:
+            measurands.add(row.sample.measurand)
+    return measurands
+
+
+async def test_an_energy_only_meter_reports_only_the_register(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    async with smart_site(tmp_path, virtual_clock) as s:
+        await charging_alone(s, MeteredOnly(frozenset({ENERGY})))
+        await trio.sleep(3 * TICK)
+        assert await periodic_measurands(s, EARLY) == {ENERGY}
+
+
+async def test_the_csms_chooses_the_measurands_with_meter_values_sampled_data(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    async with smart_site(tmp_path, virtual_clock) as s:
+        await charging_alone(s, IDEAL)
+        await trio.sleep(2 * TICK)
+        assert await periodic_measurands(s, EARLY) == {
+            ENERGY, "Power.Active.Import", "Current.Import", "SoC"
+        }
+        answer = await s.call(
+            "CP_01",
+            "ChangeConfiguration",
+            {"key": "MeterValuesSampledData", "value": f"{ENERGY},Power.Active.Import"},
+        )
+        assert answer == {"status": "Accepted"}
+        changed = s.now()
+        await trio.sleep(2 * TICK)
+        assert await periodic_measurands(s, changed) == {ENERGY, "Power.Active.Import"}
 
 
 # -- a clean close ----------------------------------------------------------------------------

@@ -69,6 +69,24 @@ class ObeyFraction(Behaviour):
 
 
 @attrs.frozen
+class MeteredOnly(Behaviour):
+    """A meter that measures only ``measurands``: energy-only meters are common, and a
+    CSMS that needs power must derive it from the register.
+
+    Attributes:
+        measurands: what its MeterValues can carry (e.g. only
+            ``Energy.Active.Import.Register``).
+    """
+
+    measurands: frozenset[str]
+
+    def sampled_values(
+        self, connector_id: int, sampled: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        return [s for s in sampled if s.get("measurand") in self.measurands]
+
+
+@attrs.frozen
 class SlowAnswers(Behaviour):
     """Answers the CSMS's CALLs after ``delay`` seconds (``math.inf``: never).
 
@@ -123,6 +141,7 @@ __all__ = [
     "Behaviour",
     "Behaviours",
     "IgnoreProfiles",
+    "MeteredOnly",
     "ObeyFraction",
     "SlowAnswers",
 ]

@@ -338,8 +338,16 @@ class SimChargePoint:
         )
 
     def meter_payload(self, evse: SimEvse, context: str) -> dict[str, Any]:
-        """A MeterValues payload of ``evse`` now, as this charger meters."""
-        return metering.meter_payload(evse, context, self.behaviour, self._clock())
+        """A MeterValues payload of ``evse`` now, as this charger meters: the measurands
+        MeterValuesSampledData asks for (the CSMS can change it), as far as its meter
+        measures them (its behaviour). The StopTransaction's final reading (context
+        Transaction.End) carries them all."""
+        measurands = None
+        if context != "Transaction.End":
+            wanted = self.configuration.keys.get("MeterValuesSampledData")
+            if wanted is not None:
+                measurands = frozenset(m.strip() for m in wanted.value.split(",") if m.strip())
+        return metering.meter_payload(evse, context, self.behaviour, self._clock(), measurands)
 
     def _enqueue_meter_values(self, evse: SimEvse) -> None:
         tx = evse.transaction

@@ -74,9 +74,14 @@ def repower(
 
 
 def meter_payload(
-    evse: SimEvse, context: str, behaviour: Behaviour, now: datetime.datetime
+    evse: SimEvse,
+    context: str,
+    behaviour: Behaviour,
+    now: datetime.datetime,
+    measurands: frozenset[str] | None = None,
 ) -> dict[str, Any]:
-    """A MeterValues payload for ``evse`` as of ``now`` (with its transactionId if known)."""
+    """A MeterValues payload for ``evse`` as of ``now`` (with its transactionId if known),
+    with the ``measurands`` asked for (None: every one it has)."""
     sampled: list[dict[str, Any]] = [
         {
             "value": f"{evse.register_wh:.1f}",
@@ -115,6 +120,8 @@ def meter_payload(
                 "unit": "Percent",
             }
         )
+    if measurands is not None:
+        sampled = [s for s in sampled if s["measurand"] in measurands]
     sampled = behaviour.sampled_values(evse.connector_id, sampled)
     payload: dict[str, Any] = {
         "connectorId": evse.connector_id,
