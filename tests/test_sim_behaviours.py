@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -32,6 +33,7 @@ from sim.behaviour import (
     SlowAnswers,
 )
 from sim.charge_point import SimChargePoint
+from sim.config import ChargerTemplate
 from sim.ev import Ev
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -268,3 +270,35 @@ async def test_a_stopping_charger_closes_its_websocket_with_a_handshake(
         log = await s.log()
         reasons = [json.loads(r.frame)["reason"] for r in log if r.direction == "disconnect"]
         assert reasons == ["peer closed (1000 NORMAL_CLOSURE)"] * 3
+
+
+# -- clock skew -------------------------------------------------------------------------------
+
+
+async def test_a_charger_whose_clock_is_behind_stamps_its_messages_so_and_keeps_its_cap(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    site = SiteConfig(limit_kw=SITE_LIMIT_KW, safe_limit_a_per_phase=None)
+    async with virtual_site(tmp_path, virtual_clock, site=site, stop_fleet=False) as s:
+        late = ChargerTemplate(evses=1, clock_skew_s=-7200.0)
+        s.fleet.config = attrs.evolve(s.fleet.config, chargers={"late": late})
+        (cp,) = await s.fleet.spawn(1, template="late")
+        await eventually(lambda: cp.online and len(cp.profiles_received[0]) == 1)
+        # What the CSMS sees: timestamps two hours before it received them.
+        log = await s.log()
+        stamped = [
+            (row.at, parse_timestamp(f[3]["timestamp"]))
+            for row, f in frames(log)
+            if f[0] == 2 and f[2] == "StatusNotification"
+        ]
+        assert stamped
+        for received, sent in stamped:
+            assert sent is not None
+            assert (received - sent).total_seconds() == pytest.approx(7200.0, abs=1.0)
+        # The ChargePointMaxProfile starts a day back: in force on its late clock at once.
+        await s.stop_csms()
+        await eventually(lambda: not cp.online)
+        await cp.plug_in(1, Ev(capacity_wh=90_000, soc=10.0, max_power_w=22_000))
+        assert await cp.start_session(1, "TAG-1")
+        await trio.sleep(60)
+        assert cp.evse(1).limit_w == pytest.approx(ALLOCATED_W)  # 11 kW, as 15.9 A

@@ -83,7 +83,11 @@ class SimChargePoint:
     ) -> None:
         self.config = config
         self.id = config.id
-        self._clock = clock
+        if config.clock_skew_s:
+            skew = datetime.timedelta(seconds=config.clock_skew_s)
+            self._clock: Callable[[], datetime.datetime] = lambda: clock() + skew
+        else:
+            self._clock = clock
         self._rng = rng
         self.behaviour = behaviour
         self.evses: dict[int, SimEvse] = {
@@ -167,7 +171,7 @@ class SimChargePoint:
             raise KeyError(f"{self.id} has no EVSE_{connector_id}") from None
 
     def now(self) -> datetime.datetime:
-        """The charger's clock."""
+        """The charger's clock (skewed by ``config.clock_skew_s``)."""
         return self._clock()
 
     # -- running -------------------------------------------------------------------------

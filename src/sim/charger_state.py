@@ -34,6 +34,8 @@ class ChargePointConfig:
         max_stack_level, max_periods: ChargeProfileMaxStackLevel and
             ChargingScheduleMaxPeriods; profiles beyond them are Rejected.
         tx_profiles: False: it refuses every TxProfile.
+        clock_skew_s: how far its clock is ahead (negative: behind) of the true time:
+            the timestamps it sends and the moment it evaluates profiles at.
     """
 
     id: str
@@ -54,6 +56,7 @@ class ChargePointConfig:
     max_stack_level: int = 8
     max_periods: int = 24
     tx_profiles: bool = True
+    clock_skew_s: float = 0.0
 
 
 @attrs.define

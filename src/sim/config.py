@@ -77,6 +77,8 @@ class ChargerTemplate:
     max_periods: int = attrs.field(default=24, validator=_positive)
     #: False: it refuses every TxProfile (TxDefaultProfiles and ChargePointMaxProfiles only).
     tx_profiles: bool = True
+    #: Seconds its clock is ahead of the true time (negative: behind).
+    clock_skew_s: float = 0.0
 
 
 @frozen

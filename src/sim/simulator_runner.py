@@ -128,6 +128,7 @@ class Fleet:
                     heartbeat_interval=self.config.heartbeat_interval,
                     rate_units=tpl.rate_units, max_stack_level=tpl.max_stack_level,
                     max_periods=tpl.max_periods, tx_profiles=tpl.tx_profiles,
+                    clock_skew_s=tpl.clock_skew_s,
                 ),
                 clock=self.clock,
                 rng=random.Random(self.rng.random()),
