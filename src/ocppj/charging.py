@@ -15,6 +15,7 @@ __all__ = [
     "MIN_CURRENT_A",
     "NOMINAL_VOLTAGE_V",
     "amps_to_watts",
+    "csl_items",
     "min_power_w",
     "parse_units",
     "round_down_tenth",
@@ -90,6 +91,12 @@ def round_down_tenth(value: float) -> float:
     return tenths / 10
 
 
+def csl_items(value: str) -> list[str]:
+    """The items of a comma-separated configuration value (CSL), as chargers write them:
+    commas, but also semicolons or spaces between items; empty items dropped."""
+    return [item for item in re.split(r"[,;\s]+", value) if item]
+
+
 _UNITS = {"current": "A", "a": "A", "amps": "A", "power": "W", "w": "W", "watts": "W"}
 
 
@@ -103,5 +110,5 @@ def parse_units(value: str | None) -> frozenset[str] | None:
     """
     if value is None:
         return None
-    units = {_UNITS[part] for part in re.split(r"[,;\s]+", value.lower()) if part in _UNITS}
+    units = {_UNITS[part] for part in csl_items(value.lower()) if part in _UNITS}
     return frozenset(units) or None

@@ -32,7 +32,7 @@ from ocpp.v16 import call
 from ocpp.v16.enums import RegistrationStatus
 
 from ocppj import SUBPROTOCOL, CallError, CallTimeout, RpcSession, SessionClosed
-from ocppj.charging import parse_units
+from ocppj.charging import csl_items, parse_units
 from ocppj.timestamps import format_timestamp
 from sim import metering
 from sim.behaviour import IDEAL, Behaviour
@@ -307,9 +307,6 @@ class SimChargePoint:
             except (CallTimeout, CallError):
                 continue
 
-    def _enqueue(self, message: TxMessage) -> None:
-        self._queue.put(message)
-
     # -- messages ------------------------------------------------------------------------
 
     async def call(self, request: Any) -> Any | None:
@@ -350,7 +347,7 @@ class SimChargePoint:
         if context != "Transaction.End":
             wanted = self.configuration.keys.get("MeterValuesSampledData")
             if wanted is not None:
-                measurands = frozenset(m.strip() for m in wanted.value.split(",") if m.strip())
+                measurands = frozenset(csl_items(wanted.value))
         return metering.meter_payload(evse, context, self.behaviour, self._clock(), measurands)
 
     def _enqueue_meter_values(self, evse: SimEvse) -> None:
@@ -366,7 +363,7 @@ class SimChargePoint:
                 snapshot["transactionId"] = tx.transaction_id
             return snapshot
 
-        self._enqueue(TxMessage("MeterValues", build))
+        self._queue.put(TxMessage("MeterValues", build))
 
     # -- physics -------------------------------------------------------------------------
 
@@ -475,7 +472,7 @@ class SimChargePoint:
             if result.get("idTagInfo", {}).get("status") != "Accepted":
                 self.after(functools.partial(self._deauthorized, connector_id, tx))
 
-        self._enqueue(TxMessage("StartTransaction", lambda: payload, started))
+        self._queue.put(TxMessage("StartTransaction", lambda: payload, started))
         self.advance(now)
         return True
 
@@ -516,7 +513,7 @@ class SimChargePoint:
                 payload["idTag"] = tx.id_tag
             return payload
 
-        self._enqueue(TxMessage("StopTransaction", build))
+        self._queue.put(TxMessage("StopTransaction", build))
         self.profiles.transaction_ended(connector_id)
         if evse.fsm.state is not EvseState.FAULTED:
             await self.transition(evse, Action.UNPLUG if unplugged else Action.STOP)

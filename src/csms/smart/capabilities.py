@@ -11,12 +11,11 @@ The keys the CSMS asks for after every boot are :data:`CAPABILITY_KEYS`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from attrs import frozen
 
-from ocppj.charging import parse_units
+from ocppj.charging import csl_items, parse_units
 
 #: Asked with GetConfiguration after a charger boots (or reconnects), when smart
 #: charging is on: what profiles it takes, how many connectors, what it meters.
@@ -79,7 +78,7 @@ class Capabilities:
             smart_charging=(
                 None
                 if profiles is None
-                else "smartcharging" in re.split(r"[,;\s]+", profiles.lower())
+                else "smartcharging" in csl_items(profiles.lower())
             ),
         )
 

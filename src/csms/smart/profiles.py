@@ -47,15 +47,31 @@ def _period(watts: float, unit: str, phases: int) -> dict[str, Any]:
     return period
 
 
-def tx_default_profile(*, watts: float, unit: str, phases: int) -> dict[str, Any]:
-    """The safety net for every transaction on the charger: a TxDefaultProfile on connector
-    0 giving each connector ``watts`` from its transaction's start (Relative), until its
-    TxProfile arrives, and whenever the CSMS cannot reach it."""
+def other_unit(unit: str) -> str:
+    """W for A, A for W."""
+    return "W" if unit == "A" else "A"
+
+
+def tx_default_profile(
+    *,
+    watts: float,
+    unit: str,
+    phases: int,
+    connector_id: int = 0,
+    profile_id: int = TX_DEFAULT_PROFILE_ID,
+    stack_level: int = SAFETY_STACK_LEVEL,
+) -> dict[str, Any]:
+    """A TxDefaultProfile giving each transaction ``watts`` from its start (Relative).
+
+    By default the safety net for every transaction on the charger: on connector 0, until
+    a transaction's TxProfile arrives, and whenever the CSMS cannot reach the charger. On
+    one connector (with its own id and stack level), a session's fallback limit.
+    """
     return {
-        "connectorId": 0,
+        "connectorId": connector_id,
         "csChargingProfiles": {
-            "chargingProfileId": TX_DEFAULT_PROFILE_ID,
-            "stackLevel": SAFETY_STACK_LEVEL,
+            "chargingProfileId": profile_id,
+            "stackLevel": stack_level,
             "chargingProfilePurpose": "TxDefaultProfile",
             "chargingProfileKind": "Relative",
             "chargingSchedule": {
@@ -151,19 +167,14 @@ def session_profile(
             phases=phases,
             stack_level=form.stack_level,
         )
-    return {
-        "connectorId": connector_id,
-        "csChargingProfiles": {
-            "chargingProfileId": CONNECTOR_DEFAULT_ID_BASE + connector_id,
-            "stackLevel": form.stack_level,
-            "chargingProfilePurpose": "TxDefaultProfile",
-            "chargingProfileKind": "Relative",
-            "chargingSchedule": {
-                "chargingRateUnit": form.unit,
-                "chargingSchedulePeriod": [_period(watts, form.unit, phases)],
-            },
-        },
-    }
+    return tx_default_profile(
+        watts=watts,
+        unit=form.unit,
+        phases=phases,
+        connector_id=connector_id,
+        profile_id=CONNECTOR_DEFAULT_ID_BASE + connector_id,
+        stack_level=form.stack_level,
+    )
 
 
 def fallbacks(refused: Form, *, units: frozenset[str] | None, unit_fixed: bool) -> list[Form]:
@@ -179,7 +190,7 @@ def fallbacks(refused: Form, *, units: frozenset[str] | None, unit_fixed: bool) 
         units: the units the charger reported it takes (None: not known).
         unit_fixed: the site configuration names the unit.
     """
-    other = "W" if refused.unit == "A" else "A"
+    other = other_unit(refused.unit)
     try_other = not unit_fixed and (units is None or other in units)
     order: list[Form] = []
     if refused.purpose == "TxProfile":

@@ -47,6 +47,7 @@ from csms.smart.profiles import (
     Form,
     charge_point_max_profile,
     fallbacks,
+    other_unit,
     session_profile,
     tx_default_profile,
 )
@@ -352,19 +353,12 @@ class SmartCharging:
             action, payload, timeout=self._call_timeout, on_answer=record
         )
 
-    def safety_profiles(
-        self, charger_id: str, *, other_unit: bool = False
-    ) -> list[dict[str, Any]]:
-        """The SetChargingProfile payloads installed after a boot, in the unit the charger
-        takes (or the other one): a TxDefaultProfile on connector 0 at
-        ``safe_limit_a_per_phase``, and a ChargePointMaxProfile at the site's (or group's)
-        limit."""
-        capabilities = self.capabilities(charger_id)
+    def safety_profiles(self, charger_id: str, unit: str) -> list[dict[str, Any]]:
+        """The SetChargingProfile payloads installed after a boot, in ``unit``: a
+        TxDefaultProfile on connector 0 at ``safe_limit_a_per_phase``, and a
+        ChargePointMaxProfile at the site's (or group's) limit."""
         # Connector 0 stands for every EVSE: rated as the first one.
-        _, phases, configured = self.site.rating(charger_id, 1)
-        unit = capabilities.unit(configured)
-        if other_unit:
-            unit = "W" if unit == "A" else "A"
+        _, phases, _ = self.site.rating(charger_id, 1)
         payloads = []
         safe_a = self.site.safe_limit_a_per_phase
         if safe_a is not None:
@@ -394,17 +388,19 @@ class SmartCharging:
         except (SessionClosed, OcppjError) as exc:
             log.info("%s: GetConfiguration not sent: %s", cp_id, exc)
             return
-        if self.capabilities(cp_id).units is None:
+        capabilities = self.capabilities(cp_id)
+        if capabilities.units is None:
             charger = self.state.chargers.get(cp_id)
-            reported = charger.configuration.get(CAPABILITY_KEYS[0]) if charger else None
-            log.warning("%s: no ChargingScheduleAllowedChargingRateUnit we can read (%r); its "
-                        "profiles go in the unit configured, or A", cp_id, reported)
+            key = "ChargingScheduleAllowedChargingRateUnit"
+            reported = charger.configuration.get(key) if charger else None
+            log.warning("%s: no %s we can read (%r); its profiles go in the unit configured, "
+                        "or A", cp_id, key, reported)
         _, _, configured = self.site.rating(cp_id, 1)
-        units = self.capabilities(cp_id).units
-        first = self.safety_profiles(cp_id)
+        unit = capabilities.unit(configured)
+        first = self.safety_profiles(cp_id, unit)
         # A charger that did not say which unit it takes may take only the other one.
-        second = self.safety_profiles(cp_id, other_unit=True)
-        retry = configured is None and units is None
+        retry = configured is None and capabilities.units is None
+        second = self.safety_profiles(cp_id, other_unit(unit)) if retry else []
         for index, payload in enumerate(first):
             purpose = payload["csChargingProfiles"]["chargingProfilePurpose"]
             for attempt in [payload, second[index]] if retry else [payload]:
@@ -473,6 +469,7 @@ class SmartCharging:
         options = fallbacks(
             wanted.form, units=self.capabilities(key[0]).units, unit_fixed=configured is not None
         )
+        refused = wanted.form
         for form in options:
             if self.state.open_sessions.get(key) != wanted.transaction_id:
                 return True  # the session ended meanwhile: nothing to control
@@ -483,15 +480,15 @@ class SmartCharging:
                 watts=wanted.watts,
                 phases=phases,
             )
-            log.info("%s EVSE_%d: %s %s answered %s; trying %s in %s", *key,
-                     wanted.form.purpose, wanted.form.unit, status, form.purpose, form.unit)
+            log.info("%s EVSE_%d: %s in %s answered %s; trying %s in %s", *key,
+                     refused.purpose, refused.unit, status, form.purpose, form.unit)
             try:
                 answer = await self._exchange(conn, "SetChargingProfile", payload)
             except CallTimeout:
                 return False
             except (SessionClosed, OcppjError):
                 return True  # not sent: the next rebalance tries again
-            status = _status(answer)
+            status, refused = _status(answer), form
             if status == "Accepted":
                 self.forms[key] = (wanted.transaction_id, form)
                 self._accepted(key, attrs.evolve(wanted, form=form, payload=payload))

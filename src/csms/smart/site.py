@@ -116,7 +116,7 @@ class SiteConfig:
 
     def rating(self, charger_id: str, connector_id: int) -> tuple[float, int, str | None]:
         """(max W, phases, unit) of one EVSE; the unit is None unless configured."""
-        charger = self.chargers.get(charger_id, self.default_charger)
+        charger = self.charger(charger_id)
         evse = charger.evses.get(connector_id, EvseRating())
         max_kw = evse.max_power_kw if evse.max_power_kw is not None else charger.max_power_kw
         phases = evse.phases if evse.phases is not None else charger.phases
