@@ -348,9 +348,15 @@ def test_a_negative_site_limit_exits_2_naming_the_field(tmp_path: Path) -> None:
          ["give limit_kw or limit_a_per_phase, not both"]),
         ("site:\n  groups:\n    a:\n      chargers: [CP_01]\n    b:\n      chargers: [CP_01]\n",
          ["site.groups.b.chargers: CP_01 is already in group a"]),
+        ("site:\n  limit_kw: 100\n  charge_point_max_profile: \"no\"\n",
+         ["site.charge_point_max_profile", "expected true or false, got 'no'"]),
+        ("site:\n  limit_kw: 100\n  safe_limit_a_per_phase: .nan\n",
+         ["site.safe_limit_a_per_phase", "expected a finite number"]),
+        ("site:\n  limit_kw: 100\n  chargers:\n    CP_01:\n      max_stack_level: 1.5\n",
+         ["site.chargers['CP_01'].max_stack_level", "expected an integer, got 1.5"]),
     ],
     ids=["negative group limit", "phases", "unknown key", "not a number", "two site limits",
-         "charger in two groups"],
+         "charger in two groups", "not a boolean", "not finite", "not an integer"],
 )
 def test_a_bad_config_file_exits_2_naming_the_field(
     tmp_path: Path, yaml_text: str, expected: list[str]

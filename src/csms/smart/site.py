@@ -8,6 +8,7 @@ error naming it.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -169,6 +170,32 @@ def _watts(kw: float | None, amps_per_phase: float | None) -> float | None:
 
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
+
+
+# YAML gives typed scalars: take them as they are. cattrs' default coerces, and turned
+# ``charge_point_max_profile: "no"`` into True, 1.5 into a stack level of 1 and .nan into
+# a limit.
+def _boolean(value: Any, _: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"expected true or false, got {value!r}")
+    return value
+
+
+def _integer(value: Any, _: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid(f"expected an integer, got {value!r}")
+    return value
+
+
+def _number(value: Any, _: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _Invalid(f"expected a finite number, got {value!r}")
+    return float(value)
+
+
+_converter.register_structure_hook(bool, _boolean)
+_converter.register_structure_hook(int, _integer)
+_converter.register_structure_hook(float, _number)
 
 
 def _format_error(exc: BaseException, type_: Any) -> str:
