@@ -117,7 +117,8 @@ class Csms:
             with trio.CancelScope() as self._cancel_scope:
                 async with (
                     open_sqlite_store(
-                        self.config.db_path, synchronous=self.config.synchronous
+                        self.config.db_path, synchronous=self.config.synchronous,
+                        inline=self.config.db_inline,
                     ) as store,
                     trio.open_nursery() as nursery,
                 ):

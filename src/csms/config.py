@@ -34,6 +34,10 @@ class CsmsConfig:
         db_path: the SQLite file (``:memory:`` keeps nothing after exit; the CLI's
             default is ``csms.db``).
         synchronous: SQLite ``PRAGMA synchronous`` (FULL: a commit survives power loss).
+        db_inline: run SQLite on the event loop's own thread, blocking every connection
+            during each commit. Only for virtual-time runs (the simulator's embedded
+            CSMS), where a worker thread's wall-clock timing would decide the order of
+            events at the same virtual instant; see :mod:`csms.storage.sqlite_db`.
         id_tags: idTag → idTagInfo status; tags not listed are accepted.
         site: the site model; with a site or group limit, smart charging is on.
         api_host: address the operator HTTP API binds (loopback by default: it can send
@@ -55,6 +59,7 @@ class CsmsConfig:
     ping_timeout: float = 30.0
     db_path: str = ":memory:"
     synchronous: str = "FULL"
+    db_inline: bool = False
     id_tags: Mapping[str, str] = field(factory=dict)
     site: SiteConfig = field(factory=SiteConfig)
     api_host: str = "127.0.0.1"

@@ -50,6 +50,7 @@ from sim.evse import Action, Evse, EvseState
 from sim.handlers import build_router
 from sim.profiles import ProfileStore
 from sim.tx_queue import TransactionQueue
+from sim.wheel import Wheel
 
 log = logging.getLogger("sim.charge_point")
 
@@ -80,8 +81,11 @@ class SimChargePoint:
         clock: Callable[[], datetime.datetime],
         rng: random.Random,
         behaviour: Behaviour = IDEAL,
+        wheel: Wheel | None = None,
     ) -> None:
         self.config = config
+        #: Every timer of this charger (see sim.wheel).
+        self.wheel = wheel if wheel is not None else Wheel()
         self.id = config.id
         if config.clock_skew_s:
             skew = datetime.timedelta(seconds=config.clock_skew_s)
@@ -127,6 +131,7 @@ class SimChargePoint:
         self._queue = TransactionQueue(
             self.id,
             attempts=lambda: self.configuration.int_value("TransactionMessageAttempts", 3),
+            sleep=self.wheel.sleep,
             retry_interval=lambda: self.configuration.int_value(
                 "TransactionMessageRetryInterval", 30
             ),
@@ -234,7 +239,7 @@ class SimChargePoint:
                 return
             delay = min(self.config.backoff_max, self.config.backoff_min * 2 ** min(attempt, 16))
             attempt += 1
-            await trio.sleep(delay * (0.5 + self._rng.random() / 2))
+            await self.wheel.sleep(delay * (0.5 + self._rng.random() / 2))
 
     async def _serve_connection(self, ws: trio_websocket.WebSocketConnection) -> None:
         session = RpcSession(
@@ -285,21 +290,21 @@ class SimChargePoint:
                 result = await session.call(request)
             except (CallTimeout, CallError) as exc:
                 log.info("%s: BootNotification failed (%s); retrying", self.id, exc)
-                await trio.sleep(self.config.heartbeat_interval / 10)
+                await self.wheel.sleep(self.config.heartbeat_interval / 10)
                 continue
             if result.status == RegistrationStatus.accepted:
                 interval = int(result.interval) or self.config.heartbeat_interval
                 self.configuration.change("HeartbeatInterval", str(interval))
                 return interval
             log.info("%s: boot %s; retrying in %s s", self.id, result.status, result.interval)
-            await trio.sleep(max(int(result.interval), 1))
+            await self.wheel.sleep(max(int(result.interval), 1))
 
     async def _heartbeat_loop(self, session: RpcSession, interval: int) -> None:
         # OCPP 1.6 lets a charge point skip a Heartbeat when it sent another message within
         # the interval, as real chargers do while transaction messages flow.
         while True:
             period = self.configuration.int_value("HeartbeatInterval", interval) or interval
-            await trio.sleep_until(session.last_call_at + period)
+            await self.wheel.sleep_until(session.last_call_at + period)
             if trio.current_time() < session.last_call_at + period:
                 continue
             try:
@@ -388,9 +393,9 @@ class SimChargePoint:
             )
             if interval <= 0:
                 # OCPP: 0 means no sampled MeterValues; look again later.
-                await trio.sleep(self.config.meter_interval)
+                await self.wheel.sleep(self.config.meter_interval)
                 continue
-            await trio.sleep(interval)
+            await self.wheel.sleep(interval)
             changed = self.advance()
             for evse in self.evses.values():
                 if evse.transaction is not None:

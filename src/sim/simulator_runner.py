@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 import trio
 import trio.lowlevel
+import trio.socket
 import trio.testing
 
 from csms.app import Csms
@@ -37,7 +38,9 @@ from csms.storage.sqlite import SqliteStore
 from sim.charge_point import ChargePointConfig, SimChargePoint
 from sim.config import SimConfig
 from sim.ev import Ev
+from sim.loopback import LoopbackSockets
 from sim.report import ScenarioReport, build_report, site_power_seen
+from sim.wheel import Wheel
 
 log = logging.getLogger("sim.runner")
 
@@ -86,8 +89,10 @@ class Fleet:
     """Simulated charge points supervised in one nursery."""
 
     def __init__(self, url: str, config: SimConfig, *, clock: Callable[[], datetime.datetime],
-                 rng: random.Random, nursery: trio.Nursery) -> None:
+                 rng: random.Random, nursery: trio.Nursery, wheel: Wheel | None = None) -> None:
         self.url = url
+        #: Every timer of the fleet, its chargers and its scenario (see sim.wheel).
+        self.wheel = wheel if wheel is not None else Wheel()
         self.config = config
         self.clock = clock
         self.rng = rng
@@ -100,9 +105,9 @@ class Fleet:
     async def _sample_site_power(self) -> None:
         # Halfway between meter ticks, when no charger is changing its power, so that the
         # samples do not depend on which task runs first at a tick.
-        await trio.sleep(self.config.meter_interval / 2)
+        await self.wheel.sleep(self.config.meter_interval / 2)
         while True:
-            await trio.sleep(self.config.meter_interval)
+            await self.wheel.sleep(self.config.meter_interval)
             total = sum(evse.power_w for cp in self for evse in cp.evses.values())
             self.site_power.append((self.clock(), total))
 
@@ -132,6 +137,7 @@ class Fleet:
                 ),
                 clock=self.clock,
                 rng=random.Random(self.rng.random()),
+                wheel=self.wheel,
             )
             self.chargers[cp_id] = cp
             await self._nursery.start(cp.run)
@@ -190,11 +196,11 @@ class ScenarioContext:
 
     async def sleep(self, seconds: float) -> None:
         """Let ``seconds`` of scenario time pass."""
-        await trio.sleep(seconds)
+        await self.fleet.wheel.sleep(seconds)
 
     async def sleep_until(self, offset_seconds: float) -> None:
         """Sleep until ``offset_seconds`` after the scenario began."""
-        await trio.sleep(max(0.0, offset_seconds - self.elapsed()))
+        await self.fleet.wheel.sleep(offset_seconds - self.elapsed())
 
     def ev(self) -> Ev:
         """An EV drawn from the configured EV mix."""
@@ -226,18 +232,25 @@ class ScenarioContext:
 
 
 async def drive_virtual_clock(
-    clock: trio.testing.MockClock, wait_idle: Callable[[], Awaitable[bool]]
+    clock: trio.testing.MockClock,
+    wait_idle: Callable[[], Awaitable[bool]],
+    wheel: Wheel | None = None,
 ) -> None:
     """Jump ``clock`` to the next deadline when every task is blocked and the store is idle.
 
     ``wait_idle()`` returns False at once when the store is idle; otherwise it waits (in
-    real time: the work is on a thread) until it is, and returns True.
+    real time: the work is on a thread) until it is, and returns True. The ``wheel``'s
+    sleepers due now are woken first, one per quiet moment, in the order they slept.
     """
     while True:
         await trio.testing.wait_all_tasks_blocked()
         if await wait_idle():
             continue
+        if wheel is not None and wheel.fire_due():
+            continue
         delay = trio.lowlevel.current_statistics().seconds_to_next_deadline
+        if wheel is not None:
+            delay = min(delay, wheel.next_deadline() - trio.current_time())
         if delay == float("inf"):
             await trio.lowlevel.checkpoint()
             continue
@@ -270,14 +283,21 @@ async def _run_in_process(module: ModuleType, config: SimConfig, params: dict[st
                           site_limit_kw: float | None) -> ScenarioReport:
     t0 = trio.current_time()
     epoch = VIRTUAL_EPOCH
+    # Both ends of every connection are in this process: make loopback delivery look
+    # synchronous, so that a busy machine cannot reorder one virtual instant; and order
+    # the simulator's timers that fall due together (see sim.wheel).
+    trio.socket.set_custom_socket_factory(LoopbackSockets())
+    wheel = Wheel(virtual=True)
 
     def virtual_now() -> datetime.datetime:
         return epoch + datetime.timedelta(seconds=trio.current_time() - t0)
 
     with tempfile.TemporaryDirectory(prefix="sim-csms-") as tmp:
-        # A temporary database: durability against power loss buys nothing here.
+        # A temporary database: durability against power loss buys nothing here. SQLite
+        # runs inline: no worker thread's wall-clock timing decides what happens first.
         site = SiteConfig(limit_kw=site_limit_kw)
         csms = Csms(CsmsConfig(port=0, db_path=str(Path(tmp) / "csms.db"), synchronous="OFF",
+                               db_inline=True,
                                heartbeat_interval=config.heartbeat_interval, site=site),
                     clock=virtual_now)
 
@@ -296,9 +316,9 @@ async def _run_in_process(module: ModuleType, config: SimConfig, params: dict[st
 
         async with trio.open_nursery() as nursery:
             port = await nursery.start(csms.serve)
-            nursery.start_soon(drive_virtual_clock, clock, lambda: _wait_store_idle(csms))
+            nursery.start_soon(drive_virtual_clock, clock, lambda: _wait_store_idle(csms), wheel)
             report = await _run(module, config, params, rng, f"ws://127.0.0.1:{port}/ocpp",
-                                virtual_now, site_limit_kw, observe)
+                                virtual_now, site_limit_kw, observe, wheel)
             await csms.shutdown()
             nursery.cancel_scope.cancel()
     return report
@@ -316,9 +336,11 @@ async def _run(module: ModuleType, config: SimConfig, params: dict[str, Any],
                rng: random.Random, url: str, clock: Callable[[], datetime.datetime],
                site_limit_kw: float | None,
                observe: Callable[[ScenarioContext], Awaitable[None]] | None = None,
+               wheel: Wheel | None = None,
                ) -> ScenarioReport:
     async with trio.open_nursery() as nursery:
-        fleet = Fleet(url, config, clock=clock, rng=random.Random(rng.random()), nursery=nursery)
+        fleet = Fleet(url, config, clock=clock, rng=random.Random(rng.random()), nursery=nursery,
+                      wheel=wheel)
         ctx = ScenarioContext(fleet, params, random.Random(rng.random()), clock(),
                               site_limit_kw=site_limit_kw)
         async with trio.open_nursery() as tasks:

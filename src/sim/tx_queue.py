@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -31,14 +31,21 @@ class TransactionQueue:
         name: the charger's id, for the log.
         attempts: how many times a message goes out before it is given up.
         retry_interval: seconds, times the transmissions so far, to wait before a resend.
+        sleep: how to wait (the charger's :class:`~sim.wheel.Wheel`).
     """
 
     def __init__(
-        self, name: str, *, attempts: Callable[[], int], retry_interval: Callable[[], int]
+        self,
+        name: str,
+        *,
+        attempts: Callable[[], int],
+        retry_interval: Callable[[], int],
+        sleep: Callable[[float], Awaitable[None]] = trio.sleep,
     ) -> None:
         self._name = name
         self._attempts = attempts
         self._retry_interval = retry_interval
+        self._sleep = sleep
         #: Messages given up after ``attempts`` failed transmissions.
         self.dropped = 0
         self._messages: collections.deque[TxMessage] = collections.deque()
@@ -86,7 +93,7 @@ class TransactionQueue:
                     messages.popleft()
                     self.dropped += 1
                     continue
-                await trio.sleep(self._retry_interval() * message.transmissions)
+                await self._sleep(self._retry_interval() * message.transmissions)
                 continue
             messages.popleft()
             if message.on_result is not None:

@@ -293,7 +293,9 @@ class SmartCharging:
         for limit, members in scopes:
             if limit is None:
                 continue
-            load = sum(in_force.get(k, fixed.get(k, 0.0)) for k in members)
+            # Summed in key order: a set's order follows string hashing, which differs
+            # from process to process, and float addition is not associative.
+            load = sum(in_force.get(k, fixed.get(k, 0.0)) for k in sorted(members))
             # Largest overshoot first, until the limits in force fit.
             for key in sorted((k for k in members if k in kept and kept[k] > self.allocation[k]),
                               key=lambda k: (self.allocation[k] - kept[k], k)):

@@ -1,6 +1,6 @@
-"""The SQLite store: aiosqlite on its worker thread, bridged into trio with trio-asyncio.
+"""The SQLite store: one writer task over a connection on its own thread (see sqlite_db).
 
-This is the only module that imports aiosqlite or trio_asyncio. One writer task takes
+One writer task takes
 every queued row, writes them in one transaction (``executemany`` per statement) and
 commits: durability costs one fsync per group, not per message. WAL mode; ``synchronous``
 is FULL by default so that a commit survives power loss, not only a crash.
@@ -13,13 +13,11 @@ import datetime
 import functools
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
-import aiosqlite
 import trio
-import trio_asyncio
 
 from csms.domain.meter import Sample
 from csms.domain.model import (
@@ -35,10 +33,10 @@ from csms.domain.state import DomainState, start_key
 from csms.storage import codec
 from csms.storage.base import Changes, IdTagRow, LogRow, SampleRow, StoreStatistics
 from csms.storage.migrations import MIGRATIONS
+from csms.storage.sqlite_db import Database, open_database
 
 log = logging.getLogger("csms.storage")
 
-T = TypeVar("T")
 
 _INSERT_FRAME = "INSERT INTO message_log (charger_id, direction, at, frame) VALUES (?, ?, ?, ?)"
 _UPSERT_CHARGER = "INSERT OR REPLACE INTO chargers (id, data) VALUES (?, ?)"
@@ -79,31 +77,6 @@ _UPSERT_ID_TAG = (
 _DELETE_ID_TAG = "DELETE FROM id_tags WHERE id_tag = ?"
 
 
-async def _aio(loop: Any, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
-    # The loop is passed explicitly: callers need not be tasks started inside it.
-    result: T = await trio_asyncio.aio_as_trio(fn, loop=loop)(*args)
-    return result
-
-
-async def _on_db_thread(
-    loop: Any, db: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]
-) -> T:
-    """Run ``fn(connection)`` on aiosqlite's database thread, in one crossing.
-
-    Every awaited aiosqlite call costs a trip trio -> asyncio -> thread -> asyncio -> trio
-    (about 160 us of CPU); a batch of seven statements and its commit made eight of them.
-    aiosqlite's public methods are each one ``Connection._execute(fn)``; this calls the
-    same primitive once with a function that does the whole batch. The sqlite3 connection
-    is only ever touched on aiosqlite's own thread, as aiosqlite requires.
-    """
-
-    def run() -> T:
-        return fn(db._conn)
-
-    result: T = await _aio(loop, db._execute, run)
-    return result
-
-
 #: Seconds (trio time) that rows nobody flushes wait for a flush to take them along.
 LAZY_COMMIT_S = 0.05
 
@@ -111,9 +84,8 @@ LAZY_COMMIT_S = 0.05
 class SqliteStore:
     """A :class:`~csms.storage.base.Store` on one SQLite file; see :func:`open_sqlite_store`."""
 
-    def __init__(self, db: aiosqlite.Connection, loop: Any) -> None:
-        self._db = db
-        self._loop = loop
+    def __init__(self, database: Database) -> None:
+        self._database = database
         self._queue: collections.deque[tuple[str, tuple[Any, ...]] | trio.Event] = (
             collections.deque()
         )
@@ -303,7 +275,7 @@ class SqliteStore:
         # A lazy batch starts with no flush waiting, so nothing has cleared idle yet.
         self._not_idle()
         try:
-            await _on_db_thread(self._loop, self._db, functools.partial(_write_groups, groups))
+            await self._database.run(functools.partial(_write_groups, groups))
         finally:
             self._in_flight = False
         self._commits += 1
@@ -338,9 +310,7 @@ class SqliteStore:
         self._reads += 1
         self._not_idle()
         try:
-            rows = await _on_db_thread(
-                self._loop, self._db, functools.partial(_fetchall, sql, params)
-            )
+            rows = await self._database.run(functools.partial(_fetchall, sql, params))
         finally:
             self._reads -= 1
             self._idle_unless_busy()
@@ -480,37 +450,35 @@ def _fetchall(sql: str, params: tuple[Any, ...], conn: sqlite3.Connection) -> li
         cursor.close()
 
 
-async def _connect(path: str) -> aiosqlite.Connection:
-    return await aiosqlite.connect(path)
-
-
-async def _migrate(loop: Any, db: aiosqlite.Connection, path: str) -> None:
-    cursor = await _aio(loop, db.execute, "PRAGMA user_version")
-    row = await _aio(loop, cursor.fetchone)
-    version = int(row[0]) if row else 0
+def _migrate(path: str, conn: sqlite3.Connection) -> None:
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version > len(MIGRATIONS):
         raise RuntimeError(f"{path}: schema version {version} is newer than this CSMS knows")
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         log.info("%s: migrating the schema to version %d", path, number)
-        migration = f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;"
-        await _aio(loop, db.executescript, migration)
+        conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+
+def _configure(synchronous: str, conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode = WAL").fetchall()
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
 
 
 @asynccontextmanager
-async def open_sqlite_store(path: str, *, synchronous: str = "FULL") -> AsyncIterator[SqliteStore]:
+async def open_sqlite_store(
+    path: str, *, synchronous: str = "FULL", inline: bool = False
+) -> AsyncIterator[SqliteStore]:
     """Open (creating and migrating as needed) the SQLite store at ``path``.
 
-    Everything queued is committed before the file is closed, also when the context is
-    left by cancellation.
+    ``inline`` runs SQLite on trio's thread (virtual-time runs only: see
+    :mod:`csms.storage.sqlite_db`). Everything queued is committed before the file is
+    closed, also when the context is left by cancellation.
     """
-    async with trio_asyncio.open_loop() as loop:
-        db = await _aio(loop, _connect, path)
-        store: SqliteStore | None = None
+    async with open_database(path, inline=inline) as database:
+        await database.run(functools.partial(_configure, synchronous))
+        await database.run(functools.partial(_migrate, path))
+        store = SqliteStore(database)
         try:
-            await _aio(loop, db.execute, "PRAGMA journal_mode = WAL")
-            await _aio(loop, db.execute, f"PRAGMA synchronous = {synchronous}")
-            await _migrate(loop, db, path)
-            store = SqliteStore(db, loop)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(store._writer)
                 try:
@@ -520,8 +488,5 @@ async def open_sqlite_store(path: str, *, synchronous: str = "FULL") -> AsyncIte
         finally:
             # Whatever is still queued (a shutdown by cancellation included) is written
             # before the file is closed.
-            with trio.CancelScope(shield=True):
-                if store is not None:
-                    with trio.move_on_after(30):
-                        await store._drain()
-                await _aio(loop, db.close)
+            with trio.CancelScope(shield=True), trio.move_on_after(30):
+                await store._drain()

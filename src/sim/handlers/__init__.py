@@ -56,5 +56,5 @@ async def _answer(cp: SimChargePoint, action: str, handler: ChargerHandler, requ
     if delay == math.inf:
         await trio.sleep_forever()
     if delay > 0:
-        await trio.sleep(delay)
+        await cp.wheel.sleep(delay)
     return await handler(cp, request)

@@ -6,7 +6,6 @@ import datetime
 import functools
 from typing import TYPE_CHECKING
 
-import trio
 from ocpp.v16 import call, call_result
 
 from ocppj.timestamps import parse_timestamp
@@ -28,11 +27,11 @@ async def _update_firmware(
     cp: SimChargePoint, location: str, retrieve: datetime.datetime | None
 ) -> None:
     if retrieve is not None:
-        await trio.sleep(max(0.0, (retrieve - cp.now()).total_seconds()))
+        await cp.wheel.sleep((retrieve - cp.now()).total_seconds())
     for status in ("Downloading", "Downloaded", "Installing", "Installed"):
         await send_firmware_status(cp, status)
         if status != "Installed":
-            await trio.sleep(cp.config.status_step_delay)
+            await cp.wheel.sleep(cp.config.status_step_delay)
     # The new version is what the file name says after its last "-", if anything.
     name = location.rstrip("/").rsplit("/", 1)[-1]
     if "-" in name:
@@ -58,7 +57,7 @@ async def get_diagnostics(
 
 async def _upload_diagnostics(cp: SimChargePoint) -> None:
     await send_diagnostics_status(cp, "Uploading")
-    await trio.sleep(cp.config.status_step_delay)
+    await cp.wheel.sleep(cp.config.status_step_delay)
     await send_diagnostics_status(cp, "Uploaded")
 
 

@@ -7,7 +7,6 @@ import contextlib
 import functools
 from typing import TYPE_CHECKING
 
-import trio
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import (
     AvailabilityStatus,
@@ -50,7 +49,7 @@ async def remote_start_transaction(
 
 
 async def _expire_remote_start(cp: SimChargePoint, evse: SimEvse) -> None:
-    await trio.sleep(cp.configuration.int_value("ConnectionTimeOut", 60))
+    await cp.wheel.sleep(cp.configuration.int_value("ConnectionTimeOut", 60))
     evse.pending_remote_tag = None
 
 

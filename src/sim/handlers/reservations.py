@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-import trio
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import CancelReservationStatus, ReservationStatus
 
@@ -57,7 +56,7 @@ async def reserve_now(cp: SimChargePoint, request: call.ReserveNow) -> call_resu
 
 async def _expire_reservation(cp: SimChargePoint, evse: SimEvse, reservation: Reservation) -> None:
     seconds = (reservation.expiry - cp.now()).total_seconds()
-    await trio.sleep(max(0.0, seconds))
+    await cp.wheel.sleep(seconds)
     if evse.reservation is reservation:
         evse.reservation = None
         await cp.send_status(evse.connector_id)
