@@ -18,7 +18,8 @@ from cattrs.gen import make_dict_structure_fn
 
 from ocppj.charging import parse_units
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config.yaml"
+#: Shipped in the package (a symlink to the project's top-level config.yaml, its source).
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "config.yaml"
 
 
 class ConfigError(Exception):

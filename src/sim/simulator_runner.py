@@ -47,7 +47,10 @@ log = logging.getLogger("sim.runner")
 #: The virtual day starts here (a Monday, 05:00 UTC) unless a scenario says otherwise.
 VIRTUAL_EPOCH = datetime.datetime(2026, 1, 5, 5, 0, tzinfo=datetime.UTC)
 
-SCENARIO_DIRS = (Path.cwd() / "scenarios", Path(__file__).resolve().parents[2] / "scenarios")
+#: Where a scenario name is looked up: ``scenarios/`` of the working directory, then the
+#: built-in ones shipped in the package (a symlink to the project's top-level
+#: ``scenarios/``, their source).
+SCENARIO_DIRS = (Path.cwd() / "scenarios", Path(__file__).resolve().parent / "scenarios")
 
 
 class ScenarioError(Exception):
