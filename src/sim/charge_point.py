@@ -22,6 +22,7 @@ import collections
 import datetime
 import functools
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -48,6 +49,7 @@ from sim.configuration import Configuration
 from sim.ev import Ev
 from sim.evse import Action, Evse, EvseState
 from sim.handlers import build_router
+from sim.link import Link, open_link
 from sim.profiles import ProfileStore
 from sim.tx_queue import TransactionQueue
 from sim.wheel import Wheel
@@ -139,6 +141,9 @@ class SimChargePoint:
         self.session: RpcSession | None = None
         self._booted = False
         self._connection_scope: trio.CancelScope | None = None
+        self._link: Link | None = None
+        #: Until when (trio time) the network is down (see go_offline).
+        self._offline_until = -math.inf
         self._nursery: trio.Nursery | None = None
         self._stopping = False
         self.router = build_router(self)
@@ -147,8 +152,9 @@ class SimChargePoint:
 
     @property
     def online(self) -> bool:
-        """Connected and booted."""
-        return self.session is not None and self._booted and not self.session.closed
+        """Connected and booted, and the network up."""
+        return (self.session is not None and self._booted and not self.session.closed
+                and trio.current_time() >= self._offline_until)
 
     @property
     def queued(self) -> int:
@@ -204,8 +210,36 @@ class SimChargePoint:
 
     async def drop_connection(self) -> None:
         """Lose the connection abruptly (as a network failure would); it comes back."""
-        if self._connection_scope is not None:
-            self._connection_scope.cancel()
+        await self.go_offline(0.0)
+
+    async def go_offline(self, seconds: float, *, stall: bool = False) -> None:
+        """The network fails for ``seconds``: the connection dies without a closing
+        handshake (or, with ``stall``, stays open while nothing is read or written).
+
+        The charger goes on charging under the limits in force and queues its transaction
+        messages with the times they happened. A dead connection is retried with backoff
+        (every attempt failing until the network is back), then the queue is delivered in
+        order; a stalled one reads and writes again when the time is up.
+        """
+        self._offline_until = max(self._offline_until, trio.current_time() + seconds)
+        link = self._link
+        if link is None or link.dead:
+            return
+        if stall:
+            link.stall()
+            self.after(functools.partial(self._resume_at, link, self._offline_until))
+        else:
+            await link.die()
+
+    async def _resume_at(self, link: Link, deadline: float) -> None:
+        await self.wheel.sleep_until(deadline)
+        if trio.current_time() >= self._offline_until:
+            link.resume()
+
+    @property
+    def stalled(self) -> bool:
+        """The connection is stalled (see :meth:`go_offline`)."""
+        return self._link is not None and self._link.stalled
 
     def after(self, fn: Callable[[], Awaitable[Any]]) -> None:
         """Run ``fn`` (async) after the current answer went out, under the charger's nursery."""
@@ -216,30 +250,49 @@ class SimChargePoint:
         url = f"{self.config.url.rstrip('/')}/{self.id}"
         attempt = 0
         while not self._stopping:
-            try:
-                async with trio_websocket.open_websocket_url(
-                    url, subprotocols=[SUBPROTOCOL], connect_timeout=10, disconnect_timeout=5
-                ) as ws:
-                    if ws.subprotocol != SUBPROTOCOL:
-                        log.warning("%s: the CSMS did not agree to %s", self.id, SUBPROTOCOL)
-                    else:
-                        attempt = 0
-                        self.connects += 1
-                        await self._serve_connection(ws)
-            except (
-                OSError,
-                trio_websocket.HandshakeError,
-                trio_websocket.ConnectionClosed,
-                trio.BrokenResourceError,
-            ) as exc:
-                log.info("%s: connection to %s failed: %s", self.id, url, exc)
-            except ExceptionGroup as group:
-                log.info("%s: connection to %s failed: %s", self.id, url, group)
+            if trio.current_time() < self._offline_until:
+                # The network is down: this attempt fails, as a real charger's would.
+                log.info("%s: offline; connecting again later", self.id)
+            else:
+                try:
+                    attempt = await self._connect_and_serve(url, attempt)
+                except (
+                    OSError,
+                    trio_websocket.HandshakeError,
+                    trio_websocket.ConnectionClosed,
+                    trio.BrokenResourceError,
+                    trio.ClosedResourceError,
+                    trio.TooSlowError,
+                ) as exc:
+                    log.info("%s: connection to %s failed: %s", self.id, url, exc)
+                except ExceptionGroup as group:
+                    log.info("%s: connection to %s failed: %s", self.id, url, group)
             if self._stopping:
                 return
             delay = min(self.config.backoff_max, self.config.backoff_min * 2 ** min(attempt, 16))
             attempt += 1
             await self.wheel.sleep(delay * (0.5 + self._rng.random() / 2))
+
+    async def _connect_and_serve(self, url: str, attempt: int) -> int:
+        """One connection, from the TCP connect to its end; the backoff attempt count."""
+        async with trio.open_nursery() as nursery:
+            link, ws = await open_link(nursery, url, connect_timeout=10)
+            self._link = link
+            try:
+                if ws.subprotocol != SUBPROTOCOL:
+                    log.warning("%s: the CSMS did not agree to %s", self.id, SUBPROTOCOL)
+                else:
+                    attempt = 0
+                    self.connects += 1
+                    await self._serve_connection(ws)
+            finally:
+                self._link = None
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    if not link.dead:
+                        await ws.aclose()  # the closing handshake (1000)
+                    await link.aclose()
+                nursery.cancel_scope.cancel()
+        return attempt
 
     async def _serve_connection(self, ws: trio_websocket.WebSocketConnection) -> None:
         session = RpcSession(
@@ -272,7 +325,12 @@ class SimChargePoint:
         for connector_id in self.evses:
             await self.send_status(connector_id)
         nursery.start_soon(self._heartbeat_loop, session, interval)
-        nursery.start_soon(self._queue.deliver, session)
+        nursery.start_soon(self._queue.deliver, session, self._wait_link)
+
+    async def _wait_link(self) -> None:
+        link = self._link
+        if link is not None:
+            await link.wait_flowing()
 
     def boot_request(self) -> call.BootNotification:
         """The BootNotification this charger sends."""
@@ -317,7 +375,7 @@ class SimChargePoint:
     async def call(self, request: Any) -> Any | None:
         """Send a non-transaction message if online; None when offline or unanswered."""
         session = self.session
-        if session is None or not self._booted:
+        if session is None or not self._booted or self.stalled:
             return None
         try:
             return await session.call(request)

@@ -67,8 +67,12 @@ class TransactionQueue:
         while self._messages:
             await self._idle.wait()
 
-    async def deliver(self, session: RpcSession) -> None:
+    async def deliver(
+        self, session: RpcSession, ready: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         """Send the queue over ``session``, in order, until cancelled (the connection ends).
+        Each transmission waits for ``ready()`` first (a stalled link writes nothing: what
+        waits for it to flow again has not been sent, so it is no failed attempt).
 
         A message the CSMS failed to process (CALLERROR, or no answer in time) is sent
         again, unchanged, until it has gone out ``attempts`` times (see the module).
@@ -83,6 +87,8 @@ class TransactionQueue:
             if message.payload is None:
                 # Built once: a message whose answer never came is sent again unchanged.
                 message.payload = message.build()
+            if ready is not None:
+                await ready()
             message.transmissions += 1
             try:
                 result = await session.call_payload(message.action, message.payload)
