@@ -26,11 +26,14 @@ from ocppj.timestamps import parse_timestamp
 from sim.behaviour import (
     IDEAL,
     Behaviour,
+    BehaviourError,
     Behaviours,
     IgnoreProfiles,
     MeteredOnly,
     ObeyFraction,
     SlowAnswers,
+    behaviour_from_spec,
+    combined,
 )
 from sim.charge_point import SimChargePoint
 from sim.config import ChargerTemplate
@@ -68,6 +71,37 @@ def test_behaviours_fold_in_order() -> None:
     assert slow.answer_delay("Reset") == math.inf
     assert slow.answer_delay("GetConfiguration") == 5.0
     assert Behaviours().answer_delay("Reset") == 0.0
+
+
+def test_a_behaviour_from_its_description() -> None:
+    assert behaviour_from_spec({"kind": "ignore-profiles"}) == IgnoreProfiles()
+    assert behaviour_from_spec({"kind": "obey-fraction", "factor": 2}) == ObeyFraction(2.0)
+    assert behaviour_from_spec({"kind": "slow-answers", "delay": "never"}) == SlowAnswers(
+        math.inf)
+    assert behaviour_from_spec(
+        {"kind": "slow-answers", "delay": 45, "actions": "SetChargingProfile, Reset"}
+    ) == SlowAnswers(45.0, frozenset({"SetChargingProfile", "Reset"}))
+    assert behaviour_from_spec(
+        {"kind": "metered-only", "measurands": ["Energy.Active.Import.Register"]}
+    ) == MeteredOnly(frozenset({"Energy.Active.Import.Register"}))
+    assert combined([]) is IDEAL
+    assert combined([IDEAL, ObeyFraction(2.0)]) == ObeyFraction(2.0)
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("ignore-profiles", "a behaviour is a mapping with a kind"),
+    ({"kind": "sulk"}, "unknown behaviour 'sulk'"),
+    ({"kind": "obey-fraction"}, "obey-fraction: factor must be a number >= 0, got None"),
+    ({"kind": "obey-fraction", "factor": True}, "factor must be a number"),
+    ({"kind": "slow-answers", "delay": -1}, "delay must be a number >= 0 or 'never'"),
+    ({"kind": "metered-only", "measurands": []}, "measurands must be a list of names"),
+    ({"kind": "metered-only", "measurands": [1]}, "measurands must be a list of names"),
+    ({"kind": "ignore-profiles", "factor": 2}, "unknown setting(s) factor"),
+])
+def test_a_bad_description_says_what_is_wrong(spec: Any, message: str) -> None:
+    with pytest.raises(BehaviourError) as caught:
+        behaviour_from_spec(spec)
+    assert message in str(caught.value)
 
 
 def test_slow_answers_only_for_the_actions_named() -> None:

@@ -65,7 +65,8 @@ def test_help_exits_0(args: list[str]) -> None:
     assert done.returncode == 0, done.stderr
     assert "usage: python -m sim" in done.stdout
     if args == ["--help"]:
-        for command in ("scenario", "run-scenario", "start-sim", "inject-fault", "stop-sim"):
+        for command in ("scenario", "run-scenario", "start-sim", "inject-fault", "inject",
+                        "clear", "stop-sim"):
             assert command in done.stdout
         assert "3 CSMS or simulator unreachable" in " ".join(done.stdout.split())
     else:
@@ -318,3 +319,84 @@ def test_a_parameter_keeps_the_type_of_its_default() -> None:
     assert _checked("s", "verbose", _value("true"), False) is True
     with pytest.raises(ConfigError, match="'verbose' is true or false, got 1"):
         _checked("s", "verbose", _value("1"), False)
+
+
+def connected(status: dict[str, Any] | None, charger: str) -> bool | None:
+    for row in (status or {}).get("chargers", []):
+        if row["id"] == charger:
+            return bool(row["connected"])
+    return None
+
+
+async def until_connected(db: Path, charger: str, wanted: bool) -> None:
+    with trio.fail_after(TIMEOUT):  # bounded: each poll is one process run
+        while connected(await csms_status(db), charger) is not wanted:
+            pass
+
+
+async def test_inject_and_clear_misbehaviour_in_a_running_fleet(
+    tmp_path: Path, control: Path
+) -> None:
+    db = tmp_path / "csms.db"
+    async with trio.open_nursery() as nursery:
+        async with background(nursery, "-m", "csms", "--port", "0", "--api-port", "0",
+                              "--db", str(db)) as csms:
+            with trio.fail_after(TIMEOUT):
+                listening = await csms.wait_line("stderr", r"listening on ws://[\d.]+:(\d+)/")
+            url = f"ws://127.0.0.1:{listening[1]}/ocpp"
+            async with background(nursery, "-m", "sim", "start-sim", "--chargers", "2",
+                                  "--evses", "1", "--url", url, "--control", str(control)
+                                  ) as fleet:
+                with trio.fail_after(TIMEOUT):
+                    await fleet.wait_line("stdout", "control socket")
+                await until_connected(db, "CP_01", True)
+
+                def sim_args(*args: str) -> tuple[str, ...]:
+                    return ("-m", "sim", *args, "--control", str(control))
+
+                down = await run(*sim_args("inject", "CP_01", "offline", "--for", "600"))
+                assert down.returncode == 0, down.stderr
+                assert "CP_01: network down for 600 s" in down.stdout.decode()
+                await until_connected(db, "CP_01", False)  # the CSMS saw it go
+                assert connected(await csms_status(db), "CP_02") is True
+
+                slow = await run(*sim_args("inject", "CP_02", "slow-answers", "--delay",
+                                           "never", "--actions", "Reset"))
+                assert slow.returncode == 0, slow.stderr
+                assert "CP_02: slow-answers" in slow.stdout.decode()
+                more = await run(*sim_args("inject", "CP_02", "obey-fraction", "--factor", "2"))
+                assert "SlowAnswers" in more.stdout.decode()  # behaviours add up
+                assert "ObeyFraction" in more.stdout.decode()
+
+                refusals = {
+                    ("CP_09", "ignore-profiles"): "no charger CP_09 (have CP_01..CP_02)",
+                    ("CP_02", "obey-fraction", "--factor", "-1"):
+                        "obey-fraction: factor must be a number >= 0",
+                    ("CP_02", "offline"): "inject offline: --for SECONDS is required",
+                    ("CP_02", "offline", "--for", "0"): "offline: seconds must be a number > 0",
+                    ("CP_02", "sulk"): "invalid choice: 'sulk'",
+                }
+                for args, expected in refusals.items():
+                    refused = await run(*sim_args("inject", *args))
+                    assert refused.returncode == 2, (args, refused.stderr)
+                    assert expected in refused.stderr.decode(), (args, refused.stderr)
+                    assert refused.stdout == b""
+
+                cleared = await run(*sim_args("clear", "CP_01"))
+                assert cleared.returncode == 0, cleared.stderr
+                assert "CP_01: an ideal charger again, network up" in cleared.stdout.decode()
+                await until_connected(db, "CP_01", True)  # back at its next attempt
+                nobody = await run(*sim_args("clear", "CP_07"))
+                assert nobody.returncode == 2
+                assert "no charger CP_07" in nobody.stderr.decode()
+
+                stop = await run(*sim_args("stop-sim"))
+                assert stop.returncode == 0, stop.stderr
+                with trio.fail_after(TIMEOUT):
+                    await fleet.process.wait()
+                assert fleet.process.returncode == 0, fleet.lines["stderr"]
+                assert "Traceback" not in "\n".join(fleet.lines["stderr"])
+            csms.process.terminate()
+            with trio.fail_after(TIMEOUT):
+                await csms.process.wait()
+        nursery.cancel_scope.cancel()

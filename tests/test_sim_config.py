@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from sim.behaviour import IDEAL, Behaviours, MeteredOnly, ObeyFraction, SlowAnswers
 from sim.config import DEFAULT_CONFIG, ChargerTemplate, ConfigError, SimConfig, load_config
 
 
@@ -19,8 +20,15 @@ def test_the_shipped_config_yaml_loads() -> None:
     assert config.csms_url is None
     assert (config.seed, config.meter_interval, config.heartbeat_interval) == (1, 60, 300)
     assert set(config.chargers) == {
-        "default", "compact", "single_phase", "w_only", "no_tx_profile"
+        "default", "compact", "single_phase", "w_only", "no_tx_profile", "overshooter",
+        "energy_meter",
     }
+    assert config.template("overshooter").behaviour() == ObeyFraction(1.5)
+    assert config.template("energy_meter").behaviour() == Behaviours.of([
+        MeteredOnly(frozenset({"Energy.Active.Import.Register"})),
+        SlowAnswers(40.0, frozenset({"SetChargingProfile"})),
+    ])
+    assert config.template(None).behaviour() is IDEAL
     w_only = config.template("w_only")
     assert (w_only.rate_units, w_only.max_stack_level, w_only.tx_profiles) == ("Power", 0, True)
     assert config.template("no_tx_profile").tx_profiles is False
@@ -103,6 +111,21 @@ BAD = {
         "chargers:\n  default: {rate_units: Volts}\n",
         "config.chargers['default'].rate_units",
         "expected Current, Power or Current,Power",
+    ),
+    "an unknown behaviour": (
+        "chargers:\n  default: {behaviours: [{kind: sulk}]}\n",
+        "config.chargers['default'].behaviours",
+        "unknown behaviour 'sulk' (known: ignore-profiles, obey-fraction",
+    ),
+    "a behaviour's bad knob": (
+        "chargers:\n  default: {behaviours: [{kind: obey-fraction, factor: -1}]}\n",
+        "config.chargers['default'].behaviours",
+        "obey-fraction: factor must be a number >= 0",
+    ),
+    "a behaviour's unknown knob": (
+        "chargers:\n  default: {behaviours: [{kind: ignore-profiles, politely: true}]}\n",
+        "config.chargers['default'].behaviours",
+        "ignore-profiles: unknown setting(s) politely",
     ),
     "not a mapping": ("- 1\n- 2\n", "", "expected a mapping at the top level"),
     "not YAML": ("seed: [1, 2\n", "line 1", "not valid YAML"),

@@ -16,6 +16,7 @@ Time enters as an argument (``now``), never read here.
 from __future__ import annotations
 
 import datetime
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -136,12 +137,90 @@ class Behaviours(Behaviour):
 #: The ideal charger.
 IDEAL = Behaviour()
 
+
+class BehaviourError(ValueError):
+    """A behaviour description that names no behaviour, or gives it a bad knob."""
+
+
+#: The behaviours by the name config.yaml and ``python -m sim inject`` use.
+KINDS = ("ignore-profiles", "obey-fraction", "slow-answers", "metered-only")
+
+
+def _number(spec: dict[str, Any], key: str, *, never: bool = False) -> float:
+    value = spec.get(key)
+    if never and value in ("never", "inf", math.inf):
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+        0 <= value < math.inf
+    ):
+        allowed = " or 'never'" if never else ""
+        raise BehaviourError(f"{spec.get('kind')}: {key} must be a number >= 0{allowed}, "
+                             f"got {value!r}")
+    return float(value)
+
+
+def _names(spec: dict[str, Any], key: str, *, required: bool) -> frozenset[str]:
+    value = spec.get(key, [])
+    if isinstance(value, str):
+        value = [item.strip() for item in value.split(",") if item.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or (
+        required and not value
+    ):
+        raise BehaviourError(f"{spec.get('kind')}: {key} must be a list of names, "
+                             f"got {value!r}")
+    return frozenset(value)
+
+
+def behaviour_from_spec(spec: Any) -> Behaviour:
+    """The behaviour a description names, as config.yaml and the control socket give it:
+    ``{"kind": "ignore-profiles"}``, ``{"kind": "obey-fraction", "factor": 1.5}``,
+    ``{"kind": "slow-answers", "delay": 45, "actions": ["SetChargingProfile"]}`` (delay
+    ``"never"``: no answer), ``{"kind": "metered-only", "measurands": [...]}``.
+
+    Raises:
+        BehaviourError: what is wrong with it.
+    """
+    if not isinstance(spec, dict):
+        raise BehaviourError(f"a behaviour is a mapping with a kind, got {spec!r}")
+    kind = spec.get("kind")
+    knobs = {
+        "ignore-profiles": set(),
+        "obey-fraction": {"factor"},
+        "slow-answers": {"delay", "actions"},
+        "metered-only": {"measurands"},
+    }
+    if kind not in knobs:
+        raise BehaviourError(f"unknown behaviour {kind!r} (known: {', '.join(KINDS)})")
+    unknown = set(spec) - knobs[kind] - {"kind"}
+    if unknown:
+        raise BehaviourError(f"{kind}: unknown setting(s) {', '.join(sorted(unknown))}")
+    if kind == "ignore-profiles":
+        return IgnoreProfiles()
+    if kind == "obey-fraction":
+        return ObeyFraction(_number(spec, "factor"))
+    if kind == "slow-answers":
+        return SlowAnswers(_number(spec, "delay", never=True),
+                           _names(spec, "actions", required=False))
+    return MeteredOnly(_names(spec, "measurands", required=True))
+
+
+def combined(behaviours: Iterable[Behaviour]) -> Behaviour:
+    """One behaviour doing what all of ``behaviours`` do (the ideal one if none)."""
+    chain = [b for b in behaviours if b is not IDEAL]
+    if not chain:
+        return IDEAL
+    return chain[0] if len(chain) == 1 else Behaviours.of(chain)
+
 __all__ = [
     "IDEAL",
+    "KINDS",
     "Behaviour",
+    "BehaviourError",
     "Behaviours",
     "IgnoreProfiles",
     "MeteredOnly",
     "ObeyFraction",
     "SlowAnswers",
+    "behaviour_from_spec",
+    "combined",
 ]

@@ -231,6 +231,14 @@ class SimChargePoint:
         else:
             await link.die()
 
+    def clear_misbehaviour(self) -> None:
+        """An ideal charger again: no behaviour, and the network back now."""
+        self.behaviour = IDEAL
+        self._offline_until = -math.inf
+        if self._link is not None:
+            self._link.resume()
+        self.after(self.reevaluate)
+
     async def _resume_at(self, link: Link, deadline: float) -> None:
         await self.wheel.sleep_until(deadline)
         if trio.current_time() >= self._offline_until:

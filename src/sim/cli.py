@@ -18,6 +18,7 @@ from typing import Any
 import trio
 import trio.testing
 
+from sim.behaviour import KINDS
 from sim.config import ConfigError, SimConfig, load_config
 from sim.control import (
     ControlError,
@@ -51,6 +52,18 @@ def _parser() -> argparse.ArgumentParser:
     _start_arguments(start)
     fault = commands.add_parser("inject-fault", help="fault an EVSE of the running fleet")
     _fault_arguments(fault)
+    inject = commands.add_parser(
+        "inject", help="make a charger of the running fleet misbehave (or its network fail)",
+        description="Examples: inject CP_03 offline --for 600; inject CP_03 offline --for 60 "
+        "--stall; inject CP_05 ignore-profiles; inject CP_05 obey-fraction --factor 1.5; "
+        "inject CP_05 slow-answers --delay 45 --actions SetChargingProfile; inject CP_05 "
+        "metered-only --measurands Energy.Active.Import.Register. Behaviours add up; "
+        "clear undoes them all.")
+    _inject_arguments(inject)
+    clear = commands.add_parser("clear", help="make a charger of the running fleet ideal "
+                                "again (behaviours cleared, network back)")
+    clear.add_argument("charger", help="e.g. CP_05")
+    _control_argument(clear)
     stop = commands.add_parser("stop-sim", help="stop the running fleet gracefully")
     _control_argument(stop)
     return parser
@@ -88,6 +101,44 @@ def _fault_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--error-code", default="GroundFailure",
                         help="OCPP ChargePointErrorCode (default: %(default)s)")
     _control_argument(parser)
+
+
+def _inject_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("charger", help="e.g. CP_05")
+    parser.add_argument("kind", choices=[*KINDS, "offline"])
+    parser.add_argument("--for", dest="seconds", type=float,
+                        help="offline: seconds without network")
+    parser.add_argument("--stall", action="store_true",
+                        help="offline: TCP stays open, nothing is read or written")
+    parser.add_argument("--factor", type=float, help="obey-fraction: limit x factor")
+    parser.add_argument("--delay", help="slow-answers: seconds, or 'never'")
+    parser.add_argument("--actions", help="slow-answers: the CALLs it is slow on (a,b,...)")
+    parser.add_argument("--measurands", help="metered-only: what its meter measures (a,b,...)")
+    _control_argument(parser)
+
+
+def _inject_request(args: argparse.Namespace) -> dict[str, Any]:
+    """The control request ``inject`` sends; the fleet checks the knobs."""
+    request: dict[str, Any] = {"command": "inject", "charger": args.charger}
+    if args.kind == "offline":
+        if args.seconds is None:
+            raise _Usage("inject offline: --for SECONDS is required")
+        request["offline"] = {"seconds": args.seconds, "stall": args.stall}
+        return request
+    spec: dict[str, Any] = {"kind": args.kind}
+    if args.factor is not None:
+        spec["factor"] = args.factor
+    if args.delay is not None:
+        spec["delay"] = args.delay if args.delay == "never" else _value(args.delay)
+    for knob in ("actions", "measurands"):
+        if getattr(args, knob) is not None:
+            spec[knob] = getattr(args, knob)
+    request["behaviour"] = spec
+    return request
+
+
+class _Usage(Exception):
+    """A command line that argparse accepted but that says nothing sensible."""
 
 
 def _value(text: str) -> Any:
@@ -225,6 +276,22 @@ def cmd_fault(args: argparse.Namespace) -> int:
     return _answered(answer, EXIT_USAGE)
 
 
+def cmd_inject(args: argparse.Namespace) -> int:
+    """Make a charger of the running fleet misbehave."""
+    try:
+        request = _inject_request(args)
+    except _Usage as exc:
+        print(f"python -m sim: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return _answered(trio.run(send_command, args.control, request), EXIT_USAGE)
+
+
+def cmd_clear(args: argparse.Namespace) -> int:
+    """Make a charger of the running fleet ideal again."""
+    answer = trio.run(send_command, args.control, {"command": "clear", "charger": args.charger})
+    return _answered(answer, EXIT_USAGE)
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     """Stop the running fleet."""
     answer = trio.run(send_command, args.control, {"command": "stop-sim"})
@@ -258,6 +325,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_start(args, config)
         if args.command == "inject-fault":
             return cmd_fault(args)
+        if args.command == "inject":
+            return cmd_inject(args)
+        if args.command == "clear":
+            return cmd_clear(args)
         return cmd_stop(args)
     except (ConfigError, ScenarioError) as exc:
         print(f"python -m sim: {exc}", file=sys.stderr)

@@ -17,6 +17,7 @@ from cattrs.errors import AttributeValidationNote, ClassValidationError
 from cattrs.gen import make_dict_structure_fn
 
 from ocppj.charging import parse_units
+from sim.behaviour import Behaviour, BehaviourError, behaviour_from_spec, combined
 
 #: Shipped in the package (a symlink to the project's top-level config.yaml, its source).
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "config.yaml"
@@ -57,6 +58,16 @@ def _percent(instance: Any, attribute: attrs.Attribute[Any], value: float) -> No
         raise _Invalid("a percentage within 0..100", value, attribute.name)
 
 
+def _behaviours(
+    instance: Any, attribute: attrs.Attribute[Any], value: tuple[dict[str, Any], ...]
+) -> None:
+    for spec in value:
+        try:
+            behaviour_from_spec(spec)
+        except BehaviourError as exc:
+            raise _Invalid(f"a behaviour ({exc})", spec, attribute.name) from None
+
+
 def _phases(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
     if value not in (1, 3):
         raise _Invalid("1 or 3", value, attribute.name)
@@ -80,6 +91,13 @@ class ChargerTemplate:
     tx_profiles: bool = True
     #: Seconds its clock is ahead of the true time (negative: behind).
     clock_skew_s: float = 0.0
+    #: How it departs from the ideal (sim.behaviour.behaviour_from_spec), e.g.
+    #: ``[{kind: obey-fraction, factor: 1.5}]``.
+    behaviours: tuple[dict[str, Any], ...] = attrs.field(default=(), validator=_behaviours)
+
+    def behaviour(self) -> Behaviour:
+        """The behaviour of a charger made from this template."""
+        return combined(behaviour_from_spec(spec) for spec in self.behaviours)
 
 
 @frozen

@@ -1,11 +1,13 @@
-"""The running fleet's control socket (``start-sim`` serves it; ``inject-fault`` and
-``stop-sim`` talk to it): a Unix socket, one JSON line in, one JSON line out."""
+"""The running fleet's control socket (``start-sim`` serves it; ``inject``, ``clear``,
+``inject-fault`` and ``stop-sim`` talk to it): a Unix socket, one JSON line in, one JSON
+line out."""
 
 from __future__ import annotations
 
 import datetime
 import json
 import logging
+import math
 import os
 import random
 import signal
@@ -16,6 +18,7 @@ from typing import Any
 
 import trio
 
+from sim.behaviour import BehaviourError, behaviour_from_spec, combined
 from sim.config import SimConfig
 from sim.evse import Action
 from sim.simulator_runner import Fleet
@@ -66,6 +69,42 @@ def _evse_number(name: str) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
+def _no_charger(fleet: Fleet, charger: str) -> dict[str, Any]:
+    return {"ok": False, "message": f"no charger {charger} (have CP_01..CP_"
+            f"{len(fleet.chargers):02d})"}
+
+
+async def _misbehave(fleet: Fleet, request: dict[str, Any]) -> dict[str, Any]:
+    """``inject`` (a behaviour, or the network failing) and ``clear``."""
+    charger = str(request.get("charger"))
+    cp = fleet.chargers.get(charger)
+    if cp is None:
+        return _no_charger(fleet, charger)
+    if request["command"] == "clear":
+        cp.clear_misbehaviour()
+        return {"ok": True, "message": f"{charger}: an ideal charger again, network up"}
+    offline = request.get("offline")
+    if offline is not None:
+        seconds = offline.get("seconds") if isinstance(offline, dict) else None
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not (
+            0 < seconds < math.inf
+        ):
+            return {"ok": False, "message": f"offline: seconds must be a number > 0, "
+                    f"got {seconds!r}"}
+        stall = bool(offline.get("stall"))
+        await cp.go_offline(float(seconds), stall=stall)
+        how = "stalled" if stall else "down"
+        return {"ok": True, "message": f"{charger}: network {how} for {seconds:g} s"}
+    try:
+        behaviour = behaviour_from_spec(request.get("behaviour"))
+    except BehaviourError as exc:
+        return {"ok": False, "message": str(exc)}
+    cp.behaviour = combined([cp.behaviour, behaviour])
+    cp.after(cp.reevaluate)  # what it draws changes now, not at its next meter tick
+    return {"ok": True, "message": f"{charger}: {request['behaviour']['kind']} "
+            f"(now {cp.behaviour!r})"}
+
+
 async def _execute(fleet: Fleet, request: Any, stop: trio.Event) -> dict[str, Any]:
     if not isinstance(request, dict):
         return {"ok": False, "message": "expected a JSON object"}
@@ -73,12 +112,13 @@ async def _execute(fleet: Fleet, request: Any, stop: trio.Event) -> dict[str, An
     if command == "stop-sim":
         stop.set()
         return {"ok": True, "message": f"stopping {len(fleet.chargers)} chargers"}
+    if command in ("inject", "clear"):
+        return await _misbehave(fleet, request)
     if command == "inject-fault":
         charger, evse_name = str(request.get("charger")), str(request.get("evse"))
         cp = fleet.chargers.get(charger)
         if cp is None:
-            return {"ok": False, "message": f"no charger {charger} (have CP_01..CP_"
-                    f"{len(fleet.chargers):02d})"}
+            return _no_charger(fleet, charger)
         number = _evse_number(evse_name)
         if number is None or number not in cp.evses:
             return {"ok": False, "message": f"{charger} has no {evse_name} "

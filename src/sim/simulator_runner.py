@@ -140,6 +140,7 @@ class Fleet:
                 ),
                 clock=self.clock,
                 rng=random.Random(self.rng.random()),
+                behaviour=tpl.behaviour(),
                 wheel=self.wheel,
             )
             self.chargers[cp_id] = cp
