@@ -30,6 +30,7 @@ from sim.behaviour import (
     Behaviours,
     IgnoreProfiles,
     MeteredOnly,
+    ObeyAfter,
     ObeyFraction,
     SlowAnswers,
     behaviour_from_spec,
@@ -102,6 +103,19 @@ def test_a_bad_description_says_what_is_wrong(spec: Any, message: str) -> None:
     with pytest.raises(BehaviourError) as caught:
         behaviour_from_spec(spec)
     assert message in str(caught.value)
+
+
+def test_obey_after_keeps_the_old_limit_for_its_delay() -> None:
+    slow = ObeyAfter(60.0)
+    at = functools.partial(datetime.timedelta)
+    assert slow.limit_in_force(1, None, NOW) is None  # no profile yet: none enforced
+    assert slow.limit_in_force(1, 4_000.0, NOW + at(seconds=10)) is None
+    assert slow.limit_in_force(1, 4_000.0, NOW + at(seconds=69)) is None
+    assert slow.limit_in_force(1, 4_000.0, NOW + at(seconds=70)) == 4_000.0
+    assert slow.limit_in_force(1, 11_000.0, NOW + at(seconds=80)) == 4_000.0
+    assert slow.limit_in_force(2, 7_000.0, NOW + at(seconds=80)) == 7_000.0  # its own
+    assert slow.limit_in_force(1, 11_000.0, NOW + at(seconds=140)) == 11_000.0
+    assert behaviour_from_spec({"kind": "obey-after", "delay": 60}) == ObeyAfter(60.0)
 
 
 def test_slow_answers_only_for_the_actions_named() -> None:
@@ -206,6 +220,32 @@ async def test_profile_compliance_is_what_the_meter_values_show(
         limit_w = limit_in_force_at(cp, at)
         assert limit_w <= ALLOCATED_W + 0.01
         assert watts == pytest.approx(metered(limit_w), abs=0.1)
+
+
+async def test_a_charger_that_obeys_late_meters_the_old_limit_meanwhile(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    async with smart_site(tmp_path, virtual_clock) as s:
+        cp = await charging_alone(s, ObeyAfter(180.0))
+        await eventually(lambda: bool(cp.profiles_received[1]))
+        got = cp.profiles_received[1][0][0]  # when the session's first TxProfile arrived
+        await trio.sleep(6 * TICK)
+        powers = [(parse_timestamp(row.sample.timestamp), row.sample.number)
+                  for row in await s.samples()
+                  if row.sample.measurand == "Power.Active.Import"
+                  and row.transaction_id is not None]
+        late = [w for t, w in powers if t is not None and got < t < got + datetime.timedelta(
+            seconds=180)]
+        obeyed = [(t, w) for t, w in powers if t is not None
+                  and t > got + datetime.timedelta(seconds=240)]
+        # Until its delay is up it draws under the safety net (6 A: 4,140 W), not the
+        # profile; afterwards, what the profile it got 180 s before allows.
+        assert late and all(w == pytest.approx(amps_to_watts(6.0, 3), abs=0.1) for w in late)
+        assert obeyed
+        at, watts = obeyed[-1]
+        assert watts > amps_to_watts(6.0, 3) + 100
+        assert watts == pytest.approx(
+            limit_in_force_at(cp, at - datetime.timedelta(seconds=180)), abs=0.1)
 
 
 async def test_an_answer_later_than_the_csms_waits_arrives_after_it_gave_up(

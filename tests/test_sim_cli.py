@@ -368,6 +368,11 @@ async def test_inject_and_clear_misbehaviour_in_a_running_fleet(
                 assert "SlowAnswers" in more.stdout.decode()  # behaviours add up
                 assert "ObeyFraction" in more.stdout.decode()
 
+                rebooted = await run(*sim_args("inject", "CP_02", "reboot",
+                                               "--lose-transactions"))
+                assert rebooted.returncode == 0, rebooted.stderr
+                assert "CP_02: rebooting, its transactions forgotten" in rebooted.stdout.decode()
+
                 refusals = {
                     ("CP_09", "ignore-profiles"): "no charger CP_09 (have CP_01..CP_02)",
                     ("CP_02", "obey-fraction", "--factor", "-1"):

@@ -127,6 +127,11 @@ BAD = {
         "config.chargers['default'].behaviours",
         "ignore-profiles: unknown setting(s) politely",
     ),
+    "an EV of two phases": (
+        "ev_mix:\n  - {name: van, capacity_kwh: 75, max_power_kw: 11, phases: 2}\n",
+        "config.ev_mix[0].phases",
+        "expected 1 or 3, got 2",
+    ),
     "not a mapping": ("- 1\n- 2\n", "", "expected a mapping at the top level"),
     "not YAML": ("seed: [1, 2\n", "line 1", "not valid YAML"),
 }

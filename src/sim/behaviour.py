@@ -69,6 +69,35 @@ class ObeyFraction(Behaviour):
         return None if limit_w is None else limit_w * self.factor
 
 
+@attrs.define
+class ObeyAfter(Behaviour):
+    """Enforces a new limit only ``delay`` seconds after it was asked for (a slow control
+    loop), the one before until then. It acts at the charger's next look at its limits
+    after that (its next meter tick at the latest).
+
+    The one behaviour with memory: per connector, the limit enforced and the one asked
+    for since when. Time still enters as ``now``.
+    """
+
+    delay: float
+    _enforced: dict[int, float | None] = attrs.field(factory=dict, init=False, eq=False,
+                                                     repr=False)
+    _asked: dict[int, tuple[float | None, datetime.datetime]] = attrs.field(
+        factory=dict, init=False, eq=False, repr=False)
+
+    def limit_in_force(
+        self, connector_id: int, limit_w: float | None, now: datetime.datetime
+    ) -> float | None:
+        if connector_id not in self._enforced:
+            self._enforced[connector_id] = limit_w
+        asked = self._asked.get(connector_id)
+        if asked is None or asked[0] != limit_w:
+            asked = self._asked[connector_id] = (limit_w, now)
+        if (now - asked[1]).total_seconds() >= self.delay:
+            self._enforced[connector_id] = limit_w
+        return self._enforced[connector_id]
+
+
 @attrs.frozen
 class MeteredOnly(Behaviour):
     """A meter that measures only ``measurands``: energy-only meters are common, and a
@@ -143,7 +172,7 @@ class BehaviourError(ValueError):
 
 
 #: The behaviours by the name config.yaml and ``python -m sim inject`` use.
-KINDS = ("ignore-profiles", "obey-fraction", "slow-answers", "metered-only")
+KINDS = ("ignore-profiles", "obey-fraction", "obey-after", "slow-answers", "metered-only")
 
 
 def _number(spec: dict[str, Any], key: str, *, never: bool = False) -> float:
@@ -174,6 +203,7 @@ def _names(spec: dict[str, Any], key: str, *, required: bool) -> frozenset[str]:
 def behaviour_from_spec(spec: Any) -> Behaviour:
     """The behaviour a description names, as config.yaml and the control socket give it:
     ``{"kind": "ignore-profiles"}``, ``{"kind": "obey-fraction", "factor": 1.5}``,
+    ``{"kind": "obey-after", "delay": 120}``,
     ``{"kind": "slow-answers", "delay": 45, "actions": ["SetChargingProfile"]}`` (delay
     ``"never"``: no answer), ``{"kind": "metered-only", "measurands": [...]}``.
 
@@ -186,6 +216,7 @@ def behaviour_from_spec(spec: Any) -> Behaviour:
     knobs = {
         "ignore-profiles": set(),
         "obey-fraction": {"factor"},
+        "obey-after": {"delay"},
         "slow-answers": {"delay", "actions"},
         "metered-only": {"measurands"},
     }
@@ -198,6 +229,8 @@ def behaviour_from_spec(spec: Any) -> Behaviour:
         return IgnoreProfiles()
     if kind == "obey-fraction":
         return ObeyFraction(_number(spec, "factor"))
+    if kind == "obey-after":
+        return ObeyAfter(_number(spec, "delay"))
     if kind == "slow-answers":
         return SlowAnswers(_number(spec, "delay", never=True),
                            _names(spec, "actions", required=False))
@@ -219,6 +252,7 @@ __all__ = [
     "Behaviours",
     "IgnoreProfiles",
     "MeteredOnly",
+    "ObeyAfter",
     "ObeyFraction",
     "SlowAnswers",
     "behaviour_from_spec",

@@ -231,6 +231,36 @@ class SimChargePoint:
         else:
             await link.die()
 
+    async def reboot(self, *, lose_transactions: bool = False) -> None:
+        """The charger restarts: its connection drops (no closing handshake) and a new
+        BootNotification follows.
+
+        With ``lose_transactions`` it comes back with no memory of its open transactions,
+        as firmware that kept no record does: no StopTransaction is ever sent for them,
+        the transaction messages it had queued are gone, and their connectors report
+        Available. Their records in the report say ``LostInReboot``.
+        """
+        if lose_transactions:
+            now = self._clock()
+            self.advance(now)
+            lost = self._queue.clear()
+            for evse in self.evses.values():
+                tx = evse.transaction
+                if tx is None:
+                    continue
+                for record in self.sessions:
+                    if record.start == tx.started_at and record.evse == f"EVSE_{evse.connector_id}":
+                        record.stop, record.stop_reason = now, "LostInReboot"
+                        record.energy_wh = evse.register_wh - tx.meter_start
+                        record.peak_power_w = tx.peak_power_w
+                evse.transaction = None
+                evse.ev = None
+                evse.power_w = 0.0
+                evse.fsm = Evse(evse.fsm.name)
+                self.profiles.transaction_ended(evse.connector_id)
+            log.info("%s: rebooted; lost its transactions and %d queued messages", self.id, lost)
+        await self.go_offline(0.0)
+
     def clear_misbehaviour(self) -> None:
         """An ideal charger again: no behaviour, and the network back now."""
         self.behaviour = IDEAL

@@ -57,8 +57,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Examples: inject CP_03 offline --for 600; inject CP_03 offline --for 60 "
         "--stall; inject CP_05 ignore-profiles; inject CP_05 obey-fraction --factor 1.5; "
         "inject CP_05 slow-answers --delay 45 --actions SetChargingProfile; inject CP_05 "
-        "metered-only --measurands Energy.Active.Import.Register. Behaviours add up; "
-        "clear undoes them all.")
+        "metered-only --measurands Energy.Active.Import.Register; inject CP_02 reboot "
+        "--lose-transactions. Behaviours add up; clear undoes them all.")
     _inject_arguments(inject)
     clear = commands.add_parser("clear", help="make a charger of the running fleet ideal "
                                 "again (behaviours cleared, network back)")
@@ -105,13 +105,16 @@ def _fault_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _inject_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("charger", help="e.g. CP_05")
-    parser.add_argument("kind", choices=[*KINDS, "offline"])
+    parser.add_argument("kind", choices=[*KINDS, "offline", "reboot"])
     parser.add_argument("--for", dest="seconds", type=float,
                         help="offline: seconds without network")
     parser.add_argument("--stall", action="store_true",
                         help="offline: TCP stays open, nothing is read or written")
+    parser.add_argument("--lose-transactions", action="store_true",
+                        help="reboot: forget the open transactions (no StopTransaction)")
     parser.add_argument("--factor", type=float, help="obey-fraction: limit x factor")
-    parser.add_argument("--delay", help="slow-answers: seconds, or 'never'")
+    parser.add_argument("--delay", help="slow-answers: seconds, or 'never'; obey-after: "
+                        "seconds before a new limit is enforced")
     parser.add_argument("--actions", help="slow-answers: the CALLs it is slow on (a,b,...)")
     parser.add_argument("--measurands", help="metered-only: what its meter measures (a,b,...)")
     _control_argument(parser)
@@ -124,6 +127,9 @@ def _inject_request(args: argparse.Namespace) -> dict[str, Any]:
         if args.seconds is None:
             raise _Usage("inject offline: --for SECONDS is required")
         request["offline"] = {"seconds": args.seconds, "stall": args.stall}
+        return request
+    if args.kind == "reboot":
+        request["reboot"] = {"lose_transactions": args.lose_transactions}
         return request
     spec: dict[str, Any] = {"kind": args.kind}
     if args.factor is not None:

@@ -110,6 +110,8 @@ class EvSpec:
     weight: float = attrs.field(default=1.0, validator=_positive)
     soc_min: float = attrs.field(default=10.0, validator=_percent)
     soc_max: float = attrs.field(default=60.0, validator=_percent)
+    #: The phases its on-board charger uses (1: current on L1 only, even on 3 phases).
+    phases: int = attrs.field(default=3, validator=_phases)
 
 
 def _default_mix() -> tuple[EvSpec, ...]:

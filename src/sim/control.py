@@ -83,6 +83,12 @@ async def _misbehave(fleet: Fleet, request: dict[str, Any]) -> dict[str, Any]:
     if request["command"] == "clear":
         cp.clear_misbehaviour()
         return {"ok": True, "message": f"{charger}: an ideal charger again, network up"}
+    reboot = request.get("reboot")
+    if reboot is not None:
+        lose = bool(reboot.get("lose_transactions")) if isinstance(reboot, dict) else False
+        await cp.reboot(lose_transactions=lose)
+        lost = ", its transactions forgotten" if lose else ""
+        return {"ok": True, "message": f"{charger}: rebooting{lost}"}
     offline = request.get("offline")
     if offline is not None:
         seconds = offline.get("seconds") if isinstance(offline, dict) else None

@@ -14,12 +14,15 @@ from ocppj.charging import NOMINAL_VOLTAGE_V, watts_to_amps
 
 @frozen
 class Ev:
-    """An EV: battery ``capacity_wh``, state of charge ``soc`` (0-100), ``max_power_w``."""
+    """An EV: battery ``capacity_wh``, state of charge ``soc`` (0-100), ``max_power_w``,
+    and the ``phases`` its on-board charger uses (a single-phase EV on a three-phase
+    charger draws current on L1 only)."""
 
     capacity_wh: float
     soc: float
     max_power_w: float
     taper_from_soc: float = 80.0
+    phases: int = 3
 
     def acceptance_w(self) -> float:
         """The most power the EV takes now."""

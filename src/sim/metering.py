@@ -52,15 +52,18 @@ def repower(
     if tx is None or evse.ev is None or not evse.fsm.transaction_possible:
         evse.power_w = 0.0
         return False
+    phases = drawn_phases(evse)
+    # A limit in A is per phase: it allows a single-phase EV a third of the watts.
     asked = profiles.limit(
-        evse.connector_id, now=now, transaction_start=tx.started_at, phases=evse.phases
+        evse.connector_id, now=now, transaction_start=tx.started_at, phases=phases
     )
     evse.limit_w = asked
     limit = behaviour.limit_in_force(evse.connector_id, asked, now)
-    floor_w = MIN_CURRENT_A * evse.phases * NOMINAL_VOLTAGE_V
+    floor_w = MIN_CURRENT_A * phases * NOMINAL_VOLTAGE_V
     if limit is not None and limit < floor_w:
         limit = 0.0
-    evse.power_w = power_drawn(evse.ev, evse.max_power_w, limit)
+    evse_max_w = evse.max_power_w * phases / evse.phases
+    evse.power_w = power_drawn(evse.ev, evse_max_w, limit)
     tx.peak_power_w = max(tx.peak_power_w, evse.power_w)
     if evse.power_w > 0:
         target = Action.RESUME
@@ -71,6 +74,13 @@ def repower(
     before = evse.fsm.state
     evse.fsm = evse.fsm.next(target)
     return evse.fsm.state != before
+
+
+def drawn_phases(evse: SimEvse) -> int:
+    """The phases current flows on: the EVSE's, or fewer if its EV's charger has fewer."""
+    if evse.ev is None:
+        return evse.phases
+    return max(1, min(evse.phases, evse.ev.phases))
 
 
 def meter_payload(
@@ -98,11 +108,12 @@ def meter_payload(
             "unit": "W",
         },
     ]
-    amps = current_per_phase(evse.power_w, evse.phases)
-    for phase in ("L1", "L2", "L3")[: evse.phases]:
+    drawn = drawn_phases(evse)
+    amps = current_per_phase(evse.power_w, drawn)
+    for index, phase in enumerate(("L1", "L2", "L3")[: evse.phases]):
         sampled.append(
             {
-                "value": f"{amps:.2f}",
+                "value": f"{amps if index < drawn else 0.0:.2f}",
                 "context": context,
                 "measurand": "Current.Import",
                 "phase": phase,

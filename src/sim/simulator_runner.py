@@ -212,7 +212,7 @@ class ScenarioContext:
         spec = self.rng.choices(mix, weights=[e.weight for e in mix])[0]
         soc = self.rng.uniform(spec.soc_min, spec.soc_max)
         return Ev(capacity_wh=spec.capacity_kwh * 1000, soc=round(soc, 1),
-                  max_power_w=spec.max_power_kw * 1000)
+                  max_power_w=spec.max_power_kw * 1000, phases=spec.phases)
 
     @property
     def config_ev_mix(self) -> list[Any]:

@@ -62,6 +62,13 @@ class TransactionQueue:
         self._idle = trio.Event()
         self._changed.set()
 
+    def clear(self) -> int:
+        """Forget every queued message (a reboot that lost them); how many there were."""
+        lost = len(self._messages)
+        self._messages.clear()
+        self._idle.set()
+        return lost
+
     async def wait_empty(self) -> None:
         """Return once every queued message has been answered."""
         while self._messages:
