@@ -39,6 +39,7 @@ from sim.charge_point import ChargePointConfig, SimChargePoint
 from sim.config import SimConfig
 from sim.ev import Ev
 from sim.loopback import LoopbackSockets
+from sim.records_check import check_records
 from sim.report import ScenarioReport, build_report, site_power_seen
 from sim.wheel import Wheel
 
@@ -189,6 +190,64 @@ class ScenarioContext:
     notes: list[str] = attrs.Factory(list)
     #: In-process runs: the site power as the CSMS received it (see report.site_power_seen).
     csms_view: dict[str, Any] | None = None
+    #: Whether the run ends by comparing the CSMS's records with the chargers'.
+    records_checked: bool = False
+    #: In-process runs: the CSMS, which restart_csms can kill and start again.
+    embedded: EmbeddedCsms | None = None
+
+    async def restart_csms(self, down_s: float) -> bool:
+        """Kill the CSMS and start a new one on the same database ``down_s`` later; False
+        (with a note) against an external CSMS, which is not ours to restart."""
+        if self.embedded is None:
+            self.note("the CSMS was not restarted: an external CSMS is not ours to restart")
+            return False
+        await self.embedded.restart(down_s, self.fleet.wheel)
+        return True
+
+    def check_records(self) -> None:
+        """At the end of the run, check the CSMS's records against the chargers' own
+        (sim.records_check): every session closed with the charger's energy, nothing
+        twice. In-process only; against an external CSMS a note says it was not done."""
+        self.records_checked = True
+
+    def morning(self, chargers: list[SimChargePoint], *, hours: float,
+                arrivals_per_evse: float) -> int:
+        """Schedule a workplace morning on ``chargers``' EVSEs: EVs arrive between 06:00
+        and 10:00 (an hour into the run and after), stay 2 to 6 hours, and all leave at
+        least 10 minutes before ``hours`` are up. Returns how many arrive."""
+        evses = [(cp, n) for cp in chargers for n in cp.evses]
+        arrivals = round(len(evses) * arrivals_per_evse)
+        slots = self.rng.sample(evses, k=min(arrivals, len(evses)))
+        for i, (cp, connector) in enumerate(slots):
+            arrive = 3600 + self.rng.uniform(0, 4 * 3600)  # 06:00 to 10:00
+            stay = self.rng.uniform(2 * 3600, 6 * 3600)
+            arrive = min(arrive, max(hours * 3600 - 1200, 0))
+            stay = max(min(stay, hours * 3600 - arrive - 600), 60)
+            self.spawn_task(self.visit, cp, connector, arrive, stay, f"TAG-{i + 1:04d}")
+        return len(slots)
+
+    def check_sessions(self, chargers: list[SimChargePoint], arrivals: int) -> None:
+        """``[sessions]``: every arrival got a session; no transaction message is left
+        undelivered or was given up."""
+        started = sum(len(cp.sessions) for cp in chargers)
+        self.check(started == arrivals, f"[sessions] {started} sessions for {arrivals} "
+                   "arrivals")
+        for cp in chargers:
+            self.check(cp.queued == 0, f"[sessions] {cp.id}: {cp.queued} transaction "
+                       "messages undelivered")
+            self.check(cp.dropped == 0, f"[sessions] {cp.id}: {cp.dropped} transaction "
+                       "messages given up")
+
+    async def visit(self, cp: SimChargePoint, connector: int, arrive: float, stay: float,
+                    tag: str) -> None:
+        """An EV from the mix arrives ``arrive`` seconds into the run, starts a session
+        with ``tag``, stays ``stay`` seconds and leaves (checked: the session started)."""
+        await self.sleep_until(arrive)
+        await cp.plug_in(connector, self.ev())
+        started = await cp.start_session(connector, tag)
+        self.check(started, f"{cp.id} EVSE_{connector}: the session did not start")
+        await self.sleep(stay)
+        await cp.unplug(connector)
 
     def now(self) -> datetime.datetime:
         """The scenario clock (virtual in-process, wall clock against an external CSMS)."""
@@ -300,32 +359,80 @@ async def _run_in_process(module: ModuleType, config: SimConfig, params: dict[st
         # A temporary database: durability against power loss buys nothing here. SQLite
         # runs inline: no worker thread's wall-clock timing decides what happens first.
         site = SiteConfig(limit_kw=site_limit_kw)
-        csms = Csms(CsmsConfig(port=0, db_path=str(Path(tmp) / "csms.db"), synchronous="OFF",
-                               db_inline=True,
-                               heartbeat_interval=config.heartbeat_interval, site=site),
-                    clock=virtual_now)
+        embedded = EmbeddedCsms(
+            CsmsConfig(port=0, db_path=str(Path(tmp) / "csms.db"), synchronous="OFF",
+                       db_inline=True, heartbeat_interval=config.heartbeat_interval,
+                       site=site),
+            virtual_now,
+        )
 
         async def observe(ctx: ScenarioContext) -> None:
+            store = embedded.csms.store
+            if ctx.records_checked:
+                await check_records(ctx.fleet, store, ctx.check)
             # What the CSMS received, checked against the site limit (OCPP alone).
             if site.limit_w is None:
                 return
-            samples = await csms.store.read_samples("Power.Active.Import")
+            samples = await store.read_samples("Power.Active.Import")
             view = site_power_seen(samples, site.limit_w)
             ctx.csms_view = view
             tolerance = site.rebalance_interval_s
             ctx.check(view["longest_over_limit_s"] <= tolerance,
-                      f"site power reported in MeterValues stayed above the {site_limit_kw} kW "
-                      f"limit for {view['longest_over_limit_s']:.0f} s (more than one "
-                      f"{tolerance:.0f} s tick) from {view['longest_over_limit_from']}")
+                      f"[site-limit] site power reported in MeterValues stayed above the "
+                      f"{site_limit_kw} kW limit for {view['longest_over_limit_s']:.0f} s "
+                      f"(more than one {tolerance:.0f} s tick) from "
+                      f"{view['longest_over_limit_from']}")
 
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(csms.serve)
-            nursery.start_soon(drive_virtual_clock, clock, lambda: _wait_store_idle(csms), wheel)
+            port = await embedded.start(nursery)
+            nursery.start_soon(drive_virtual_clock, clock,
+                               lambda: _wait_store_idle(embedded.csms), wheel)
             report = await _run(module, config, params, rng, f"ws://127.0.0.1:{port}/ocpp",
-                                virtual_now, site_limit_kw, observe, wheel)
-            await csms.shutdown()
+                                virtual_now, site_limit_kw, observe, wheel, embedded)
+            await embedded.csms.shutdown()
             nursery.cancel_scope.cancel()
     return report
+
+
+class EmbeddedCsms:
+    """The in-process CSMS of a virtual-time run, which a scenario can kill and restart
+    on the same port and database (``ctx.restart_csms``)."""
+
+    def __init__(self, config: CsmsConfig, clock: Callable[[], datetime.datetime]) -> None:
+        self._config = config
+        self._clock = clock
+        self._nursery: trio.Nursery | None = None
+        self._scope = trio.CancelScope()
+        self._stopped = trio.Event()
+        self.csms = Csms(config, clock=clock)
+        self.restarts = 0
+
+    async def start(self, nursery: trio.Nursery) -> int:
+        """Serve (in ``nursery``); the port."""
+        self._nursery = nursery
+        port: int = await nursery.start(self._serve, self.csms)
+        self._config = attrs.evolve(self._config, port=port)
+        return port
+
+    async def _serve(self, csms: Csms, task_status: trio.TaskStatus[int]) -> None:
+        self._scope, self._stopped = trio.CancelScope(), trio.Event()
+        try:
+            with self._scope:
+                await csms.serve(task_status=task_status)
+        finally:
+            self._stopped.set()
+
+    async def restart(self, down_s: float, wheel: Wheel) -> None:
+        """Kill the CSMS (its connections drop without closing handshakes; what it
+        acknowledged is committed), wait ``down_s``, start a new one on the same port and
+        database."""
+        assert self._nursery is not None
+        self._scope.cancel()
+        await self._stopped.wait()
+        await wheel.sleep(down_s)
+        self.csms = Csms(self._config, clock=self._clock)
+        await self._nursery.start(self._serve, self.csms)
+        self.restarts += 1
 
 
 async def _wait_store_idle(csms: Csms) -> bool:
@@ -340,19 +447,22 @@ async def _run(module: ModuleType, config: SimConfig, params: dict[str, Any],
                rng: random.Random, url: str, clock: Callable[[], datetime.datetime],
                site_limit_kw: float | None,
                observe: Callable[[ScenarioContext], Awaitable[None]] | None = None,
-               wheel: Wheel | None = None,
+               wheel: Wheel | None = None, embedded: EmbeddedCsms | None = None,
                ) -> ScenarioReport:
     async with trio.open_nursery() as nursery:
         fleet = Fleet(url, config, clock=clock, rng=random.Random(rng.random()), nursery=nursery,
                       wheel=wheel)
         ctx = ScenarioContext(fleet, params, random.Random(rng.random()), clock(),
-                              site_limit_kw=site_limit_kw)
+                              site_limit_kw=site_limit_kw, embedded=embedded)
         async with trio.open_nursery() as tasks:
             ctx._tasks = tasks
             await module.scenario(ctx)
         await fleet.stop()
         if observe is not None:
             await observe(ctx)
+        elif ctx.records_checked:
+            ctx.note("the CSMS's records were not checked: an external CSMS's are not ours "
+                     "to read")
         nursery.cancel_scope.cancel()
     name = module.__name__.rsplit(".", 1)[-1]
     return build_report(name, config.seed, params, fleet, ctx)
