@@ -32,6 +32,7 @@ from sim.behaviour import (
     MeteredOnly,
     ObeyAfter,
     ObeyFraction,
+    OnEvses,
     SlowAnswers,
     behaviour_from_spec,
     combined,
@@ -103,6 +104,26 @@ def test_a_bad_description_says_what_is_wrong(spec: Any, message: str) -> None:
     with pytest.raises(BehaviourError) as caught:
         behaviour_from_spec(spec)
     assert message in str(caught.value)
+
+
+def test_a_behaviour_on_some_evses_only() -> None:
+    on_two = OnEvses(ObeyFraction(2.0), frozenset({2}))
+    assert on_two.limit_in_force(1, 1_000.0, NOW) == 1_000.0
+    assert on_two.limit_in_force(2, 1_000.0, NOW) == 2_000.0
+    sampled = [{"measurand": "Power.Active.Import"}, {"measurand": ENERGY}]
+    energy_only = behaviour_from_spec(
+        {"kind": "metered-only", "measurands": [ENERGY], "evses": [1]})
+    assert energy_only.sampled_values(1, sampled) == [{"measurand": ENERGY}]
+    assert energy_only.sampled_values(2, sampled) == sampled
+    assert behaviour_from_spec({"kind": "ignore-profiles", "evses": 2}) == OnEvses(
+        IgnoreProfiles(), frozenset({2}))
+    for spec, message in [
+        ({"kind": "slow-answers", "delay": 5, "evses": [1]}, "answers are the charger's"),
+        ({"kind": "ignore-profiles", "evses": [0]}, "evses must be EVSE numbers"),
+        ({"kind": "ignore-profiles", "evses": []}, "evses must be EVSE numbers"),
+    ]:
+        with pytest.raises(BehaviourError, match=message):
+            behaviour_from_spec(spec)
 
 
 def test_obey_after_keeps_the_old_limit_for_its_delay() -> None:
@@ -246,6 +267,60 @@ async def test_a_charger_that_obeys_late_meters_the_old_limit_meanwhile(
         assert watts > amps_to_watts(6.0, 3) + 100
         assert watts == pytest.approx(
             limit_in_force_at(cp, at - datetime.timedelta(seconds=180)), abs=0.1)
+
+
+async def test_a_behaviour_on_one_evse_leaves_the_other_ideal(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    async with smart_site(tmp_path, virtual_clock) as s:
+        (cp,) = await s.fleet.spawn(1, evses=2)
+        await eventually(lambda: cp.online and len(cp.profiles_received[0]) == 2)
+        cp.behaviour = behaviour_from_spec({"kind": "ignore-profiles", "evses": [2]})
+        for n in (1, 2):
+            await cp.plug_in(n, Ev(capacity_wh=90_000, soc=10.0, max_power_w=22_000))
+            assert await cp.start_session(n, f"TAG-{n}")
+        await trio.sleep(5 * TICK)
+        last: dict[int, float] = {}
+        for row in await s.samples():
+            if row.sample.measurand == "Power.Active.Import" and row.sample.number is not None:
+                last[row.connector_id] = row.sample.number
+        # EVSE 1 meters what its profile allows; EVSE 2 what its EV wants, 22 kW.
+        assert last[1] <= SITE_LIMIT_KW * 1000
+        assert last[1] == pytest.approx(limit_in_force_at_evse(cp, 1, s.now()), abs=0.1)
+        assert last[2] == pytest.approx(22_000.0, abs=0.1)
+
+
+def limit_in_force_at_evse(cp: SimChargePoint, connector: int, at: datetime.datetime) -> float:
+    profiles = [p for received, p in cp.profiles_received[connector] if received < at]
+    period = profiles[-1]["chargingSchedule"]["chargingSchedulePeriod"][0]
+    return amps_to_watts(period["limit"], 3)
+
+
+async def test_a_charger_takes_no_more_periods_than_it_says(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    async with virtual_site(tmp_path, virtual_clock) as s:
+        s.fleet.config = attrs.evolve(s.fleet.config, chargers={
+            "default": ChargerTemplate(evses=1, max_periods=2, max_stack_level=3)})
+        (cp,) = await s.fleet.spawn(1)
+        await eventually(lambda: cp.online)
+        keys = await s.call("CP_01", "GetConfiguration", {"key": [
+            "ChargingScheduleMaxPeriods", "ChargeProfileMaxStackLevel"]})
+        assert {k["key"]: k["value"] for k in keys["configurationKey"]} == {
+            "ChargingScheduleMaxPeriods": "2", "ChargeProfileMaxStackLevel": "3"}
+
+        def profile(periods: int, stack_level: int) -> dict[str, Any]:
+            return {"connectorId": 1, "csChargingProfiles": {
+                "chargingProfileId": 5, "stackLevel": stack_level,
+                "chargingProfilePurpose": "TxDefaultProfile",
+                "chargingProfileKind": "Relative",
+                "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [
+                    {"startPeriod": 600 * i, "limit": 16.0} for i in range(periods)]}}}
+
+        for periods, level, status in [(2, 3, "Accepted"), (3, 0, "Rejected"),
+                                       (1, 4, "Rejected")]:
+            answer = await s.call("CP_01", "SetChargingProfile", profile(periods, level))
+            assert answer == {"status": status}, (periods, level)
 
 
 async def test_an_answer_later_than_the_csms_waits_arrives_after_it_gave_up(

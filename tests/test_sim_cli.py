@@ -367,6 +367,10 @@ async def test_inject_and_clear_misbehaviour_in_a_running_fleet(
                 more = await run(*sim_args("inject", "CP_02", "obey-fraction", "--factor", "2"))
                 assert "SlowAnswers" in more.stdout.decode()  # behaviours add up
                 assert "ObeyFraction" in more.stdout.decode()
+                one_evse = await run(*sim_args("inject", "CP_01", "metered-only", "--measurands",
+                                               "Energy.Active.Import.Register", "--evses", "1"))
+                assert one_evse.returncode == 0, one_evse.stderr
+                assert "OnEvses" in one_evse.stdout.decode()
 
                 rebooted = await run(*sim_args("inject", "CP_02", "reboot",
                                                "--lose-transactions"))
@@ -380,6 +384,8 @@ async def test_inject_and_clear_misbehaviour_in_a_running_fleet(
                     ("CP_02", "offline"): "inject offline: --for SECONDS is required",
                     ("CP_02", "offline", "--for", "0"): "offline: seconds must be a number > 0",
                     ("CP_02", "sulk"): "invalid choice: 'sulk'",
+                    ("CP_02", "slow-answers", "--delay", "5", "--evses", "1"):
+                        "answers are the charger's",
                 }
                 for args, expected in refusals.items():
                     refused = await run(*sim_args("inject", *args))

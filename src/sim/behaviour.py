@@ -135,6 +135,32 @@ class SlowAnswers(Behaviour):
 
 
 @attrs.frozen
+class OnEvses(Behaviour):
+    """``inner`` on the EVSEs numbered ``connectors`` only; the others are ideal. (How
+    long answers take is the charger's, not an EVSE's: that decision is ``inner``'s.)"""
+
+    inner: Behaviour
+    connectors: frozenset[int]
+
+    def answer_delay(self, action: str) -> float:
+        return self.inner.answer_delay(action)
+
+    def limit_in_force(
+        self, connector_id: int, limit_w: float | None, now: datetime.datetime
+    ) -> float | None:
+        if connector_id not in self.connectors:
+            return limit_w
+        return self.inner.limit_in_force(connector_id, limit_w, now)
+
+    def sampled_values(
+        self, connector_id: int, sampled: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        if connector_id not in self.connectors:
+            return sampled
+        return self.inner.sampled_values(connector_id, sampled)
+
+
+@attrs.frozen
 class Behaviours(Behaviour):
     """Several behaviours, consulted in order; each decision point folds through them."""
 
@@ -205,7 +231,8 @@ def behaviour_from_spec(spec: Any) -> Behaviour:
     ``{"kind": "ignore-profiles"}``, ``{"kind": "obey-fraction", "factor": 1.5}``,
     ``{"kind": "obey-after", "delay": 120}``,
     ``{"kind": "slow-answers", "delay": 45, "actions": ["SetChargingProfile"]}`` (delay
-    ``"never"``: no answer), ``{"kind": "metered-only", "measurands": [...]}``.
+    ``"never"``: no answer), ``{"kind": "metered-only", "measurands": [...]}``; any but
+    slow-answers takes ``"evses": [2]`` to misbehave on those EVSEs only.
 
     Raises:
         BehaviourError: what is wrong with it.
@@ -222,9 +249,26 @@ def behaviour_from_spec(spec: Any) -> Behaviour:
     }
     if kind not in knobs:
         raise BehaviourError(f"unknown behaviour {kind!r} (known: {', '.join(KINDS)})")
-    unknown = set(spec) - knobs[kind] - {"kind"}
+    unknown = set(spec) - knobs[kind] - {"kind", "evses"}
     if unknown:
         raise BehaviourError(f"{kind}: unknown setting(s) {', '.join(sorted(unknown))}")
+    behaviour = _behaviour(kind, spec)
+    if "evses" not in spec:
+        return behaviour
+    evses = spec["evses"]
+    if kind == "slow-answers":
+        raise BehaviourError("slow-answers: answers are the charger's, not an EVSE's "
+                             "(no evses)")
+    if isinstance(evses, int) and not isinstance(evses, bool):
+        evses = [evses]
+    if not isinstance(evses, list) or not evses or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in evses
+    ):
+        raise BehaviourError(f"{kind}: evses must be EVSE numbers (1, 2, ...), got {evses!r}")
+    return OnEvses(behaviour, frozenset(evses))
+
+
+def _behaviour(kind: str, spec: dict[str, Any]) -> Behaviour:
     if kind == "ignore-profiles":
         return IgnoreProfiles()
     if kind == "obey-fraction":
@@ -254,6 +298,7 @@ __all__ = [
     "MeteredOnly",
     "ObeyAfter",
     "ObeyFraction",
+    "OnEvses",
     "SlowAnswers",
     "behaviour_from_spec",
     "combined",

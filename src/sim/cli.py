@@ -117,6 +117,8 @@ def _inject_arguments(parser: argparse.ArgumentParser) -> None:
                         "seconds before a new limit is enforced")
     parser.add_argument("--actions", help="slow-answers: the CALLs it is slow on (a,b,...)")
     parser.add_argument("--measurands", help="metered-only: what its meter measures (a,b,...)")
+    parser.add_argument("--evses", dest="on_evses",
+                        help="only on these EVSEs (1,2,...; not for slow-answers)")
     _control_argument(parser)
 
 
@@ -139,6 +141,9 @@ def _inject_request(args: argparse.Namespace) -> dict[str, Any]:
     for knob in ("actions", "measurands"):
         if getattr(args, knob) is not None:
             spec[knob] = getattr(args, knob)
+    if args.on_evses is not None:
+        spec["evses"] = [_value(n.strip().upper().removeprefix("EVSE_"))
+                         for n in args.on_evses.split(",") if n.strip()]
     request["behaviour"] = spec
     return request
 
