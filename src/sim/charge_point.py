@@ -22,17 +22,14 @@ import collections
 import datetime
 import functools
 import logging
-import math
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
-import trio_websocket
 from ocpp.v16 import call
-from ocpp.v16.enums import RegistrationStatus
 
-from ocppj import SUBPROTOCOL, CallError, CallTimeout, RpcSession, SessionClosed
+from ocppj import CallError, CallTimeout, RpcSession, SessionClosed
 from ocppj.charging import csl_items, parse_units
 from ocppj.timestamps import format_timestamp
 from sim import metering
@@ -49,9 +46,9 @@ from sim.configuration import Configuration
 from sim.ev import Ev
 from sim.evse import Action, Evse, EvseState
 from sim.handlers import build_router
-from sim.link import Link, open_link
 from sim.profiles import ProfileStore
 from sim.tx_queue import TransactionQueue
+from sim.uplink import Uplink
 from sim.wheel import Wheel
 
 log = logging.getLogger("sim.charge_point")
@@ -126,10 +123,6 @@ class SimChargePoint:
         self.profiles_received: dict[int, list[tuple[datetime.datetime, dict[str, Any]]]] = (
             collections.defaultdict(list)
         )
-        self.connects = 0
-        #: OCPP CALLs this charger sent and received, over all its connections.
-        self.calls_sent = 0
-        self.calls_received = 0
         self._queue = TransactionQueue(
             self.id,
             attempts=lambda: self.configuration.int_value("TransactionMessageAttempts", 3),
@@ -138,14 +131,9 @@ class SimChargePoint:
                 "TransactionMessageRetryInterval", 30
             ),
         )
-        self.session: RpcSession | None = None
-        self._booted = False
-        self._connection_scope: trio.CancelScope | None = None
-        self._link: Link | None = None
-        #: Until when (trio time) the network is down (see go_offline).
-        self._offline_until = -math.inf
+        #: The connection to the CSMS, across reconnects (sim.uplink).
+        self.uplink = Uplink(self, rng)
         self._nursery: trio.Nursery | None = None
-        self._stopping = False
         self.router = build_router(self)
 
     # -- public state --------------------------------------------------------------------
@@ -153,8 +141,27 @@ class SimChargePoint:
     @property
     def online(self) -> bool:
         """Connected and booted, and the network up."""
-        return (self.session is not None and self._booted and not self.session.closed
-                and trio.current_time() >= self._offline_until)
+        return self.uplink.online
+
+    @property
+    def session(self) -> RpcSession | None:
+        """The OCPP-J session while connected."""
+        return self.uplink.session
+
+    @property
+    def connects(self) -> int:
+        """How many connections it opened."""
+        return self.uplink.connects
+
+    @property
+    def calls_sent(self) -> int:
+        """OCPP CALLs it sent, over all its connections."""
+        return self.uplink.calls_sent
+
+    @property
+    def calls_received(self) -> int:
+        """OCPP CALLs it received, over all its connections."""
+        return self.uplink.calls_received
 
     @property
     def queued(self) -> int:
@@ -193,7 +200,7 @@ class SimChargePoint:
             self._nursery = nursery
             nursery.start_soon(self._meter_loop)
             task_status.started()
-            await self._connection_loop()
+            await self.uplink.run()
             nursery.cancel_scope.cancel()
 
     async def stop(self) -> None:
@@ -204,9 +211,7 @@ class SimChargePoint:
         if self.online:
             with trio.move_on_after(self.config.call_timeout):
                 await self.wait_queue_empty()
-        self._stopping = True
-        if self._connection_scope is not None:
-            self._connection_scope.cancel()
+        self.uplink.close()
 
     async def drop_connection(self) -> None:
         """Lose the connection abruptly (as a network failure would); it comes back."""
@@ -221,15 +226,7 @@ class SimChargePoint:
         (every attempt failing until the network is back), then the queue is delivered in
         order; a stalled one reads and writes again when the time is up.
         """
-        self._offline_until = max(self._offline_until, trio.current_time() + seconds)
-        link = self._link
-        if link is None or link.dead:
-            return
-        if stall:
-            link.stall()
-            self.after(functools.partial(self._resume_at, link, self._offline_until))
-        else:
-            await link.die()
+        await self.uplink.go_offline(seconds, stall=stall)
 
     async def reboot(self, *, lose_transactions: bool = False) -> None:
         """The charger restarts: its connection drops (no closing handshake) and a new
@@ -264,111 +261,24 @@ class SimChargePoint:
     def clear_misbehaviour(self) -> None:
         """An ideal charger again: no behaviour, and the network back now."""
         self.behaviour = IDEAL
-        self._offline_until = -math.inf
-        if self._link is not None:
-            self._link.resume()
+        self.uplink.network_back()
         self.after(self.reevaluate)
-
-    async def _resume_at(self, link: Link, deadline: float) -> None:
-        await self.wheel.sleep_until(deadline)
-        if trio.current_time() >= self._offline_until:
-            link.resume()
 
     @property
     def stalled(self) -> bool:
         """The connection is stalled (see :meth:`go_offline`)."""
-        return self._link is not None and self._link.stalled
+        return self.uplink.stalled
 
     def after(self, fn: Callable[[], Awaitable[Any]]) -> None:
         """Run ``fn`` (async) after the current answer went out, under the charger's nursery."""
         if self._nursery is not None:
             self._nursery.start_soon(fn)
 
-    async def _connection_loop(self) -> None:
-        url = f"{self.config.url.rstrip('/')}/{self.id}"
-        attempt = 0
-        while not self._stopping:
-            if trio.current_time() < self._offline_until:
-                # The network is down: this attempt fails, as a real charger's would.
-                log.info("%s: offline; connecting again later", self.id)
-            else:
-                try:
-                    attempt = await self._connect_and_serve(url, attempt)
-                except (
-                    OSError,
-                    trio_websocket.HandshakeError,
-                    trio_websocket.ConnectionClosed,
-                    trio.BrokenResourceError,
-                    trio.ClosedResourceError,
-                    trio.TooSlowError,
-                ) as exc:
-                    log.info("%s: connection to %s failed: %s", self.id, url, exc)
-                except ExceptionGroup as group:
-                    log.info("%s: connection to %s failed: %s", self.id, url, group)
-            if self._stopping:
-                return
-            delay = min(self.config.backoff_max, self.config.backoff_min * 2 ** min(attempt, 16))
-            attempt += 1
-            await self.wheel.sleep(delay * (0.5 + self._rng.random() / 2))
-
-    async def _connect_and_serve(self, url: str, attempt: int) -> int:
-        """One connection, from the TCP connect to its end; the backoff attempt count."""
-        async with trio.open_nursery() as nursery:
-            link, ws = await open_link(nursery, url, connect_timeout=10)
-            self._link = link
-            try:
-                if ws.subprotocol != SUBPROTOCOL:
-                    log.warning("%s: the CSMS did not agree to %s", self.id, SUBPROTOCOL)
-                else:
-                    attempt = 0
-                    self.connects += 1
-                    await self._serve_connection(ws)
-            finally:
-                self._link = None
-                with trio.CancelScope(shield=True), trio.move_on_after(5):
-                    if not link.dead:
-                        await ws.aclose()  # the closing handshake (1000)
-                    await link.aclose()
-                nursery.cancel_scope.cancel()
-        return attempt
-
-    async def _serve_connection(self, ws: trio_websocket.WebSocketConnection) -> None:
-        session = RpcSession(
-            ws, self.router, name=self.id, call_timeout=self.config.call_timeout, clock=self._clock
-        )
-        self.session = session
-        self._booted = False
-        try:
-            with trio.CancelScope() as self._connection_scope:
-                async with trio.open_nursery() as nursery:
-
-                    async def run_session() -> None:
-                        await session.run()
-                        nursery.cancel_scope.cancel()
-
-                    nursery.start_soon(run_session)
-                    nursery.start_soon(self._online, session, nursery)
-        finally:
-            stats = session.statistics()
-            self.calls_sent += stats.calls_sent
-            self.calls_received += stats.calls_received
-            self._booted = False
-            self.session = None
-            self._connection_scope = None
-
-    async def _online(self, session: RpcSession, nursery: trio.Nursery) -> None:
-        interval = await self._boot(session)
-        self._booted = True
-        await self.send_status(0)
-        for connector_id in self.evses:
-            await self.send_status(connector_id)
-        nursery.start_soon(self._heartbeat_loop, session, interval)
-        nursery.start_soon(self._queue.deliver, session, self._wait_link)
-
-    async def _wait_link(self) -> None:
-        link = self._link
-        if link is not None:
-            await link.wait_flowing()
+    async def deliver_queue(
+        self, session: RpcSession, ready: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Send the transaction queue over ``session`` (see sim.tx_queue)."""
+        await self._queue.deliver(session, ready)
 
     def boot_request(self) -> call.BootNotification:
         """The BootNotification this charger sends."""
@@ -379,41 +289,12 @@ class SimChargePoint:
             firmware_version=self.firmware_version,
         )
 
-    async def _boot(self, session: RpcSession) -> int:
-        request = self.boot_request()
-        while True:
-            try:
-                result = await session.call(request)
-            except (CallTimeout, CallError) as exc:
-                log.info("%s: BootNotification failed (%s); retrying", self.id, exc)
-                await self.wheel.sleep(self.config.heartbeat_interval / 10)
-                continue
-            if result.status == RegistrationStatus.accepted:
-                interval = int(result.interval) or self.config.heartbeat_interval
-                self.configuration.change("HeartbeatInterval", str(interval))
-                return interval
-            log.info("%s: boot %s; retrying in %s s", self.id, result.status, result.interval)
-            await self.wheel.sleep(max(int(result.interval), 1))
-
-    async def _heartbeat_loop(self, session: RpcSession, interval: int) -> None:
-        # OCPP 1.6 lets a charge point skip a Heartbeat when it sent another message within
-        # the interval, as real chargers do while transaction messages flow.
-        while True:
-            period = self.configuration.int_value("HeartbeatInterval", interval) or interval
-            await self.wheel.sleep_until(session.last_call_at + period)
-            if trio.current_time() < session.last_call_at + period:
-                continue
-            try:
-                await session.call(call.Heartbeat())
-            except (CallTimeout, CallError):
-                continue
-
     # -- messages ------------------------------------------------------------------------
 
     async def call(self, request: Any) -> Any | None:
         """Send a non-transaction message if online; None when offline or unanswered."""
         session = self.session
-        if session is None or not self._booted or self.stalled:
+        if session is None or not self.uplink.booted or self.stalled:
             return None
         try:
             return await session.call(request)
