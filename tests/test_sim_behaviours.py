@@ -375,13 +375,19 @@ async def periodic_measurands(s: VirtualSite, since: datetime.datetime) -> set[s
     return measurands
 
 
-async def test_an_energy_only_meter_reports_only_the_register(
-    tmp_path: Path, virtual_clock: trio.testing.MockClock
+@pytest.mark.parametrize("measures", [ENERGY, "Current.Import"],
+                         ids=["energy-only", "current-only"])
+async def test_a_meter_that_measures_one_thing_reports_only_that(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock, measures: str
 ) -> None:
     async with smart_site(tmp_path, virtual_clock) as s:
-        await charging_alone(s, MeteredOnly(frozenset({ENERGY})))
+        await charging_alone(s, MeteredOnly(frozenset({measures})))
         await trio.sleep(3 * TICK)
-        assert await periodic_measurands(s, EARLY) == {ENERGY}
+        assert await periodic_measurands(s, EARLY) == {measures}
+        if measures == "Current.Import":  # per phase, as a three-phase meter measures it
+            phases = {row.sample.phase for row in await s.samples()
+                      if row.sample.context == "Sample.Periodic"}
+            assert phases == {"L1", "L2", "L3"}
 
 
 async def test_the_csms_chooses_the_measurands_with_meter_values_sampled_data(

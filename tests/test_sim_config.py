@@ -127,6 +127,16 @@ BAD = {
         "config.chargers['default'].behaviours",
         "ignore-profiles: unknown setting(s) politely",
     ),
+    "an unknown incident": (
+        "chargers:\n  default: {incidents: [{kind: flood, at: 5}]}\n",
+        "config.chargers['default'].incidents",
+        "unknown incident 'flood' (known: offline, reboot)",
+    ),
+    "an incident's bad knob": (
+        "chargers:\n  default: {incidents: [{kind: offline, at: 5, for: 0}]}\n",
+        "config.chargers['default'].incidents",
+        "offline: for must be seconds > 0",
+    ),
     "an EV of two phases": (
         "ev_mix:\n  - {name: van, capacity_kwh: 75, max_power_kw: 11, phases: 2}\n",
         "config.ev_mix[0].phases",

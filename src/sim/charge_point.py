@@ -46,6 +46,7 @@ from sim.configuration import Configuration
 from sim.ev import Ev
 from sim.evse import Action, Evse, EvseState
 from sim.handlers import build_router
+from sim.incidents import Incident
 from sim.profiles import ProfileStore
 from sim.tx_queue import TransactionQueue
 from sim.uplink import Uplink
@@ -81,6 +82,7 @@ class SimChargePoint:
         rng: random.Random,
         behaviour: Behaviour = IDEAL,
         wheel: Wheel | None = None,
+        incidents: tuple[Incident, ...] = (),
     ) -> None:
         self.config = config
         #: Every timer of this charger (see sim.wheel).
@@ -93,6 +95,8 @@ class SimChargePoint:
             self._clock = clock
         self._rng = rng
         self.behaviour = behaviour
+        #: What happens to it when, counted from its start (sim.incidents).
+        self.incidents = incidents
         self.evses: dict[int, SimEvse] = {
             n: SimEvse(n, Evse(f"{config.id} EVSE_{n}"), config.max_power_w, config.phases)
             for n in range(1, config.evses + 1)
@@ -199,6 +203,8 @@ class SimChargePoint:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._meter_loop)
+            for incident in self.incidents:
+                nursery.start_soon(self._incident, incident)
             task_status.started()
             await self.uplink.run()
             nursery.cancel_scope.cancel()
@@ -227,6 +233,17 @@ class SimChargePoint:
         order; a stalled one reads and writes again when the time is up.
         """
         await self.uplink.go_offline(seconds, stall=stall)
+
+    async def _incident(self, incident: Incident) -> None:
+        await self.wheel.sleep(incident.at_s)
+        while True:
+            if incident.kind == "offline":
+                await self.go_offline(incident.for_s, stall=incident.stall)
+            else:
+                await self.reboot(lose_transactions=incident.lose_transactions)
+            if incident.every_s is None:
+                return
+            await self.wheel.sleep(incident.every_s)
 
     async def reboot(self, *, lose_transactions: bool = False) -> None:
         """The charger restarts: its connection drops (no closing handshake) and a new

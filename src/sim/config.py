@@ -18,6 +18,7 @@ from cattrs.gen import make_dict_structure_fn
 
 from ocppj.charging import parse_units
 from sim.behaviour import Behaviour, BehaviourError, behaviour_from_spec, combined
+from sim.incidents import Incident, incident_from_spec
 
 #: Shipped in the package (a symlink to the project's top-level config.yaml, its source).
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "config.yaml"
@@ -68,6 +69,16 @@ def _behaviours(
             raise _Invalid(f"a behaviour ({exc})", spec, attribute.name) from None
 
 
+def _incidents(
+    instance: Any, attribute: attrs.Attribute[Any], value: tuple[dict[str, Any], ...]
+) -> None:
+    for spec in value:
+        try:
+            incident_from_spec(spec)
+        except BehaviourError as exc:
+            raise _Invalid(f"an incident ({exc})", spec, attribute.name) from None
+
+
 def _phases(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
     if value not in (1, 3):
         raise _Invalid("1 or 3", value, attribute.name)
@@ -95,9 +106,17 @@ class ChargerTemplate:
     #: ``[{kind: obey-fraction, factor: 1.5}]``.
     behaviours: tuple[dict[str, Any], ...] = attrs.field(default=(), validator=_behaviours)
 
+    #: What happens to it when (sim.incidents), e.g. ``[{kind: offline, at: 7200,
+    #: for: 600}]``: seconds after it started.
+    incidents: tuple[dict[str, Any], ...] = attrs.field(default=(), validator=_incidents)
+
     def behaviour(self) -> Behaviour:
         """The behaviour of a charger made from this template."""
         return combined(behaviour_from_spec(spec) for spec in self.behaviours)
+
+    def scheduled_incidents(self) -> tuple[Incident, ...]:
+        """The incidents of a charger made from this template."""
+        return tuple(incident_from_spec(spec) for spec in self.incidents)
 
 
 @frozen
@@ -110,6 +129,8 @@ class EvSpec:
     weight: float = attrs.field(default=1.0, validator=_positive)
     soc_min: float = attrs.field(default=10.0, validator=_percent)
     soc_max: float = attrs.field(default=60.0, validator=_percent)
+    #: The SoC from which it takes less and less power, down to none when full.
+    taper_from_soc: float = attrs.field(default=80.0, validator=_percent)
     #: The phases its on-board charger uses (1: current on L1 only, even on 3 phases).
     phases: int = attrs.field(default=3, validator=_phases)
 

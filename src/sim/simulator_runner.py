@@ -142,6 +142,7 @@ class Fleet:
                 clock=self.clock,
                 rng=random.Random(self.rng.random()),
                 behaviour=tpl.behaviour(),
+                incidents=tpl.scheduled_incidents(),
                 wheel=self.wheel,
             )
             self.chargers[cp_id] = cp
@@ -271,7 +272,8 @@ class ScenarioContext:
         spec = self.rng.choices(mix, weights=[e.weight for e in mix])[0]
         soc = self.rng.uniform(spec.soc_min, spec.soc_max)
         return Ev(capacity_wh=spec.capacity_kwh * 1000, soc=round(soc, 1),
-                  max_power_w=spec.max_power_kw * 1000, phases=spec.phases)
+                  max_power_w=spec.max_power_kw * 1000, phases=spec.phases,
+                  taper_from_soc=spec.taper_from_soc)
 
     @property
     def config_ev_mix(self) -> list[Any]:
