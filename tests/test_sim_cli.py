@@ -382,7 +382,7 @@ async def test_inject_and_clear_misbehaviour_in_a_running_fleet(
                     ("CP_02", "obey-fraction", "--factor", "-1"):
                         "obey-fraction: factor must be a number >= 0",
                     ("CP_02", "offline"): "inject offline: --for SECONDS is required",
-                    ("CP_02", "offline", "--for", "0"): "offline: seconds must be a number > 0",
+                    ("CP_02", "offline", "--for", "0"): "offline: for must be seconds > 0",
                     ("CP_02", "sulk"): "invalid choice: 'sulk'",
                     ("CP_02", "slow-answers", "--delay", "5", "--evses", "1"):
                         "answers are the charger's",

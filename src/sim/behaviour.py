@@ -197,19 +197,55 @@ class BehaviourError(ValueError):
     """A behaviour description that names no behaviour, or gives it a bad knob."""
 
 
-#: The behaviours by the name config.yaml and ``python -m sim inject`` use.
-KINDS = ("ignore-profiles", "obey-fraction", "obey-after", "slow-answers", "metered-only")
+#: The behaviours by the name config.yaml and ``python -m sim inject`` use, with the
+#: settings each takes.
+KNOBS: dict[str, frozenset[str]] = {
+    "ignore-profiles": frozenset(),
+    "obey-fraction": frozenset({"factor"}),
+    "obey-after": frozenset({"delay"}),
+    "slow-answers": frozenset({"delay", "actions"}),
+    "metered-only": frozenset({"measurands"}),
+}
+KINDS = tuple(KNOBS)
 
 
-def _number(spec: dict[str, Any], key: str, *, never: bool = False) -> float:
+def kind_of(spec: Any, knobs: dict[str, frozenset[str]], noun: str,
+            common: frozenset[str] = frozenset()) -> str:
+    """The kind a description (``{"kind": ..., settings}``) names, once it is a mapping of
+    a known kind with only the settings ``knobs`` gives that kind, or ``common`` all.
+
+    Raises:
+        BehaviourError: what is wrong, naming the ``noun`` ("behaviour", "incident").
+    """
+    article = "an" if noun[0] in "aeiou" else "a"
+    if not isinstance(spec, dict):
+        raise BehaviourError(f"{article} {noun} is a mapping with a kind, got {spec!r}")
+    kind = spec.get("kind")
+    if kind not in knobs:
+        raise BehaviourError(f"unknown {noun} {kind!r} (known: {', '.join(knobs)})")
+    unknown = set(spec) - knobs[kind] - common - {"kind"}
+    if unknown:
+        raise BehaviourError(f"{kind}: unknown setting(s) {', '.join(sorted(unknown))}")
+    return str(kind)
+
+
+def number(spec: dict[str, Any], key: str, *, positive: bool = False, never: bool = False,
+           unit: str = "a number") -> float:
+    """Setting ``key`` of a description: a finite number >= 0 (> 0 if ``positive``; or
+    ``"never"``, infinity, if ``never``).
+
+    Raises:
+        BehaviourError: naming the kind, the setting and what it must be.
+    """
     value = spec.get(key)
     if never and value in ("never", "inf", math.inf):
         return math.inf
     if isinstance(value, bool) or not isinstance(value, int | float) or not (
-        0 <= value < math.inf
+        (value > 0 if positive else value >= 0) and value < math.inf
     ):
         allowed = " or 'never'" if never else ""
-        raise BehaviourError(f"{spec.get('kind')}: {key} must be a number >= 0{allowed}, "
+        bound = "> 0" if positive else ">= 0"
+        raise BehaviourError(f"{spec.get('kind')}: {key} must be {unit} {bound}{allowed}, "
                              f"got {value!r}")
     return float(value)
 
@@ -237,21 +273,7 @@ def behaviour_from_spec(spec: Any) -> Behaviour:
     Raises:
         BehaviourError: what is wrong with it.
     """
-    if not isinstance(spec, dict):
-        raise BehaviourError(f"a behaviour is a mapping with a kind, got {spec!r}")
-    kind = spec.get("kind")
-    knobs = {
-        "ignore-profiles": set(),
-        "obey-fraction": {"factor"},
-        "obey-after": {"delay"},
-        "slow-answers": {"delay", "actions"},
-        "metered-only": {"measurands"},
-    }
-    if kind not in knobs:
-        raise BehaviourError(f"unknown behaviour {kind!r} (known: {', '.join(KINDS)})")
-    unknown = set(spec) - knobs[kind] - {"kind", "evses"}
-    if unknown:
-        raise BehaviourError(f"{kind}: unknown setting(s) {', '.join(sorted(unknown))}")
+    kind = kind_of(spec, KNOBS, "behaviour", frozenset({"evses"}))
     behaviour = _behaviour(kind, spec)
     if "evses" not in spec:
         return behaviour
@@ -272,11 +294,11 @@ def _behaviour(kind: str, spec: dict[str, Any]) -> Behaviour:
     if kind == "ignore-profiles":
         return IgnoreProfiles()
     if kind == "obey-fraction":
-        return ObeyFraction(_number(spec, "factor"))
+        return ObeyFraction(number(spec, "factor"))
     if kind == "obey-after":
-        return ObeyAfter(_number(spec, "delay"))
+        return ObeyAfter(number(spec, "delay"))
     if kind == "slow-answers":
-        return SlowAnswers(_number(spec, "delay", never=True),
+        return SlowAnswers(number(spec, "delay", never=True),
                            _names(spec, "actions", required=False))
     return MeteredOnly(_names(spec, "measurands", required=True))
 

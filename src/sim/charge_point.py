@@ -204,7 +204,7 @@ class SimChargePoint:
             self._nursery = nursery
             nursery.start_soon(self._meter_loop)
             for incident in self.incidents:
-                nursery.start_soon(self._incident, incident)
+                nursery.start_soon(self.run_incident, incident)
             task_status.started()
             await self.uplink.run()
             nursery.cancel_scope.cancel()
@@ -234,7 +234,8 @@ class SimChargePoint:
         """
         await self.uplink.go_offline(seconds, stall=stall)
 
-    async def _incident(self, incident: Incident) -> None:
+    async def run_incident(self, incident: Incident) -> None:
+        """Let ``incident`` happen ``at_s`` seconds from now (and every ``every_s``)."""
         await self.wheel.sleep(incident.at_s)
         while True:
             if incident.kind == "offline":
@@ -262,11 +263,8 @@ class SimChargePoint:
                 tx = evse.transaction
                 if tx is None:
                     continue
-                for record in self.sessions:
-                    if record.start == tx.started_at and record.evse == f"EVSE_{evse.connector_id}":
-                        record.stop, record.stop_reason = now, "LostInReboot"
-                        record.energy_wh = evse.register_wh - tx.meter_start
-                        record.peak_power_w = tx.peak_power_w
+                self._close_record(evse.connector_id, tx, now, "LostInReboot",
+                                   evse.register_wh - tx.meter_start)
                 evse.transaction = None
                 evse.ev = None
                 evse.power_w = 0.0
@@ -493,11 +491,7 @@ class SimChargePoint:
         evse.transaction = None
         evse.power_w = 0.0
         meter_stop = round(evse.register_wh)
-        for record in self.sessions:
-            if record.start == tx.started_at and record.evse == f"EVSE_{connector_id}":
-                record.stop, record.stop_reason = now, reason
-                record.energy_wh = float(meter_stop - tx.meter_start)
-                record.peak_power_w = tx.peak_power_w
+        self._close_record(connector_id, tx, now, reason, float(meter_stop - tx.meter_start))
         final = self.meter_payload(evse, "Transaction.End")["meterValue"]
 
         def build() -> dict[str, Any]:
@@ -519,6 +513,15 @@ class SimChargePoint:
         if evse.unavailable_when_free and evse.fsm.state is EvseState.AVAILABLE:
             evse.unavailable_when_free = False
             await self.transition(evse, Action.SET_UNAVAILABLE)
+
+    def _close_record(self, connector_id: int, tx: Transaction, now: datetime.datetime,
+                      reason: str, energy_wh: float) -> None:
+        """Close the report's record of ``tx``."""
+        for record in self.sessions:
+            if record.start == tx.started_at and record.evse == f"EVSE_{connector_id}":
+                record.stop, record.stop_reason = now, reason
+                record.energy_wh = energy_wh
+                record.peak_power_w = tx.peak_power_w
 
     async def unplug(self, connector_id: int) -> None:
         """The EV leaves; a running transaction stops with reason EVDisconnected."""

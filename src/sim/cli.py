@@ -18,7 +18,7 @@ from typing import Any
 import trio
 import trio.testing
 
-from sim.behaviour import KINDS
+from sim import behaviour, incidents
 from sim.config import ConfigError, SimConfig, load_config
 from sim.control import (
     ControlError,
@@ -105,7 +105,7 @@ def _fault_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _inject_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("charger", help="e.g. CP_05")
-    parser.add_argument("kind", choices=[*KINDS, "offline", "reboot"])
+    parser.add_argument("kind", choices=[*behaviour.KINDS, *incidents.KINDS])
     parser.add_argument("--for", dest="seconds", type=float,
                         help="offline: seconds without network")
     parser.add_argument("--stall", action="store_true",
@@ -128,10 +128,12 @@ def _inject_request(args: argparse.Namespace) -> dict[str, Any]:
     if args.kind == "offline":
         if args.seconds is None:
             raise _Usage("inject offline: --for SECONDS is required")
-        request["offline"] = {"seconds": args.seconds, "stall": args.stall}
+        request["incident"] = {"kind": "offline", "at": 0, "for": args.seconds,
+                               "stall": args.stall}
         return request
     if args.kind == "reboot":
-        request["reboot"] = {"lose_transactions": args.lose_transactions}
+        request["incident"] = {"kind": "reboot", "at": 0,
+                               "lose_transactions": args.lose_transactions}
         return request
     spec: dict[str, Any] = {"kind": args.kind}
     if args.factor is not None:

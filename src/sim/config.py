@@ -59,24 +59,21 @@ def _percent(instance: Any, attribute: attrs.Attribute[Any], value: float) -> No
         raise _Invalid("a percentage within 0..100", value, attribute.name)
 
 
-def _behaviours(
-    instance: Any, attribute: attrs.Attribute[Any], value: tuple[dict[str, Any], ...]
-) -> None:
-    for spec in value:
-        try:
-            behaviour_from_spec(spec)
-        except BehaviourError as exc:
-            raise _Invalid(f"a behaviour ({exc})", spec, attribute.name) from None
+def _descriptions(
+    parse: Callable[[Any], object], what: str
+) -> Callable[[Any, attrs.Attribute[Any], tuple[dict[str, Any], ...]], None]:
+    """A validator: every description in the list is one ``parse`` takes."""
 
+    def validate(
+        instance: Any, attribute: attrs.Attribute[Any], value: tuple[dict[str, Any], ...]
+    ) -> None:
+        for spec in value:
+            try:
+                parse(spec)
+            except BehaviourError as exc:
+                raise _Invalid(f"{what} ({exc})", spec, attribute.name) from None
 
-def _incidents(
-    instance: Any, attribute: attrs.Attribute[Any], value: tuple[dict[str, Any], ...]
-) -> None:
-    for spec in value:
-        try:
-            incident_from_spec(spec)
-        except BehaviourError as exc:
-            raise _Invalid(f"an incident ({exc})", spec, attribute.name) from None
+    return validate
 
 
 def _phases(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
@@ -104,11 +101,13 @@ class ChargerTemplate:
     clock_skew_s: float = 0.0
     #: How it departs from the ideal (sim.behaviour.behaviour_from_spec), e.g.
     #: ``[{kind: obey-fraction, factor: 1.5}]``.
-    behaviours: tuple[dict[str, Any], ...] = attrs.field(default=(), validator=_behaviours)
+    behaviours: tuple[dict[str, Any], ...] = attrs.field(
+        default=(), validator=_descriptions(behaviour_from_spec, "a behaviour"))
 
     #: What happens to it when (sim.incidents), e.g. ``[{kind: offline, at: 7200,
     #: for: 600}]``: seconds after it started.
-    incidents: tuple[dict[str, Any], ...] = attrs.field(default=(), validator=_incidents)
+    incidents: tuple[dict[str, Any], ...] = attrs.field(
+        default=(), validator=_descriptions(incident_from_spec, "an incident"))
 
     def behaviour(self) -> Behaviour:
         """The behaviour of a charger made from this template."""

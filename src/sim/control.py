@@ -5,9 +5,9 @@ line out."""
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
-import math
 import os
 import random
 import signal
@@ -21,6 +21,7 @@ import trio
 from sim.behaviour import BehaviourError, behaviour_from_spec, combined
 from sim.config import SimConfig
 from sim.evse import Action
+from sim.incidents import incident_from_spec
 from sim.simulator_runner import Fleet
 
 log = logging.getLogger("sim.control")
@@ -83,24 +84,17 @@ async def _misbehave(fleet: Fleet, request: dict[str, Any]) -> dict[str, Any]:
     if request["command"] == "clear":
         cp.clear_misbehaviour()
         return {"ok": True, "message": f"{charger}: an ideal charger again, network up"}
-    reboot = request.get("reboot")
-    if reboot is not None:
-        lose = bool(reboot.get("lose_transactions")) if isinstance(reboot, dict) else False
-        await cp.reboot(lose_transactions=lose)
-        lost = ", its transactions forgotten" if lose else ""
-        return {"ok": True, "message": f"{charger}: rebooting{lost}"}
-    offline = request.get("offline")
-    if offline is not None:
-        seconds = offline.get("seconds") if isinstance(offline, dict) else None
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not (
-            0 < seconds < math.inf
-        ):
-            return {"ok": False, "message": f"offline: seconds must be a number > 0, "
-                    f"got {seconds!r}"}
-        stall = bool(offline.get("stall"))
-        await cp.go_offline(float(seconds), stall=stall)
-        how = "stalled" if stall else "down"
-        return {"ok": True, "message": f"{charger}: network {how} for {seconds:g} s"}
+    if "incident" in request:
+        try:
+            incident = incident_from_spec(request["incident"])
+        except BehaviourError as exc:
+            return {"ok": False, "message": str(exc)}
+        cp.after(functools.partial(cp.run_incident, incident))
+        if incident.kind == "reboot":
+            lost = ", its transactions forgotten" if incident.lose_transactions else ""
+            return {"ok": True, "message": f"{charger}: rebooting{lost}"}
+        how = "stalled" if incident.stall else "down"
+        return {"ok": True, "message": f"{charger}: network {how} for {incident.for_s:g} s"}
     try:
         behaviour = behaviour_from_spec(request.get("behaviour"))
     except BehaviourError as exc:

@@ -12,14 +12,18 @@ charger runs them (SimChargePoint.run_incidents).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import attrs
 
-from sim.behaviour import BehaviourError
+from sim.behaviour import BehaviourError, kind_of, number
 
-KINDS = ("offline", "reboot")
+#: The incidents by name, with the settings each takes (``at`` and ``every`` all do).
+KNOBS: dict[str, frozenset[str]] = {
+    "offline": frozenset({"for", "stall"}),
+    "reboot": frozenset({"lose_transactions"}),
+}
+KINDS = tuple(KNOBS)
 
 
 @attrs.frozen
@@ -43,39 +47,20 @@ class Incident:
     lose_transactions: bool = False
 
 
-def _seconds(spec: dict[str, Any], key: str, *, positive: bool) -> float:
-    value = spec.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (
-        (value > 0 if positive else value >= 0) and value < math.inf
-    ):
-        bound = "> 0" if positive else ">= 0"
-        raise BehaviourError(f"{spec.get('kind')}: {key} must be seconds {bound}, "
-                             f"got {value!r}")
-    return float(value)
-
-
 def incident_from_spec(spec: Any) -> Incident:
     """The incident a description names (see the module docstring).
 
     Raises:
         BehaviourError: what is wrong with it.
     """
-    if not isinstance(spec, dict):
-        raise BehaviourError(f"an incident is a mapping with a kind, got {spec!r}")
-    kind = spec.get("kind")
-    knobs = {"offline": {"for", "stall"}, "reboot": {"lose_transactions"}}
-    if kind not in knobs:
-        raise BehaviourError(f"unknown incident {kind!r} (known: {', '.join(KINDS)})")
-    unknown = set(spec) - knobs[kind] - {"kind", "at", "every"}
-    if unknown:
-        raise BehaviourError(f"{kind}: unknown setting(s) {', '.join(sorted(unknown))}")
-    every = _seconds(spec, "every", positive=True) if "every" in spec else None
+    kind = kind_of(spec, KNOBS, "incident", frozenset({"at", "every"}))
+    every = number(spec, "every", positive=True, unit="seconds") if "every" in spec else None
     for flag in ("stall", "lose_transactions"):
         if not isinstance(spec.get(flag, False), bool):
             raise BehaviourError(f"{kind}: {flag} must be true or false")
+    at = number(spec, "at", unit="seconds")
     if kind == "offline":
-        return Incident("offline", _seconds(spec, "at", positive=False), every,
-                        for_s=_seconds(spec, "for", positive=True),
+        return Incident("offline", at, every,
+                        for_s=number(spec, "for", positive=True, unit="seconds"),
                         stall=spec.get("stall", False))
-    return Incident("reboot", _seconds(spec, "at", positive=False), every,
-                    lose_transactions=spec.get("lose_transactions", False))
+    return Incident("reboot", at, every, lose_transactions=spec.get("lose_transactions", False))

@@ -29,8 +29,8 @@ import socket as stdlib_socket
 import sys
 import termios
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import trio
 import trio.lowlevel
@@ -51,6 +51,7 @@ _TCP_STATE_SYN_SENT = 2
 _TCP_STATES_OPEN = frozenset({1, 4, 5})  # ESTABLISHED, FIN_WAIT1, FIN_WAIT2
 
 Address = tuple[str, int]
+T = TypeVar("T")
 
 
 def _address(raw: Any) -> Address:
@@ -153,13 +154,17 @@ class LoopbackSockets(trio.abc.SocketFactory):
             return
 
 
+def _taken(receiver: _LoopbackSocket) -> int:
+    """The bytes that reached ``receiver``: read, or waiting in its receive queue."""
+    return receiver.received + _ioctl_int(receiver.fd, _SIOCINQ)
+
+
 def _delivered(sender: _LoopbackSocket, receiver: _LoopbackSocket) -> bool:
     """Everything ``sender`` sent is in ``receiver``'s hands, its receive queue, or still
     in ``sender``'s own queue (the receiver's window is full: nothing is in flight)."""
     if receiver.closed or sender.closed:
         return True
-    arrived = receiver.received + _ioctl_int(receiver.fd, _SIOCINQ)
-    return arrived + _ioctl_int(sender.fd, _SIOCOUTQNSD) >= sender.sent
+    return _taken(receiver) + _ioctl_int(sender.fd, _SIOCOUTQNSD) >= sender.sent
 
 
 def _writable(end: _LoopbackSocket) -> bool:
@@ -169,7 +174,7 @@ def _writable(end: _LoopbackSocket) -> bool:
 
 def _arrived(sender: _LoopbackSocket, receiver: _LoopbackSocket) -> bool:
     """Every byte ``sender`` sent is at ``receiver`` (nothing queued before a FIN)."""
-    return receiver.received + _ioctl_int(receiver.fd, _SIOCINQ) >= sender.sent
+    return _taken(receiver) >= sender.sent
 
 
 def _hung_up(receiver: _LoopbackSocket) -> bool:
@@ -278,27 +283,27 @@ class _LoopbackSocket(trio.socket.SocketType):
         )
         await trio.lowlevel.cancel_shielded_checkpoint()
 
-    async def accept(self) -> tuple[trio.socket.SocketType, Any]:
+    async def _retry(self, attempt: Callable[[], T],
+                     wait: Callable[[stdlib_socket.socket], Awaitable[None]]) -> T:
+        """``attempt()`` on the non-blocking socket, waiting with ``wait`` while it would
+        block (after a cancellation point, as trio's own socket methods)."""
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             try:
-                sock, address = self.sock.accept()
-                break
+                return attempt()
             except BlockingIOError:
-                await trio.lowlevel.wait_readable(self.sock)
+                await wait(self.sock)
+
+    async def accept(self) -> tuple[trio.socket.SocketType, Any]:
+        sock, address = await self._retry(self.sock.accept, trio.lowlevel.wait_readable)
         end = _LoopbackSocket(self.sockets, sock)
         self.sockets._accepted(self, end, _address(sock.getsockname()), _address(address))
         await trio.lowlevel.cancel_shielded_checkpoint()
         return end, address
 
     async def send(self, data: Any, flags: int = 0) -> int:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            try:
-                count = self.sock.send(data, flags)
-                break
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(self.sock)
+        count = await self._retry(lambda: self.sock.send(data, flags),
+                                  trio.lowlevel.wait_writable)
         self.sent += count
         peer = self.sockets.peer_of(self)
         if peer is not None:
@@ -307,13 +312,8 @@ class _LoopbackSocket(trio.socket.SocketType):
         return count
 
     async def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            try:
-                data = self.sock.recv(bufsize, flags)
-                break
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(self.sock)
+        data = await self._retry(lambda: self.sock.recv(bufsize, flags),
+                                 trio.lowlevel.wait_readable)
         self.received += len(data)
         # Reading opened the window: what the peer still held back now flows.
         peer = self.sockets.peer_of(self)
@@ -323,22 +323,30 @@ class _LoopbackSocket(trio.socket.SocketType):
         return data
 
     def shutdown(self, flag: int) -> None:
+        peer = self._peer_to_see_the_end()
         self._trio.shutdown(flag)
-        peer = self.sockets.peer_of(self)
         if peer is not None and flag in (stdlib_socket.SHUT_WR, stdlib_socket.SHUT_RDWR):
-            self.sockets._settle(lambda: not _delivered(self, peer) or _hung_up(peer))
+            self.sockets._settle(lambda: _hung_up(peer))
 
     def close(self) -> None:
         if self.closed:
             return
-        peer = self.sockets.peer_of(self)
-        # The end of stream follows the data: it can only arrive once the data has.
-        wait = peer is not None and _settled(lambda: _arrived(self, peer))
+        peer = self._peer_to_see_the_end()
         self.sockets._forget(self)
         self.closed = True
         self._trio.close()
-        if wait and peer is not None:
+        if peer is not None:
             self.sockets._settle(lambda: _hung_up(peer))
+
+    def _peer_to_see_the_end(self) -> _LoopbackSocket | None:
+        """Before our FIN (or reset) goes out: the in-process peer to wait for until it
+        has seen it. A FIN follows the data, so only once every byte we sent has arrived
+        (it waits behind them while the peer does not read); asked before, as a reset
+        then purges what the peer had not read."""
+        peer = self.sockets.peer_of(self)
+        if peer is not None and _settled(lambda: _arrived(self, peer)):
+            return peer
+        return None
 
 
 def _settled(check: Callable[[], bool]) -> bool:

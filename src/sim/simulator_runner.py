@@ -305,7 +305,7 @@ async def drive_virtual_clock(
 
     ``wait_idle()`` returns False at once when the store is idle; otherwise it waits (in
     real time: the work is on a thread) until it is, and returns True. The ``wheel``'s
-    sleepers due now are woken first, one per quiet moment, in the order they slept.
+    sleepers due now are woken first, all together, in the order they slept.
     """
     while True:
         await trio.testing.wait_all_tasks_blocked()
@@ -407,7 +407,6 @@ class EmbeddedCsms:
         self._scope = trio.CancelScope()
         self._stopped = trio.Event()
         self.csms = Csms(config, clock=clock)
-        self.restarts = 0
 
     async def start(self, nursery: trio.Nursery) -> int:
         """Serve (in ``nursery``); the port."""
@@ -434,7 +433,6 @@ class EmbeddedCsms:
         await wheel.sleep(down_s)
         self.csms = Csms(self._config, clock=self._clock)
         await self._nursery.start(self._serve, self.csms)
-        self.restarts += 1
 
 
 async def _wait_store_idle(csms: Csms) -> bool:

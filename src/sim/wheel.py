@@ -27,7 +27,6 @@ import trio
 
 @attrs.define(eq=False)
 class _Sleeper:
-    deadline: float
     woken: trio.Event = attrs.Factory(trio.Event)
     gone: bool = False
 
@@ -54,7 +53,7 @@ class Wheel:
         if not self.virtual:
             await trio.sleep_until(deadline)
             return
-        sleeper = _Sleeper(deadline)
+        sleeper = _Sleeper()
         heapq.heappush(self._heap, (deadline, next(self._order), sleeper))
         try:
             await sleeper.woken.wait()
