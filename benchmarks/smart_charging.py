@@ -157,7 +157,7 @@ def bench_tick(chargers: int, groups: int, runs: int, rng: random.Random) -> Non
           f"sessions, {groups} groups (domain state built directly, no sockets)")
 
     def first() -> None:
-        smart.sent.clear()
+        smart.ledger.limits.clear()
         smart.rebalance()
 
     first_times = timed(first, runs)
@@ -165,7 +165,7 @@ def bench_tick(chargers: int, groups: int, runs: int, rng: random.Random) -> Non
     state = smart.state
     for key, watts in smart.allocation.items():
         tx = state.open_sessions[key]
-        smart.sent[key] = (tx, watts, state.sessions[tx].samples, None)
+        smart.ledger.accepted(key, tx, watts, state.sessions[tx].samples)
     senders = smart._senders.values()  # what the tick handed to the (absent) senders
     for sender in senders:
         sender.wanted.clear()

@@ -345,7 +345,7 @@ def allocation_violations(csms: Csms) -> list[str]:
     demands = smart.demands()
     fresh = allocate(demands, site.limit_w, site.group_limits_w(), tick=smart.tick,
                      guard_band_w=site.guard_band_kw * 1000)
-    fixed = sum(d.max_w for d in demands if not d.controlled)
+    fixed = sum(d.fixed_load_w for d in demands if not d.controlled)
     for name, allocation in (("in force", smart.allocation), ("fresh", fresh)):
         total = sum(allocation.values())
         if site.limit_w is not None and total > max(site.limit_w - fixed, 0.0) + 1e-6:

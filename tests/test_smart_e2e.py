@@ -11,6 +11,7 @@ its stored MeterValues, as an operator would.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 import subprocess
@@ -228,20 +229,29 @@ async def test_a_charger_that_rejects_profiles_is_counted_at_its_maximum(
         assert refuser.evse(1).limit_w is None  # no profile: it draws what the EV takes
         assert refuser.evse(1).power_w == 22_000.0
         assert state.profiles[refused].status == "Rejected"
-        # Each form is tried once per session (TxProfile in A and W, then a TxDefaultProfile
-        # on the connector in A and W), not on every tick.
-        await trio.sleep(3 * TICK)
+        # Each attempt tries every form once (TxProfile in A and W, then a TxDefaultProfile
+        # on the connector in A and W), and attempts back off: 60 s, then 120 s, then 240 s
+        # (not one per tick, and not never again).
+        await trio.sleep(7 * TICK)
         log = await s.log()
         tried = [
-            (p["csChargingProfiles"]["chargingProfilePurpose"],
+            (row.at, p["csChargingProfiles"]["chargingProfilePurpose"],
              p["csChargingProfiles"]["chargingSchedule"]["chargingRateUnit"])
             for row, frame in frames(log)
             if row.charger_id == "CP_01" and frame[0] == 2
             and frame[2] == "SetChargingProfile" and (p := frame[3])["connectorId"] == 1
         ]
-        assert tried == [("TxProfile", "A"), ("TxProfile", "W"),
-                         ("TxDefaultProfile", "A"), ("TxDefaultProfile", "W")]
+        forms = [("TxProfile", "A"), ("TxProfile", "W"),
+                 ("TxDefaultProfile", "A"), ("TxDefaultProfile", "W")]
+        assert [t[1:] for t in tried] == forms * 4
+        starts = [t[0] for t in tried[::4]]
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
+        assert gaps == pytest.approx([60.0, 120.0, 240.0], abs=1.0)
+        # The others never moved: while CP_01 was being tried again, the increases its
+        # retry would have allowed were held back (its 22 kW stayed counted).
         assert smart.allocation == {("CP_02", 1): 9000.0, ("CP_03", 1): 9000.0}
+        for cp in others:
+            assert cp.evse(1).limit_w == pytest.approx(a_to_w(13.0))
 
         # The CSMS stops with the sessions open: the store keeps the allocation in force.
         await s.stop_csms()
@@ -287,9 +297,12 @@ async def test_a_charger_that_does_not_answer_is_uncontrolled_and_the_others_adj
         assert smart is not None
         tick = smart.tick
         await trio.sleep(1)
-        # Both sessions: 40,000 / 2 = 20,000 W each (29.9 A … but CP_01 does not answer).
+        # Both sessions: 40,000 / 2 = 20,000 W each. But CP_01 does not answer: nothing
+        # says it took even its safety net, so it may draw its 22 kW, and CP_02's increase
+        # to 20,000 W would make 42 kW: it is held back, at its safety net's 6 A.
         assert smart.allocation == {("CP_01", 1): 20_000.0, ("CP_02", 1): 20_000.0}
-        assert other.evse(1).limit_w == pytest.approx(a_to_w(28.9))  # 20,000 / 690 = 28.98
+        assert smart.held == {("CP_02", 1): 20_000.0}
+        assert other.evse(1).limit_w == pytest.approx(a_to_w(6.0))
         # The call times out after 10 s: CP_01 is uncontrolled (22 kW of fixed load), and
         # CP_02 drops to 40,000 - 22,000 = 18,000 W (26.0 A) at once (one settle_s after
         # the timeout), not at the next tick.

@@ -3,8 +3,9 @@ Pure: no I/O, no clock.
 
 Rules:
 
-* Uncontrolled EVSEs (a charger that refused or did not answer our profile) are fixed
-  load at their maximum: it comes off the site's and their group's budget first.
+* Uncontrolled EVSEs (a charger that refused or did not answer our profile, or is
+  offline) are fixed load at the most their charger may be enforcing (their maximum
+  unless told otherwise): it comes off the site's and their group's budget first.
 * Each EVSE's cap is its maximum; an EV measured drawing clearly less than it was given
   is capped at what it draws plus a guard band, so the rest goes to others while it can
   still ramp up by the guard band each tick.
@@ -42,7 +43,10 @@ class Demand:
         group: the group (feeder) the charger is in, if any.
         measured_w: the draw last reported in MeterValues, if known.
         previous_w: the limit in force when ``measured_w`` was measured, if any.
-        controlled: False when the charger does not take our profiles.
+        controlled: False when the CSMS cannot change the EVSE's limit now (its charger
+            refused or did not answer our profile, or is offline).
+        fixed_w: what an EVSE that is not controlled counts as (None: ``max_w``): the
+            most its charger may be enforcing.
     """
 
     key: EvseKey
@@ -53,6 +57,12 @@ class Demand:
     measured_w: float | None = None
     previous_w: float | None = None
     controlled: bool = True
+    fixed_w: float | None = None
+
+    @property
+    def fixed_load_w(self) -> float:
+        """What the EVSE counts as when it is not controlled."""
+        return self.max_w if self.fixed_w is None else self.fixed_w
 
 
 def water_level(caps: Sequence[float], budget: float) -> float:
@@ -123,9 +133,9 @@ def allocate(
         if d.controlled:
             controlled.append(d)
             continue
-        budget -= d.max_w
+        budget -= d.fixed_load_w
         if d.group in group_budget:
-            group_budget[d.group] -= d.max_w
+            group_budget[d.group] -= d.fixed_load_w
     budget = max(budget, 0.0)
     group_budget = {g: max(b, 0.0) for g, b in group_budget.items()}
 

@@ -41,6 +41,7 @@ from csms.ocpp.connection_manager import Connection, ConnectionManager
 from csms.recorder import Recorder
 from csms.smart.allocator import Demand, EvseKey, allocate
 from csms.smart.capabilities import CAPABILITY_KEYS, Capabilities
+from csms.smart.in_force import Ledger, Scope, admit
 from csms.smart.profiles import (
     CONNECTOR_DEFAULT_ID_BASE,
     STACK_LEVEL,
@@ -60,6 +61,21 @@ log = logging.getLogger("csms.smart")
 #: Events after which the allocation is recomputed at once.
 _TRIGGERS = (ev.SessionStarted, ev.SessionStopped, ev.SessionSuperseded,
              ev.ConnectorStatusChanged)
+
+#: Seconds before a session whose profile failed (refused in every form, or no answer)
+#: is tried again; doubled after each failure, up to :data:`RETRY_MAX_S`.
+RETRY_FIRST_S = 60.0
+RETRY_MAX_S = 900.0
+
+
+@attrs.define
+class _Retry:
+    transaction_id: int
+    failures: int
+    #: trio time of the next try.
+    at: float
+    #: The next try was let out (the session is controlled again until it fails again).
+    due: bool = False
 
 
 @attrs.define
@@ -105,12 +121,20 @@ class SmartCharging:
         self.tick = 0
         #: The last allocation, in W, per (charger, connector).
         self.allocation: dict[EvseKey, float] = {}
-        #: Sessions whose charger did not take our profile: (charger, connector) → tx.
+        #: Sessions whose charger did not take our profile, until it takes one:
+        #: (charger, connector) → tx.
         self.uncontrolled: dict[EvseKey, int] = {}
-        #: What was last sent (and accepted) per EVSE: (transactionId, W, the session's
-        #: sample count when it was accepted, the limit in force when the latest sample
-        #: before that was measured).
-        self.sent: dict[EvseKey, tuple[int, float, int, float | None]] = {}
+        self._retries: dict[EvseKey, _Retry] = {}
+        #: What each session's charger may be enforcing (see :mod:`csms.smart.in_force`).
+        self.ledger = Ledger()
+        #: The bound of every session of the last rebalance: what the budget counted.
+        self.bounds: dict[EvseKey, float] = {}
+        #: Increases the last rebalance held back until decreases are confirmed.
+        self.held: dict[EvseKey, float] = {}
+        #: The per-EVSE limit (W) of the safety-net TxDefaultProfile each charger accepted.
+        self._safety_w: dict[str, float] = {}
+        #: The connection each charger's sender runs on.
+        self._live: dict[str, Connection] = {}
         #: The form a session's charger accepted after refusing the default one:
         #: (charger, connector) → (transactionId, form).
         self.forms: dict[EvseKey, tuple[int, Form]] = {}
@@ -175,7 +199,7 @@ class SmartCharging:
             now = self._clock().timestamp()
             deadline = trio.current_time() + (math.floor(now / interval) + 1) * interval - now
             while trio.current_time() < deadline:
-                with trio.move_on_at(deadline):
+                with trio.move_on_at(min(deadline, self._next_retry())):
                     await self._wakeup.wait()
                 if self._wakeup.is_set():
                     # Let a burst of triggers land, then rebalance once for all of it.
@@ -184,8 +208,37 @@ class SmartCharging:
                     )
                     self._wakeup = trio.Event()
                     self.rebalance()
+                elif trio.current_time() < deadline:
+                    self.rebalance()  # a failed session's retry is due
             self.tick += 1
             self.rebalance()
+
+    def _next_retry(self) -> float:
+        """The trio time of the next retry of a failed session (inf: none)."""
+        return min((r.at for r in self._retries.values() if not r.due), default=math.inf)
+
+    def _controllable(self, key: EvseKey, transaction_id: int) -> bool:
+        """Whether a new limit for the session can go out now: its charger is online
+        (as its recorded connections say) and the session is not waiting for the retry of
+        a failed profile."""
+        charger = self.state.chargers.get(key[0])
+        if charger is not None and not charger.connected:
+            return False
+        if self.uncontrolled.get(key) != transaction_id:
+            return True
+        retry = self._retries.get(key)
+        if retry is None or retry.transaction_id != transaction_id:
+            return False
+        if not retry.due and retry.at <= trio.current_time():
+            retry.due = True
+        return retry.due
+
+    def default_w(self, key: EvseKey) -> float:
+        """A session's limit before its charger accepted one of ours: the safety net's,
+        if the charger took it, else the EVSE's maximum."""
+        max_w, _, _ = self.site.rating(*key)
+        safe = self._safety_w.get(key[0])
+        return max_w if safe is None else min(max_w, safe)
 
     def demands(self) -> list[Demand]:
         """The open sessions on available EVSEs, as the allocator sees them."""
@@ -198,13 +251,8 @@ class SmartCharging:
                 continue  # Faulted / Unavailable: nothing, and its share goes back
             session = state.sessions[tx]
             max_w, phases, _ = self.site.rating(*key)
-            controlled = self.uncontrolled.get(key) != tx
-            sent = self.sent.get(key)
-            previous = None
-            if sent is not None and sent[0] == tx:
-                # The limit the last reading was taken under: just after an increase the
-                # reading is still the old, lower draw, which is no sign of tapering.
-                previous = sent[1] if session.samples > sent[2] else sent[3]
+            limit = self.ledger.find(key, tx)
+            default = self.default_w(key)
             result.append(Demand(
                 key=key,
                 max_w=max_w,
@@ -212,10 +260,25 @@ class SmartCharging:
                 arrival=(session.started_at - epoch).total_seconds(),
                 group=self.site.group_of(key[0]),
                 measured_w=session.power_w,
-                previous_w=previous,
-                controlled=controlled,
+                previous_w=limit.previous(session.samples) if limit is not None else None,
+                controlled=self._controllable(key, tx),
+                fixed_w=limit.bound(default) if limit is not None else default,
             ))
         return result
+
+    def _scopes(self, keys: set[EvseKey]) -> list[Scope]:
+        """The site's and each group's limit, with their EVSEs among ``keys``."""
+        scopes: list[Scope] = []
+        if self.site.limit_w is not None:
+            scopes.append((self.site.limit_w, frozenset(keys)))
+        group_limits = self.site.group_limits_w()
+        members: dict[str, set[EvseKey]] = {name: set() for name in group_limits}
+        for key in keys:
+            group = self.site.group_of(key[0])
+            if group in members:
+                members[group].add(key)
+        scopes.extend((limit, frozenset(members[name])) for name, limit in group_limits.items())
+        return scopes
 
     def rebalance(self) -> dict[EvseKey, float]:
         """Compute the allocation and hand every changed limit to its charger's sender."""
@@ -225,12 +288,20 @@ class SmartCharging:
             demands, self.site.limit_w, self.site.group_limits_w(), tick=rotation,
             guard_band_w=self.site.guard_band_kw * 1000,
         )
-        open_keys = {d.key for d in demands}
-        for key in [k for k in self.sent if k not in open_keys]:
-            del self.sent[key]
+        open_sessions = self.state.open_sessions
+        self.ledger.forget_ended(open_sessions)
+        for key, retry in list(self._retries.items()):
+            if open_sessions.get(key) != retry.transaction_id:
+                del self._retries[key]
+        for key in [k for k, tx in self.uncontrolled.items() if open_sessions.get(k) != tx]:
+            del self.uncontrolled[key]
         self._forget_forms()
-        for key, watts in sorted(self._to_send(demands).items()):
-            tx = self.state.open_sessions[key]
+        # Every session counts at the most its charger may be enforcing: a decrease only
+        # once confirmed, an increase from the moment it is handed out.
+        self.bounds = {d.key: d.fixed_load_w for d in demands}
+        now, self.held = admit(self._to_send(demands), self.bounds, self._scopes(set(self.bounds)))
+        for key, watts in sorted(now.items()):
+            tx = open_sessions[key]
             _, phases, _ = self.site.rating(*key)
             form = self.form(key, tx)
             payload = session_profile(
@@ -238,6 +309,7 @@ class SmartCharging:
             )
             sender = self._senders.setdefault(key[0], _Sender())
             sender.wanted[key[1]] = _Wanted(tx, watts, form, payload)
+            self.ledger.queue(key, tx, watts)
             sender.changed.set()
         return self.allocation
 
@@ -276,30 +348,24 @@ class SmartCharging:
         kept: dict[EvseKey, float] = {}
         to_send: dict[EvseKey, float] = {}
         for key, watts in self.allocation.items():
-            tx = self.state.open_sessions[key]
-            sent = self.sent.get(key)
-            if (sent is not None and sent[0] == tx and abs(sent[1] - watts) <= deadband
-                    and (sent[1] == 0) == (watts == 0)):
-                in_force[key] = kept[key] = sent[1]
+            limit = self.ledger.find(key, self.state.open_sessions[key])
+            if limit is not None and watts in (limit.queued, limit.in_flight):
+                in_force[key] = watts  # already on its way
+            elif (limit is not None and limit.accepted is not None and limit.settled
+                    and abs(limit.accepted - watts) <= deadband
+                    and (limit.accepted == 0) == (watts == 0)):
+                in_force[key] = kept[key] = limit.accepted
             else:
                 in_force[key] = to_send[key] = watts
-        fixed = {d.key: d.max_w for d in demands if not d.controlled}
-        scopes: list[tuple[float | None, set[EvseKey]]] = [
-            (self.site.limit_w, set(in_force) | set(fixed))
-        ]
-        for name, group_limit in self.site.group_limits_w().items():
-            members = {k for k in set(in_force) | set(fixed) if self.site.group_of(k[0]) == name}
-            scopes.append((group_limit, members))
-        for limit, members in scopes:
-            if limit is None:
-                continue
-            # Summed in key order: a set's order follows string hashing, which differs
-            # from process to process, and float addition is not associative.
-            load = sum(in_force.get(k, fixed.get(k, 0.0)) for k in sorted(members))
+        fixed = {d.key: d.fixed_load_w for d in demands if not d.controlled}
+        for limit_w, members in self._scopes(set(in_force) | set(fixed)):
+            # fsum is exact: a set's order follows string hashing, which differs from
+            # process to process, and float addition is not associative.
+            load = math.fsum(in_force.get(k, fixed.get(k, 0.0)) for k in members)
             # Largest overshoot first, until the limits in force fit.
             for key in sorted((k for k in members if k in kept and kept[k] > self.allocation[k]),
                               key=lambda k: (self.allocation[k] - kept[k], k)):
-                if load <= limit:
+                if load <= limit_w:
                     break
                 load -= kept[key] - self.allocation[key]
                 in_force[key] = to_send[key] = self.allocation[key]
@@ -307,15 +373,25 @@ class SmartCharging:
         return to_send
 
     def _accepted(self, key: EvseKey, wanted: _Wanted) -> None:
-        """Note the limit now in force, and the one the session's latest reading was under."""
+        """Note the limit now in force; the session is controlled again."""
         tx = wanted.transaction_id
         session = self.state.sessions.get(tx)
-        samples = session.samples if session is not None else 0
-        old = self.sent.get(key)
-        under = None
-        if old is not None and old[0] == tx:
-            under = old[1] if samples > old[2] else old[3]
-        self.sent[key] = (tx, wanted.watts, samples, under)
+        self.ledger.accepted(key, tx, wanted.watts, session.samples if session else 0)
+        self.uncontrolled.pop(key, None)
+        self._retries.pop(key, None)
+        if self.held:
+            self.request_rebalance()  # a decrease confirmed may let a held increase out
+
+    def _failed(self, key: EvseKey, transaction_id: int, why: str) -> None:
+        """The session's profile was refused in every form, or not answered: it counts at
+        the most its charger may be enforcing, and is tried again after a backoff."""
+        retry = self._retries.get(key)
+        failures = retry.failures + 1 if retry and retry.transaction_id == transaction_id else 1
+        wait = min(RETRY_FIRST_S * 2 ** (failures - 1), RETRY_MAX_S)
+        self._retries[key] = _Retry(transaction_id, failures, trio.current_time() + wait)
+        self.uncontrolled[key] = transaction_id
+        log.warning("%s EVSE_%d: %s; uncontrolled, tried again in %g s", *key, why, wait)
+        self.request_rebalance()  # it counts as fixed load now: the others adjust
 
     # -- the senders -----------------------------------------------------------------------
 
@@ -324,18 +400,35 @@ class SmartCharging:
         sender = self._senders.setdefault(cp_id, _Sender())
         sender.fresh_connection = True
         sender.needs_setup = False
-        while True:
-            await sender.changed.wait()
-            sender.changed = trio.Event()
-            if sender.needs_setup:
-                sender.needs_setup = False
-                await self._setup(conn)
-            while sender.clears:
-                await self._clear(conn, sender.clears.pop())
-            while sender.wanted:
-                connector_id = min(sender.wanted)
-                wanted = sender.wanted.pop(connector_id)
-                await self._send(conn, connector_id, wanted)
+        self._drop_wanted(cp_id, sender)
+        self._live[cp_id] = conn
+        self.request_rebalance()  # online again: its limits can be changed
+        try:
+            while True:
+                await sender.changed.wait()
+                sender.changed = trio.Event()
+                if sender.needs_setup:
+                    sender.needs_setup = False
+                    await self._setup(conn)
+                while sender.clears:
+                    await self._clear(conn, sender.clears.pop())
+                while sender.wanted:
+                    connector_id = min(sender.wanted)
+                    wanted = sender.wanted.pop(connector_id)
+                    await self._send(conn, connector_id, wanted)
+        finally:
+            if self._live.get(cp_id) is conn:
+                # Offline: its sessions count at the most it may be enforcing until it is
+                # back and accepts new limits.
+                del self._live[cp_id]
+                self._drop_wanted(cp_id, sender)
+                self.request_rebalance()
+
+    def _drop_wanted(self, cp_id: str, sender: _Sender) -> None:
+        """Forget the limits queued for a charger and not sent (its connection ended)."""
+        for connector_id, wanted in sender.wanted.items():
+            self.ledger.unqueue((cp_id, connector_id), wanted.transaction_id)
+        sender.wanted.clear()
 
     async def _exchange(self, conn: Connection, action: str, payload: dict[str, Any]) -> Answer:
         """Send a CALL of ours and record the answer (raises as ``session.exchange``)."""
@@ -377,6 +470,7 @@ class SmartCharging:
         """Ask the charger what profiles it takes (recorded: the domain keeps the answer),
         then install its safety nets."""
         cp_id = conn.charge_point_id
+        self._safety_w.pop(cp_id, None)  # until it accepts it again
         try:
             answer = await self._exchange(conn, "GetConfiguration", {"key": list(CAPABILITY_KEYS)})
             if answer.error is not None:
@@ -397,7 +491,7 @@ class SmartCharging:
             reported = charger.configuration.get(key) if charger else None
             log.warning("%s: no %s we can read (%r); its profiles go in the unit configured, "
                         "or A", cp_id, key, reported)
-        _, _, configured = self.site.rating(cp_id, 1)
+        _, phases, configured = self.site.rating(cp_id, 1)
         unit = capabilities.unit(configured)
         first = self.safety_profiles(cp_id, unit)
         # A charger that did not say which unit it takes may take only the other one.
@@ -417,6 +511,9 @@ class SmartCharging:
                     return
                 status = _status(answer)
                 if status == "Accepted":
+                    if purpose == "TxDefaultProfile" and self.site.safe_limit_a_per_phase:
+                        safe_a = self.site.safe_limit_a_per_phase
+                        self._safety_w[cp_id] = amps_to_watts(safe_a, phases)
                     break
                 log.warning("%s: the %s safety net answered %s", cp_id, purpose, status)
 
@@ -434,33 +531,49 @@ class SmartCharging:
                         connector_id, answer.error.code)
 
     async def _send(self, conn: Connection, connector_id: int, wanted: _Wanted) -> None:
-        session = conn.session
         key = (conn.charge_point_id, connector_id)
-        if session is None or self.state.open_sessions.get(key) != wanted.transaction_id:
-            return  # the session ended meanwhile
-        if self.uncontrolled.get(key) == wanted.transaction_id:
-            return  # queued before the charger refused this session's profile
-        try:
-            answer = await self._exchange(conn, "SetChargingProfile", wanted.payload)
-        except CallTimeout:
-            log.warning("%s EVSE_%d: no answer to SetChargingProfile; uncontrolled",
-                        *key)
-            self.uncontrolled[key] = wanted.transaction_id
-            self.request_rebalance()  # its maximum is fixed load now: the others adjust
+        tx = wanted.transaction_id
+        if (conn.session is None or self.state.open_sessions.get(key) != tx
+                or not self._controllable(key, tx)):
+            # The session ended meanwhile, or its charger refused its profile since.
+            self.ledger.unqueue(key, tx)
             return
-        except (SessionClosed, OcppjError) as exc:
-            log.info("%s EVSE_%d: SetChargingProfile not sent: %s", *key, exc)
-            return
-        status = _status(answer)
+        answered = await self._try(conn, key, wanted)
+        if answered is None:
+            return  # not sent, or no answer: handled
+        status = answered
         if status == "Accepted":
             self._accepted(key, wanted)
-            self.uncontrolled.pop(key, None)
             return
         if await self._fall_back(conn, key, wanted, status):
             return
-        log.warning("%s EVSE_%d: SetChargingProfile answered %s; uncontrolled", *key, status)
-        self.uncontrolled[key] = wanted.transaction_id
-        self.request_rebalance()
+        self._failed(key, tx, f"SetChargingProfile answered {status}")
+
+    async def _try(self, conn: Connection, key: EvseKey, wanted: _Wanted) -> str | None:
+        """Send one form of the session's limit: its status (Accepted, Rejected, ... or
+        a CALLERROR code), or None when it got no answer."""
+        tx = wanted.transaction_id
+        self.ledger.sending(key, tx, wanted.watts)
+        try:
+            answer = await self._exchange(conn, "SetChargingProfile", wanted.payload)
+        except CallTimeout:
+            # It may have applied it, and may yet answer: counted at it until a later
+            # limit is accepted.
+            self.ledger.unanswered(key, tx)
+            self._failed(key, tx, "no answer to SetChargingProfile")
+            return None
+        except SessionClosed as exc:
+            self.ledger.unanswered(key, tx)
+            log.info("%s EVSE_%d: SetChargingProfile not answered: %s", *key, exc)
+            return None
+        except OcppjError as exc:
+            self.ledger.refused(key, tx)  # refused by our own checks: nothing was sent
+            log.error("%s EVSE_%d: SetChargingProfile not sent: %s", *key, exc)
+            return None
+        status = _status(answer)
+        if status != "Accepted":
+            self.ledger.refused(key, tx)
+        return status
 
     async def _fall_back(
         self, conn: Connection, key: EvseKey, wanted: _Wanted, status: str
@@ -484,17 +597,14 @@ class SmartCharging:
             )
             log.info("%s EVSE_%d: %s in %s answered %s; trying %s in %s", *key,
                      refused.purpose, refused.unit, status, form.purpose, form.unit)
-            try:
-                answer = await self._exchange(conn, "SetChargingProfile", payload)
-            except CallTimeout:
-                return False
-            except (SessionClosed, OcppjError):
-                return True  # not sent: the next rebalance tries again
-            status, refused = _status(answer), form
+            attempt = attrs.evolve(wanted, form=form, payload=payload)
+            answered = await self._try(conn, key, attempt)
+            if answered is None:
+                return True  # no answer, or not sent: handled
+            status, refused = answered, form
             if status == "Accepted":
                 self.forms[key] = (wanted.transaction_id, form)
-                self._accepted(key, attrs.evolve(wanted, form=form, payload=payload))
-                self.uncontrolled.pop(key, None)
+                self._accepted(key, attempt)
                 return True
         return False
 

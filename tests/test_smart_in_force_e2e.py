@@ -1,0 +1,153 @@
+"""The in-force budget end to end (issue #13, point 1): the real CSMS and simulated
+chargers over real loopback WebSockets in virtual time, judged from the chargers' side.
+
+Around every SetChargingProfile a charger handles, the test sums the limits really in
+force at the chargers (the profiles each accepted, applied as a 1.6 charger does; no limit
+at all counts as the EVSE's maximum) and asserts that no profile takes the sum above the
+site limit, or further above it. Only a session starting can: it charges under the
+charger's safety net (6 A) until the rebalance a moment later makes room for it, lowering
+others first (see docs/smart-charging.md, "The in-force budget").
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from csms.smart.site import SiteConfig
+from fleet_helpers import VirtualSite, eventually, virtual_site
+from sim.behaviour import SlowAnswers
+from sim.charge_point import SimChargePoint
+from sim.ev import Ev
+from sim.metering import drawn_phases
+
+smart_site = functools.partial(virtual_site, watchdog=24 * 3600, call_timeout=30.0)
+W_PER_A = 3 * 230.0
+
+
+def in_force_w(cp: SimChargePoint) -> float:
+    """What the charger's sessions may draw now under the profiles it holds."""
+    total = 0.0
+    now = cp.now()
+    for evse in cp.evses.values():
+        tx = evse.transaction
+        if tx is None:
+            continue
+        limit = cp.profiles.limit(evse.connector_id, now=now, transaction_start=tx.started_at,
+                                  phases=drawn_phases(evse))
+        total += evse.max_power_w if limit is None else min(limit, evse.max_power_w)
+    return total
+
+
+class InForceWatch:
+    """Sums the limits in force at the chargers whenever one of them changes."""
+
+    def __init__(self, chargers: list[SimChargePoint], limit_w: float) -> None:
+        self.chargers = chargers
+        self.limit_w = limit_w
+        self.peak_w = 0.0
+        self.checks = 0
+        #: Each profile that took the sum above the limit: (before, after by charger).
+        #: (Recorded, not asserted: an exception in a handler is the charger's CALLERROR.)
+        self.violations: list[tuple[float, dict[str, float]]] = []
+        for cp in chargers:
+            handler = cp.router.get("SetChargingProfile")
+            assert handler is not None
+            cp.router.register("SetChargingProfile", functools.partial(self._set, handler))
+
+    def total(self) -> float:
+        return sum(in_force_w(cp) for cp in self.chargers)
+
+    async def _set(self, handler: Any, request: Any) -> Any:
+        before = self.total()
+        answer = await handler(request)
+        after = self.total()
+        self.checks += 1
+        self.peak_w = max(self.peak_w, after)
+        if after > max(self.limit_w, before) + 1e-6:
+            self.violations.append((before, {cp.id: in_force_w(cp) for cp in self.chargers}))
+        return answer
+
+    async def start(self, cp: SimChargePoint, connector_id: int, tag: str) -> None:
+        await cp.plug_in(connector_id, Ev(capacity_wh=90_000, soc=10.0, max_power_w=22_000))
+        assert await cp.start_session(connector_id, tag)
+
+
+async def settled(s: VirtualSite, chargers: list[SimChargePoint]) -> None:
+    await eventually(lambda: all(cp.online and cp.queued == 0 for cp in chargers))
+    await trio.sleep(5)
+
+
+async def test_a_charger_offline_counts_at_the_limit_it_holds(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    site = SiteConfig(limit_kw=22.0)
+    async with smart_site(tmp_path, virtual_clock, site=site) as s:
+        chargers = await s.fleet.spawn(3, evses=1)
+        cp1, cp2, cp3 = chargers
+        await settled(s, chargers)
+        watch = InForceWatch(chargers, 22_000.0)
+        await watch.start(cp1, 1, "TAG-1")
+        await watch.start(cp2, 1, "TAG-2")
+        await settled(s, chargers)
+        # 11,000 W each: 15.9 A (11,000 / 690 = 15.94, rounded down).
+        assert cp1.evse(1).limit_w == pytest.approx(15.9 * W_PER_A)
+
+        # CP_01's network fails for 10 minutes; it goes on charging at 15.9 A. CP_03 starts
+        # meanwhile: the CSMS cannot lower CP_01, so CP_02 and CP_03 share what is left:
+        # (22,000 - 11,000) / 2 = 5,500 W (7.9 A) each, not 22,000 / 3.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cp1.go_offline, 600.0)
+            await trio.sleep(30)
+            await watch.start(cp3, 1, "TAG-3")
+            await trio.sleep(60)
+            smart = s.running_csms.smart
+            assert smart is not None
+            assert smart.bounds[("CP_01", 1)] == 11_000.0
+            assert cp1.evse(1).limit_w == pytest.approx(15.9 * W_PER_A)
+            assert cp2.evse(1).limit_w == pytest.approx(7.9 * W_PER_A)
+            assert cp3.evse(1).limit_w == pytest.approx(7.9 * W_PER_A)
+        # Back online: CP_01 confirms its decrease to 22,000 / 3 = 7,333 W before the
+        # others get theirs (10.6 A each in the end).
+        await settled(s, chargers)
+        for cp in chargers:
+            assert cp.evse(1).limit_w == pytest.approx(10.6 * W_PER_A)
+        assert watch.checks > 8
+        assert watch.violations == []
+        assert watch.total() <= 22_000.0
+
+
+async def test_decreases_are_confirmed_before_the_increases_go_out(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    site = SiteConfig(limit_kw=40.0)
+    async with smart_site(tmp_path, virtual_clock, site=site) as s:
+        chargers = await s.fleet.spawn(2, evses=1)
+        slow, other = chargers
+        await settled(s, chargers)
+        watch = InForceWatch(chargers, 40_000.0)
+        await watch.start(slow, 1, "TAG-SLOW")
+        await settled(s, chargers)
+        assert slow.evse(1).limit_w == pytest.approx(31.8 * W_PER_A)  # 22 kW, its maximum
+        # The slow charger takes 20 s to apply and answer each profile. When the second
+        # session starts, both are to get 20,000 W: the slow one's decrease goes out at
+        # once, the other's increase (from its 6 A safety net) only once the decrease is
+        # confirmed; until then 22,000 + 20,000 W would be in force.
+        slow.behaviour = SlowAnswers(20.0, frozenset({"SetChargingProfile"}))
+        await watch.start(other, 1, "TAG-OTHER")
+        await trio.sleep(10)
+        smart = s.running_csms.smart
+        assert smart is not None
+        assert smart.held == {("CP_02", 1): 20_000.0}
+        assert other.evse(1).limit_w == pytest.approx(6.0 * W_PER_A)
+        await trio.sleep(30)
+        assert slow.evse(1).limit_w == pytest.approx(28.9 * W_PER_A)
+        assert other.evse(1).limit_w == pytest.approx(28.9 * W_PER_A)
+        assert smart.held == {}
+        assert watch.violations == []
+        assert watch.peak_w <= 40_000.0  # no start pushed it over: 22,000 + 4,140 fit
