@@ -166,7 +166,7 @@ def bench_tick(chargers: int, groups: int, runs: int, rng: random.Random) -> Non
     for key, watts in smart.allocation.items():
         tx = state.open_sessions[key]
         smart.ledger.accepted(key, tx, watts, state.sessions[tx].samples)
-    senders = smart._senders.values()  # what the tick handed to the (absent) senders
+    senders = smart.senders.queues.values()  # what the tick handed to the (absent) senders
     for sender in senders:
         sender.wanted.clear()
     steady_times = timed(smart.rebalance, runs)

@@ -1,4 +1,5 @@
-"""The smart-charging service: the rebalancing tick and the per-connection senders.
+"""The smart-charging service: the rebalancing tick (the senders are in
+:mod:`csms.smart.sender`).
 
 * The **tick** is one task in the CSMS's nursery, aligned to the clock (every
   ``rebalance_interval_s``, on the boundary). It also runs at once, between ticks, when a
@@ -13,15 +14,18 @@
   sent the limit in the forms :func:`~csms.smart.profiles.fallbacks` lists (the other
   unit, then a TxDefaultProfile on the connector); the one it accepts is used for the rest
   of the session. A charger that refuses them all, or does not answer in time, is treated
-  as uncontrolled for that session: its EVSE's maximum counts as fixed load.
-  Every answer is recorded in the domain (and so in the message log and replay).
+  as uncontrolled: the most it may be enforcing counts as fixed load, and it is tried
+  again after a backoff. Every answer is recorded in the domain (and so in the message
+  log and replay).
+* The budget counts each session at the most its charger may be enforcing
+  (:mod:`csms.smart.in_force`): decreases go out first, increases once they fit.
 * After a charger boots, and on the first message of a connection that did not start
   with a boot, its sender first asks it what profiles it takes (GetConfiguration of
   :data:`~csms.smart.capabilities.CAPABILITY_KEYS`); its profiles are then built in the
   unit and within the stack level it reported. The answer is recorded like any other, so
   a restarted CSMS and replay know it too. Then it installs the safety nets
-  (:meth:`SmartCharging.safety_profiles`): what the charger enforces on its own before a
-  session's TxProfile arrives, and while the CSMS cannot reach it.
+  (:meth:`~csms.smart.sender.Senders.safety_profiles`): what the charger enforces on its
+  own before a session's TxProfile arrives, and while the CSMS cannot reach it.
 """
 
 from __future__ import annotations
@@ -30,31 +34,21 @@ import datetime
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
 
 import attrs
 import trio
 
 from csms.domain import events as ev
 from csms.domain.state import DomainState
-from csms.ocpp.connection_manager import Connection, ConnectionManager
+from csms.ocpp.connection_manager import ConnectionManager
 from csms.recorder import Recorder
 from csms.smart.allocator import Demand, EvseKey, allocate
-from csms.smart.capabilities import CAPABILITY_KEYS, Capabilities
+from csms.smart.capabilities import Capabilities
 from csms.smart.in_force import Ledger, Scope, admit
-from csms.smart.profiles import (
-    CONNECTOR_DEFAULT_ID_BASE,
-    STACK_LEVEL,
-    Form,
-    charge_point_max_profile,
-    fallbacks,
-    other_unit,
-    session_profile,
-    tx_default_profile,
-)
+from csms.smart.profiles import STACK_LEVEL, Form, session_profile
+from csms.smart.sender import Senders, Wanted
 from csms.smart.site import SiteConfig
-from ocppj import Answer, CallTimeout, OcppjError, SessionClosed
-from ocppj.charging import amps_to_watts, min_power_w
+from ocppj.charging import min_power_w
 
 log = logging.getLogger("csms.smart")
 
@@ -78,28 +72,6 @@ class _Retry:
     due: bool = False
 
 
-@attrs.define
-class _Wanted:
-    transaction_id: int
-    watts: float
-    form: Form
-    payload: dict[str, Any]
-
-
-@attrs.define
-class _Sender:
-    """What one charger should get, and the event that wakes its sender task."""
-
-    wanted: dict[int, _Wanted] = attrs.Factory(dict)
-    changed: trio.Event = attrs.Factory(trio.Event)
-    #: Ask the charger what it takes before the next profile.
-    needs_setup: bool = False
-    #: No message has arrived on the charger's current connection yet.
-    fresh_connection: bool = False
-    #: Connectors whose fallback TxDefaultProfile is to be cleared (its session ended).
-    clears: set[int] = attrs.Factory(set)
-
-
 class SmartCharging:
     """Allocates the site's power and sends the profiles.
 
@@ -116,7 +88,6 @@ class SmartCharging:
         self.site = site
         self._recorder = recorder
         self._clock = clock
-        self._call_timeout = call_timeout
         self._wakeup = trio.Event()
         self.tick = 0
         #: The last allocation, in W, per (charger, connector).
@@ -132,14 +103,13 @@ class SmartCharging:
         #: Increases the last rebalance held back until decreases are confirmed.
         self.held: dict[EvseKey, float] = {}
         #: The per-EVSE limit (W) of the safety-net TxDefaultProfile each charger accepted.
-        self._safety_w: dict[str, float] = {}
-        #: The connection each charger's sender runs on.
-        self._live: dict[str, Connection] = {}
+        self.safety_w: dict[str, float] = {}
         #: The form a session's charger accepted after refusing the default one:
         #: (charger, connector) → (transactionId, form).
         self.forms: dict[EvseKey, tuple[int, Form]] = {}
-        self._senders: dict[str, _Sender] = {}
-        connections.add_connection_task(self._sender_task)
+        #: The tasks that carry the limits to the chargers.
+        self.senders = Senders(self, recorder, clock, call_timeout=call_timeout)
+        connections.add_connection_task(self.senders.run)
 
     @property
     def state(self) -> DomainState:
@@ -157,25 +127,12 @@ class SmartCharging:
         self._wakeup.set()
 
     def wants_setup(self, charger_id: str, events: list[ev.Event]) -> bool:
-        """Whether the charger that sent the message of ``events`` is to be asked what it
-        takes (:meth:`request_setup`, after the answer): after every accepted boot, and on
-        the first message of a connection that did not begin with a boot (a charger that
-        reconnects without rebooting keeps its profiles, but may have been replaced)."""
-        sender = self._senders.get(charger_id)
-        first = sender is not None and sender.fresh_connection
-        if sender is not None:
-            sender.fresh_connection = False
-        for event in events:
-            if isinstance(event, ev.ChargerBooted):
-                return event.registration_status == "Accepted"
-        charger = self.state.chargers.get(charger_id)
-        return first and charger is not None and charger.registration_status == "Accepted"
+        """See :meth:`Senders.wants_setup`."""
+        return self.senders.wants_setup(charger_id, events)
 
     def request_setup(self, charger_id: str) -> None:
-        """Have the charger's sender ask it what it takes before its next profile."""
-        sender = self._senders.setdefault(charger_id, _Sender())
-        sender.needs_setup = True
-        sender.changed.set()
+        """See :meth:`Senders.request_setup`."""
+        self.senders.request_setup(charger_id)
 
     def capabilities(self, charger_id: str) -> Capabilities:
         """What the charger reported it takes (all unknown until it answered), with the
@@ -217,7 +174,7 @@ class SmartCharging:
         """The trio time of the next retry of a failed session (inf: none)."""
         return min((r.at for r in self._retries.values() if not r.due), default=math.inf)
 
-    def _controllable(self, key: EvseKey, transaction_id: int) -> bool:
+    def controllable(self, key: EvseKey, transaction_id: int) -> bool:
         """Whether a new limit for the session can go out now: its charger is online
         (as its recorded connections say) and the session is not waiting for the retry of
         a failed profile."""
@@ -237,7 +194,7 @@ class SmartCharging:
         """A session's limit before its charger accepted one of ours: the safety net's,
         if the charger took it, else the EVSE's maximum."""
         max_w, _, _ = self.site.rating(*key)
-        safe = self._safety_w.get(key[0])
+        safe = self.safety_w.get(key[0])
         return max_w if safe is None else min(max_w, safe)
 
     def demands(self) -> list[Demand]:
@@ -261,7 +218,7 @@ class SmartCharging:
                 group=self.site.group_of(key[0]),
                 measured_w=session.power_w,
                 previous_w=limit.previous(session.samples) if limit is not None else None,
-                controlled=self._controllable(key, tx),
+                controlled=self.controllable(key, tx),
                 fixed_w=limit.bound(default) if limit is not None else default,
             ))
         return result
@@ -307,10 +264,8 @@ class SmartCharging:
             payload = session_profile(
                 form, connector_id=key[1], transaction_id=tx, watts=watts, phases=phases
             )
-            sender = self._senders.setdefault(key[0], _Sender())
-            sender.wanted[key[1]] = _Wanted(tx, watts, form, payload)
             self.ledger.queue(key, tx, watts)
-            sender.changed.set()
+            self.senders.want(key, Wanted(tx, watts, form, payload))
         return self.allocation
 
     def form(self, key: EvseKey, transaction_id: int) -> Form:
@@ -335,9 +290,7 @@ class SmartCharging:
                 continue
             del self.forms[key]
             if form.purpose == "TxDefaultProfile":
-                sender = self._senders.setdefault(key[0], _Sender())
-                sender.clears.add(key[1])
-                sender.changed.set()
+                self.senders.clear_fallback(key)
 
     def _to_send(self, demands: list[Demand]) -> dict[EvseKey, float]:
         """The limits worth sending: changes beyond the deadband, plus as many small
@@ -372,7 +325,7 @@ class SmartCharging:
                 del kept[key]
         return to_send
 
-    def _accepted(self, key: EvseKey, wanted: _Wanted) -> None:
+    def accepted(self, key: EvseKey, wanted: Wanted) -> None:
         """Note the limit now in force; the session is controlled again."""
         tx = wanted.transaction_id
         session = self.state.sessions.get(tx)
@@ -382,7 +335,7 @@ class SmartCharging:
         if self.held:
             self.request_rebalance()  # a decrease confirmed may let a held increase out
 
-    def _failed(self, key: EvseKey, transaction_id: int, why: str) -> None:
+    def failed(self, key: EvseKey, transaction_id: int, why: str) -> None:
         """The session's profile was refused in every form, or not answered: it counts at
         the most its charger may be enforcing, and is tried again after a backoff."""
         retry = self._retries.get(key)
@@ -394,223 +347,3 @@ class SmartCharging:
         self.request_rebalance()  # it counts as fixed load now: the others adjust
 
     # -- the senders -----------------------------------------------------------------------
-
-    async def _sender_task(self, conn: Connection) -> None:
-        cp_id = conn.charge_point_id
-        sender = self._senders.setdefault(cp_id, _Sender())
-        sender.fresh_connection = True
-        sender.needs_setup = False
-        self._drop_wanted(cp_id, sender)
-        self._live[cp_id] = conn
-        self.request_rebalance()  # online again: its limits can be changed
-        try:
-            while True:
-                await sender.changed.wait()
-                sender.changed = trio.Event()
-                if sender.needs_setup:
-                    sender.needs_setup = False
-                    await self._setup(conn)
-                while sender.clears:
-                    await self._clear(conn, sender.clears.pop())
-                while sender.wanted:
-                    connector_id = min(sender.wanted)
-                    wanted = sender.wanted.pop(connector_id)
-                    await self._send(conn, connector_id, wanted)
-        finally:
-            if self._live.get(cp_id) is conn:
-                # Offline: its sessions count at the most it may be enforcing until it is
-                # back and accepts new limits.
-                del self._live[cp_id]
-                self._drop_wanted(cp_id, sender)
-                self.request_rebalance()
-
-    def _drop_wanted(self, cp_id: str, sender: _Sender) -> None:
-        """Forget the limits queued for a charger and not sent (its connection ended)."""
-        for connector_id, wanted in sender.wanted.items():
-            self.ledger.unqueue((cp_id, connector_id), wanted.transaction_id)
-        sender.wanted.clear()
-
-    async def _exchange(self, conn: Connection, action: str, payload: dict[str, Any]) -> Answer:
-        """Send a CALL of ours and record the answer (raises as ``session.exchange``)."""
-        session = conn.session
-        if session is None:
-            raise SessionClosed(f"{conn.charge_point_id}: no session")
-
-        def record(answer: Answer) -> None:
-            # Called by the reader as the answer is read: the domain applies it in the
-            # order of the message log, as replay will.
-            error = str(answer.error.code) if answer.error is not None else None
-            self._recorder.answer(
-                conn.charge_point_id, action, payload, answer.payload, error, answer.answered_at
-            )
-
-        return await session.exchange(
-            action, payload, timeout=self._call_timeout, on_answer=record
-        )
-
-    def safety_profiles(self, charger_id: str, unit: str) -> list[dict[str, Any]]:
-        """The SetChargingProfile payloads installed after a boot, in ``unit``: a
-        TxDefaultProfile on connector 0 at ``safe_limit_a_per_phase``, and a
-        ChargePointMaxProfile at the site's (or group's) limit."""
-        # Connector 0 stands for every EVSE: rated as the first one.
-        _, phases, _ = self.site.rating(charger_id, 1)
-        payloads = []
-        safe_a = self.site.safe_limit_a_per_phase
-        if safe_a is not None:
-            watts = amps_to_watts(safe_a, phases)
-            payloads.append(tx_default_profile(watts=watts, unit=unit, phases=phases))
-        cap = self.site.cap_w(charger_id)
-        if self.site.charge_point_max_profile and cap is not None:
-            payloads.append(
-                charge_point_max_profile(watts=cap, unit=unit, phases=phases, now=self._clock())
-            )
-        return payloads
-
-    async def _setup(self, conn: Connection) -> None:
-        """Ask the charger what profiles it takes (recorded: the domain keeps the answer),
-        then install its safety nets."""
-        cp_id = conn.charge_point_id
-        self._safety_w.pop(cp_id, None)  # until it accepts it again
-        try:
-            answer = await self._exchange(conn, "GetConfiguration", {"key": list(CAPABILITY_KEYS)})
-            if answer.error is not None:
-                # Some chargers refuse a list of keys (or one this long): ask for all.
-                log.info("%s: GetConfiguration of the capability keys answered %s; asking for "
-                         "every key", cp_id, answer.error.code)
-                await self._exchange(conn, "GetConfiguration", {})
-        except CallTimeout:
-            log.warning("%s: no answer to GetConfiguration; its profiles go in the unit "
-                        "configured, or A", cp_id)
-        except (SessionClosed, OcppjError) as exc:
-            log.info("%s: GetConfiguration not sent: %s", cp_id, exc)
-            return
-        capabilities = self.capabilities(cp_id)
-        if capabilities.units is None:
-            charger = self.state.chargers.get(cp_id)
-            key = "ChargingScheduleAllowedChargingRateUnit"
-            reported = charger.configuration.get(key) if charger else None
-            log.warning("%s: no %s we can read (%r); its profiles go in the unit configured, "
-                        "or A", cp_id, key, reported)
-        _, phases, configured = self.site.rating(cp_id, 1)
-        unit = capabilities.unit(configured)
-        first = self.safety_profiles(cp_id, unit)
-        # A charger that did not say which unit it takes may take only the other one.
-        retry = configured is None and capabilities.units is None
-        second = self.safety_profiles(cp_id, other_unit(unit)) if retry else []
-        for index, payload in enumerate(first):
-            purpose = payload["csChargingProfiles"]["chargingProfilePurpose"]
-            for attempt in [payload, second[index]] if retry else [payload]:
-                try:
-                    answer = await self._exchange(conn, "SetChargingProfile", attempt)
-                except CallTimeout:
-                    # It does not answer SetChargingProfile: its TxProfiles wait no longer.
-                    log.warning("%s: no answer to the %s safety net", cp_id, purpose)
-                    return
-                except (SessionClosed, OcppjError) as exc:
-                    log.info("%s: %s not sent: %s", cp_id, purpose, exc)
-                    return
-                status = _status(answer)
-                if status == "Accepted":
-                    if purpose == "TxDefaultProfile" and self.site.safe_limit_a_per_phase:
-                        safe_a = self.site.safe_limit_a_per_phase
-                        self._safety_w[cp_id] = amps_to_watts(safe_a, phases)
-                    break
-                log.warning("%s: the %s safety net answered %s", cp_id, purpose, status)
-
-    async def _clear(self, conn: Connection, connector_id: int) -> None:
-        """Clear the fallback TxDefaultProfile of a connector whose session ended."""
-        payload = {"id": CONNECTOR_DEFAULT_ID_BASE + connector_id}
-        try:
-            answer = await self._exchange(conn, "ClearChargingProfile", payload)
-        except (CallTimeout, SessionClosed, OcppjError) as exc:
-            log.warning("%s EVSE_%d: fallback profile not cleared: %s",
-                        conn.charge_point_id, connector_id, exc)
-            return
-        if answer.error is not None:
-            log.warning("%s EVSE_%d: ClearChargingProfile answered %s", conn.charge_point_id,
-                        connector_id, answer.error.code)
-
-    async def _send(self, conn: Connection, connector_id: int, wanted: _Wanted) -> None:
-        key = (conn.charge_point_id, connector_id)
-        tx = wanted.transaction_id
-        if (conn.session is None or self.state.open_sessions.get(key) != tx
-                or not self._controllable(key, tx)):
-            # The session ended meanwhile, or its charger refused its profile since.
-            self.ledger.unqueue(key, tx)
-            return
-        answered = await self._try(conn, key, wanted)
-        if answered is None:
-            return  # not sent, or no answer: handled
-        status = answered
-        if status == "Accepted":
-            self._accepted(key, wanted)
-            return
-        if await self._fall_back(conn, key, wanted, status):
-            return
-        self._failed(key, tx, f"SetChargingProfile answered {status}")
-
-    async def _try(self, conn: Connection, key: EvseKey, wanted: _Wanted) -> str | None:
-        """Send one form of the session's limit: its status (Accepted, Rejected, ... or
-        a CALLERROR code), or None when it got no answer."""
-        tx = wanted.transaction_id
-        self.ledger.sending(key, tx, wanted.watts)
-        try:
-            answer = await self._exchange(conn, "SetChargingProfile", wanted.payload)
-        except CallTimeout:
-            # It may have applied it, and may yet answer: counted at it until a later
-            # limit is accepted.
-            self.ledger.unanswered(key, tx)
-            self._failed(key, tx, "no answer to SetChargingProfile")
-            return None
-        except SessionClosed as exc:
-            self.ledger.unanswered(key, tx)
-            log.info("%s EVSE_%d: SetChargingProfile not answered: %s", *key, exc)
-            return None
-        except OcppjError as exc:
-            self.ledger.refused(key, tx)  # refused by our own checks: nothing was sent
-            log.error("%s EVSE_%d: SetChargingProfile not sent: %s", *key, exc)
-            return None
-        status = _status(answer)
-        if status != "Accepted":
-            self.ledger.refused(key, tx)
-        return status
-
-    async def _fall_back(
-        self, conn: Connection, key: EvseKey, wanted: _Wanted, status: str
-    ) -> bool:
-        """After a refusal, try the session's limit in the other forms; whether one was
-        accepted (it is then used for the rest of the session)."""
-        _, phases, configured = self.site.rating(*key)
-        options = fallbacks(
-            wanted.form, units=self.capabilities(key[0]).units, unit_fixed=configured is not None
-        )
-        refused = wanted.form
-        for form in options:
-            if self.state.open_sessions.get(key) != wanted.transaction_id:
-                return True  # the session ended meanwhile: nothing to control
-            payload = session_profile(
-                form,
-                connector_id=key[1],
-                transaction_id=wanted.transaction_id,
-                watts=wanted.watts,
-                phases=phases,
-            )
-            log.info("%s EVSE_%d: %s in %s answered %s; trying %s in %s", *key,
-                     refused.purpose, refused.unit, status, form.purpose, form.unit)
-            attempt = attrs.evolve(wanted, form=form, payload=payload)
-            answered = await self._try(conn, key, attempt)
-            if answered is None:
-                return True  # no answer, or not sent: handled
-            status, refused = answered, form
-            if status == "Accepted":
-                self.forms[key] = (wanted.transaction_id, form)
-                self._accepted(key, attempt)
-                return True
-        return False
-
-
-def _status(answer: Answer) -> str:
-    """A SetChargingProfile answer's status, or the CALLERROR code."""
-    if answer.error is not None:
-        return str(answer.error.code)
-    return str((answer.payload or {}).get("status"))
