@@ -87,6 +87,9 @@ def assert_sane(report: ScenarioReport) -> None:
     # Every charger booted; every session started and stopped; every profile was a CALL.
     assert totals["calls_sent"] >= totals["chargers"] + 2 * totals["sessions"]
     assert totals["calls_received"] >= totals["profiles_received"]
+    per_session = sum(s["profiles_received"] for s in report.sessions) / len(report.sessions)
+    assert totals["profiles_per_session"] == pytest.approx(per_session, abs=0.01)
+    assert f"({per_session:.2f} per session)" in report.to_text()
     json.loads(report.to_json())
     text = report.to_text()
     assert "all checks passed" in text

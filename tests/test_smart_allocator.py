@@ -234,6 +234,29 @@ def test_the_6a_floor_rotates_who_is_paused() -> None:
     assert paused == {a: 1, b: 1, c: 1}  # every EV paused equally often over 3 ticks
 
 
+def test_within_a_rotation_interval_the_pauses_hold_whatever_starts_or_stops() -> None:
+    # Five three-phase EVs on 13 kW: three floors fit (12,420 W), two are paused.
+    demands = fleet(6)
+    first = allocate(demands[:5], 13_000.0, tick=4)
+    paused = {k for k, w in first.items() if w == 0}
+    assert len(paused) == 2
+    # A sixth session starts in the same interval. Without memory the rotation (by the
+    # number left out, now 3) would reshuffle who is paused; with it, the three running
+    # keep running, the two paused stay paused, and the newcomer waits.
+    fresh = allocate(demands, 13_000.0, tick=4)
+    assert {k for k, w in fresh.items() if w == 0} - {demands[5].key} != paused
+    held = allocate(demands, 13_000.0, tick=4, previous=first)
+    assert {k for k, w in held.items() if w == 0} == paused | {demands[5].key}
+    # A running session stops: its floor goes to one of the three paused (the first in
+    # the rotated order); the two others that ran go on, nobody else moves.
+    running = sorted(k for k, w in first.items() if w > 0)
+    gone = [d for d in demands if d.key != running[0]]
+    after = allocate(gone, 13_000.0, tick=4, previous=held)
+    resumed = {k for k, w in after.items() if w > 0} - set(running)
+    assert len(resumed) == 1 and resumed <= paused | {demands[5].key}
+    assert {k for k, w in after.items() if w > 0} == set(running[1:]) | resumed
+
+
 def test_rotation_ignores_the_order_of_the_input() -> None:
     demands = fleet(3)
     for tick in range(3):
@@ -463,3 +486,23 @@ def test_over_n_ticks_every_session_is_paused_equally_often(n: int, data: st.Dat
         assert sum(1 for w in result.values() if w == 0) == n - k
     paused = Counter(key for result in results for key, w in result.items() if w == 0)
     assert all(paused[d.key] == n - k for d in demands), paused
+
+
+@given(demand_sets(controlled=st.just(True)), SITE, GROUP_LIMITS, st.integers(0, 50),
+       st.data())
+def test_who_ran_keeps_running_while_their_floors_fit(
+    demands: list[Demand], site: float | None, groups: dict[str, float], tick: int,
+    data: st.DataObject,
+) -> None:
+    previous = allocate(demands, site, groups, tick=tick)
+    # Some sessions leave, some arrive; the limits stay.
+    stay = [d for d in demands if data.draw(st.booleans())]
+    arrivals = data.draw(demand_sets(controlled=st.just(True), max_size=4))
+    now = stay + [d for d in arrivals if d.key not in {s.key for s in stay}]
+    result = allocate(now, site, groups, tick=tick, previous=previous)
+    ran = [d for d in stay if previous[d.key] > 0 and d.min_w <= d.max_w]
+    budget = float("inf") if site is None else site
+    if sum(d.min_w for d in ran) <= budget and all(
+        sum(d.min_w for d in ran if d.group == g) <= limit for g, limit in groups.items()
+    ):
+        assert all(result[d.key] > 0 or d.min_w == 0 for d in ran)

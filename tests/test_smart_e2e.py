@@ -172,6 +172,17 @@ async def test_thirty_evs_on_twenty_chargers_share_the_site_limit(
         assert session.started_at <= row.at
         assert session.stopped_at is not None and row.at <= session.stopped_at
 
+    # No profile repeats the limit its session got last, as the charger sees it (in its
+    # unit, rounded): such a profile would change nothing at the charger.
+    last: dict[int, float] = {}
+    repeats = []
+    for row, payload in sent:
+        tx, limit = payload["csChargingProfiles"]["transactionId"], first_limit(payload)
+        if last.get(tx) == limit:
+            repeats.append((row.at, row.charger_id, tx, limit))
+        last[tx] = limit
+    assert repeats == []
+
     # A session's first profile follows the StartTransaction answer carrying its id.
     answered: dict[int, int] = {}
     for row, frame in frames(log):

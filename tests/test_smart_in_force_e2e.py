@@ -100,7 +100,7 @@ async def test_a_charger_offline_counts_at_the_limit_it_holds(
 
         # CP_01's network fails for 10 minutes; it goes on charging at 15.9 A. CP_03 starts
         # meanwhile: the CSMS cannot lower CP_01, so CP_02 and CP_03 share what is left:
-        # (22,000 - 11,000) / 2 = 5,500 W (7.9 A) each, not 22,000 / 3.
+        # (22,000 - 10,971) / 2 = 5,514 W (7.9 A) each, not 22,000 / 3.
         async with trio.open_nursery() as nursery:
             nursery.start_soon(cp1.go_offline, 600.0)
             await trio.sleep(30)
@@ -108,7 +108,8 @@ async def test_a_charger_offline_counts_at_the_limit_it_holds(
             await trio.sleep(60)
             smart = s.running_csms.smart
             assert smart is not None
-            assert smart.bounds[("CP_01", 1)] == 11_000.0
+            # It counts at what it enforces: 15.9 A, 10,971 W.
+            assert smart.bounds[("CP_01", 1)] == pytest.approx(15.9 * W_PER_A)
             assert cp1.evse(1).limit_w == pytest.approx(15.9 * W_PER_A)
             assert cp2.evse(1).limit_w == pytest.approx(7.9 * W_PER_A)
             assert cp3.evse(1).limit_w == pytest.approx(7.9 * W_PER_A)

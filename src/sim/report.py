@@ -65,7 +65,8 @@ class ScenarioReport:
                   rows),
             "",
             f"chargers {t['chargers']}  EVSEs {t['evses']}  sessions {t['sessions']}  "
-            f"energy {t['energy_kwh']:.3f} kWh  profiles received {t['profiles_received']}",
+            f"energy {t['energy_kwh']:.3f} kWh  profiles received {t['profiles_received']} "
+            f"({t.get('profiles_per_session', 0.0):.2f} per session)",
             f"OCPP calls: {t['calls_sent']} sent by the chargers, {t['calls_received']} by the "
             "CSMS",
             f"peak site power {t['peak_site_kw']:.2f} kW at {t['peak_site_at']}"
@@ -111,6 +112,10 @@ def build_report(name: str, seed: int, params: dict[str, Any], fleet: Fleet,
         "sessions": len(sessions),
         "energy_kwh": round(sum(s["energy_kwh"] for s in sessions), 3),
         "profiles_received": sum(p["count"] for p in profiles),
+        # What smart charging costs each session, in SetChargingProfiles (churn).
+        "profiles_per_session": round(
+            sum(s["profiles_received"] for s in sessions) / len(sessions), 2
+        ) if sessions else 0.0,
         # Round trips on the wire: CALLs the chargers sent, and CALLs the CSMS sent them.
         "calls_sent": sum(cp.calls_sent for cp in fleet),
         "calls_received": sum(cp.calls_received for cp in fleet),

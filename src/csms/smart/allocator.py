@@ -11,8 +11,11 @@ Rules:
   still ramp up by the guard band each tick.
 * AC sessions never get a limit between 0 and the 6 A minimum (``min_w``): when the
   budget cannot give every session its minimum, sessions are admitted in a priority
-  order that rotates with the tick, and the others get 0 (paused) this tick. An EVSE
-  rated below the minimum always gets 0.
+  order that rotates with the tick, and the others get 0 (paused). Within one rotation
+  interval (given the ``previous`` allocation) the sessions running stay running and
+  those paused stay paused, whatever starts or stops, as far as the budget allows; a
+  session that started meanwhile comes last. An EVSE rated below the minimum always
+  gets 0.
 * Admitted sessions first get their minimum; what remains is shared by water-filling in
   watts (max-min fair): equal demands get equal shares, and capacity an EVSE cannot use
   goes to the others. Groups are water-filled first, so no group exceeds its limit; then
@@ -114,6 +117,7 @@ def allocate(
     *,
     tick: int = 0,
     guard_band_w: float = 1500.0,
+    previous: Mapping[EvseKey, float] | None = None,
 ) -> dict[EvseKey, float]:
     """One limit in W per controlled EVSE (0 = paused).
 
@@ -121,8 +125,10 @@ def allocate(
         demands: the EVSEs with open sessions on available connectors.
         site_limit_w: the grid connection's limit (None: unlimited).
         group_limits_w: limits of groups of chargers.
-        tick: the rebalancing tick's counter; rotates who is paused.
+        tick: the rotation's counter; rotates who is paused.
         guard_band_w: headroom left to an EV that draws less than it was given.
+        previous: the allocation made earlier in the same rotation interval (None: a new
+            interval): who ran keeps running, who was paused stays paused.
     """
     group_limits = dict(group_limits_w or {})
     all_demands = sorted(demands, key=lambda d: (d.arrival, d.key))
@@ -142,7 +148,7 @@ def allocate(
     # An EVSE rated below its session's minimum cannot be given a limit the EV accepts
     # (anything in 0 < limit < min_w is one it refuses): it gets 0 and takes no budget.
     chargeable = [d for d in controlled if d.min_w <= d.max_w]
-    admitted = _admit(chargeable, budget, group_budget, tick)
+    admitted = _admit(chargeable, budget, group_budget, tick, previous)
     result = {d.key: 0.0 for d in controlled}
     if not admitted:
         return result
@@ -164,8 +170,9 @@ def allocate(
 
 
 def _admit(demands: Sequence[Demand], budget: float, group_budget: Mapping[str, float],
-           tick: int) -> list[Demand]:
-    """The sessions that get at least their minimum this tick, in a rotating order."""
+           tick: int, previous: Mapping[EvseKey, float] | None = None) -> list[Demand]:
+    """The sessions that get at least their minimum, in a rotating order; within a
+    rotation interval, those that ran first and those paused next."""
     if sum(d.min_w for d in demands) <= budget and all(
         sum(d.min_w for d in demands if d.group == g) <= b for g, b in group_budget.items()
     ):
@@ -175,6 +182,10 @@ def _admit(demands: Sequence[Demand], budget: float, group_budget: Mapping[str, 
     left_out = n - len(_greedy(demands, budget, group_budget))
     offset = (tick * max(left_out, 1)) % n if n else 0
     rotated = list(demands[offset:]) + list(demands[:offset])
+    if previous is not None:
+        # Sorting is stable: the rotated order holds within each rank.
+        rotated.sort(key=lambda d: 0 if previous.get(d.key, 0.0) > 0 else
+                     1 if d.key in previous else 2)
     return _greedy(rotated, budget, group_budget)
 
 

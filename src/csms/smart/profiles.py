@@ -16,7 +16,7 @@ from typing import Any
 
 from attrs import frozen
 
-from ocppj.charging import round_down_tenth, watts_to_amps
+from ocppj.charging import amps_to_watts, round_down_tenth, watts_to_amps
 from ocppj.timestamps import format_timestamp
 
 #: chargingProfileId = PROFILE_ID_BASE + connectorId
@@ -38,6 +38,13 @@ def profile_id(connector_id: int) -> int:
 def limit_in_unit(watts: float, unit: str, phases: int) -> float:
     """``watts`` as a profile limit in ``unit`` (A per phase or W), rounded down to 0.1."""
     return round_down_tenth(watts_to_amps(watts, phases) if unit == "A" else watts)
+
+
+def enforced_w(watts: float, unit: str, phases: int) -> float:
+    """What a charger enforces when given ``watts`` in ``unit``: the limit as sent (rounded
+    down, :func:`limit_in_unit`), in watts."""
+    limit = limit_in_unit(watts, unit, phases)
+    return amps_to_watts(limit, phases) if unit == "A" else limit
 
 
 def _period(watts: float, unit: str, phases: int) -> dict[str, Any]:

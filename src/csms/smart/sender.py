@@ -27,6 +27,7 @@ from csms.smart.profiles import (
     CONNECTOR_DEFAULT_ID_BASE,
     Form,
     charge_point_max_profile,
+    enforced_w,
     fallbacks,
     other_unit,
     session_profile,
@@ -46,9 +47,12 @@ class Wanted:
     """A session's limit to send: in W, and as the payload of the form it goes in."""
 
     transaction_id: int
+    #: The allocation.
     watts: float
     form: Form
     payload: dict[str, Any]
+    #: What the charger enforces with ``payload`` (``watts`` rounded down in its unit).
+    enforced: float
 
 
 @attrs.define
@@ -278,7 +282,7 @@ class Senders:
         """Send one form of the session's limit: its status (Accepted, Rejected, ... or
         a CALLERROR code), or None when it got no answer."""
         tx = wanted.transaction_id
-        self._smart.ledger.sending(key, tx, wanted.watts)
+        self._smart.ledger.sending(key, tx, wanted.enforced)
         try:
             answer = await self._exchange(conn, "SetChargingProfile", wanted.payload)
         except CallTimeout:
@@ -321,7 +325,8 @@ class Senders:
             )
             log.info("%s EVSE_%d: %s in %s answered %s; trying %s in %s", *key,
                      refused.purpose, refused.unit, status, form.purpose, form.unit)
-            attempt = attrs.evolve(wanted, form=form, payload=payload)
+            attempt = attrs.evolve(wanted, form=form, payload=payload,
+                                   enforced=enforced_w(wanted.watts, form.unit, phases))
             answered = await self._try(conn, key, attempt)
             if answered is None:
                 return True  # no answer, or not sent: handled

@@ -44,8 +44,8 @@ from csms.ocpp.connection_manager import ConnectionManager
 from csms.recorder import Recorder
 from csms.smart.allocator import Demand, EvseKey, allocate
 from csms.smart.capabilities import Capabilities
-from csms.smart.in_force import Ledger, Scope, admit
-from csms.smart.profiles import STACK_LEVEL, Form, session_profile
+from csms.smart.in_force import EPSILON_W, Ledger, Scope, admit
+from csms.smart.profiles import STACK_LEVEL, Form, enforced_w, session_profile
 from csms.smart.sender import Senders, Wanted
 from csms.smart.site import SiteConfig
 from ocppj.charging import min_power_w
@@ -92,6 +92,8 @@ class SmartCharging:
         self.tick = 0
         #: The last allocation, in W, per (charger, connector).
         self.allocation: dict[EvseKey, float] = {}
+        #: The rotation interval of the last allocation.
+        self._rotation: int | None = None
         #: Sessions whose charger did not take our profile, until it takes one:
         #: (charger, connector) → tx.
         self.uncontrolled: dict[EvseKey, int] = {}
@@ -241,9 +243,12 @@ class SmartCharging:
         """Compute the allocation and hand every changed limit to its charger's sender."""
         demands = self.demands()
         rotation = int(self._clock().timestamp() // self.site.rotation_interval_s)
+        # Within a rotation interval the pauses hold, whatever starts or stops.
+        previous = self.allocation if rotation == self._rotation else None
+        self._rotation = rotation
         self.allocation = allocate(
             demands, self.site.limit_w, self.site.group_limits_w(), tick=rotation,
-            guard_band_w=self.site.guard_band_kw * 1000,
+            guard_band_w=self.site.guard_band_kw * 1000, previous=previous,
         )
         open_sessions = self.state.open_sessions
         self.ledger.forget_ended(open_sessions)
@@ -264,8 +269,10 @@ class SmartCharging:
             payload = session_profile(
                 form, connector_id=key[1], transaction_id=tx, watts=watts, phases=phases
             )
-            self.ledger.queue(key, tx, watts)
-            self.senders.want(key, Wanted(tx, watts, form, payload))
+            # The ledger holds what the charger will enforce: the limit as rounded down.
+            enforced = enforced_w(watts, form.unit, phases)
+            self.ledger.queue(key, tx, enforced)
+            self.senders.want(key, Wanted(tx, watts, form, payload, enforced))
         return self.allocation
 
     def form(self, key: EvseKey, transaction_id: int) -> Form:
@@ -300,16 +307,29 @@ class SmartCharging:
         in_force: dict[EvseKey, float] = {}
         kept: dict[EvseKey, float] = {}
         to_send: dict[EvseKey, float] = {}
+        capabilities: dict[str, Capabilities] = {}
         for key, watts in self.allocation.items():
-            limit = self.ledger.find(key, self.state.open_sessions[key])
-            if limit is not None and watts in (limit.queued, limit.in_flight):
-                in_force[key] = watts  # already on its way
-            elif (limit is not None and limit.accepted is not None and limit.settled
-                    and abs(limit.accepted - watts) <= deadband
-                    and (limit.accepted == 0) == (watts == 0)):
-                in_force[key] = kept[key] = limit.accepted
-            else:
+            tx = self.state.open_sessions[key]
+            limit = self.ledger.find(key, tx)
+            if limit is None:
                 in_force[key] = to_send[key] = watts
+                continue
+            # Compared as the charger would enforce them: in its unit, rounded down (the
+            # ledger holds limits so rounded).
+            unit = self._unit(key, tx, capabilities)
+            _, phases, _ = self.site.rating(*key)
+            wanted = enforced_w(watts, unit, phases)
+            if any(w is not None and math.isclose(w, wanted, abs_tol=EPSILON_W)
+                   for w in (limit.queued, limit.in_flight)):
+                in_force[key] = watts  # already on its way
+                continue
+            accepted = limit.accepted
+            if accepted is not None and limit.settled and (
+                    math.isclose(accepted, wanted, abs_tol=EPSILON_W)
+                    or (abs(accepted - wanted) <= deadband and (accepted == 0) == (wanted == 0))):
+                in_force[key] = kept[key] = accepted
+                continue
+            in_force[key] = to_send[key] = watts
         fixed = {d.key: d.fixed_load_w for d in demands if not d.controlled}
         for limit_w, members in self._scopes(set(in_force) | set(fixed)):
             # fsum is exact: a set's order follows string hashing, which differs from
@@ -325,11 +345,22 @@ class SmartCharging:
                 del kept[key]
         return to_send
 
+    def _unit(self, key: EvseKey, transaction_id: int,
+              capabilities: dict[str, Capabilities]) -> str:
+        """The unit of the session's limits (``capabilities``: a cache by charger)."""
+        taken = self.forms.get(key)
+        if taken is not None and taken[0] == transaction_id:
+            return taken[1].unit
+        if key[0] not in capabilities:
+            capabilities[key[0]] = self.capabilities(key[0])
+        _, _, configured = self.site.rating(*key)
+        return capabilities[key[0]].unit(configured)
+
     def accepted(self, key: EvseKey, wanted: Wanted) -> None:
         """Note the limit now in force; the session is controlled again."""
         tx = wanted.transaction_id
         session = self.state.sessions.get(tx)
-        self.ledger.accepted(key, tx, wanted.watts, session.samples if session else 0)
+        self.ledger.accepted(key, tx, wanted.enforced, session.samples if session else 0)
         self.uncontrolled.pop(key, None)
         self._retries.pop(key, None)
         if self.held:
