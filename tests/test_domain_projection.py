@@ -139,6 +139,7 @@ def test_status_creates_the_evse_at_first_sight(csms: Csms) -> None:
             vendor_error_code="E0",
             status_timestamp=datetime.datetime(2024, 5, 1, 12, tzinfo=datetime.UTC),
             plugged_in=False,
+            status_at=AT,
         )
     }
     assert csms.state.evses[(CP, 2)].available
@@ -648,13 +649,75 @@ def test_repeated_stop_changes_nothing(csms: Csms) -> None:
     assert without_last_seen(csms.state) == before
 
 
-def test_stop_of_a_superseded_session_changes_nothing(csms: Csms) -> None:
+def test_the_stop_of_a_superseded_session_completes_its_record(csms: Csms) -> None:
+    # The charger's StopTransaction of the old session comes after the new one started
+    # (out of order, or delivered late): the CSMS guessed the end, the charger knows it.
     old = started(csms, 1, meter_start=0)
     new = started(csms, 1, meter_start=100)
+    assert kinds(csms.stop(CP, old, 100, at=LATER)) == [ev.SessionStopped]
+    closed = csms.state.sessions[old]
+    assert (closed.open, closed.meter_stop, closed.energy_wh) == (False, 100, 100.0)
+    assert closed.stop_reason != "Superseded"
+    assert csms.state.open_sessions == {(CP, 1): new}
+    assert csms.state.anomalies[-1] == Anomaly(
+        LATER, CP, "late_stop", "StopTransaction after the session was closed as Superseded",
+        old)
+    # Once complete, a repeat changes nothing.
     before = without_last_seen(csms.state)
     assert kinds(csms.stop(CP, old, 100)) == [ev.ChargerSeen]
     assert without_last_seen(csms.state) == before
-    assert csms.state.open_sessions == {(CP, 1): new}
+
+
+def test_a_connector_available_closes_the_session_its_charger_lost(csms: Csms) -> None:
+    # The charger rebooted and forgot its transaction: it reports the connector
+    # Available, and no StopTransaction will ever come.
+    tx = started(csms, 1, meter_start=0)
+    csms.boot(CP, at=LATER)
+    events = csms.status(CP, 1, "Available", at=LATER, timestamp="2024-05-01T12:30:00Z")
+    assert kinds(events) == [ev.ConnectorStatusChanged, ev.SessionOrphaned]
+    closed = csms.state.sessions[tx]
+    assert (closed.open, closed.stop_reason, closed.meter_stop) == (False, "Orphaned", None)
+    assert csms.state.open_sessions == {}
+    anomaly = csms.state.anomalies[-1]
+    assert (anomaly.kind, anomaly.transaction_id) == ("orphaned", tx)
+    assert "connector 1 reported Available at 2024-05-01T12:30:00" in anomaly.detail
+    assert "after a BootNotification" in anomaly.detail
+    # If the charger did keep it after all, its StopTransaction completes the record.
+    assert kinds(csms.stop(CP, tx, 500, at=LATER)) == [ev.SessionStopped]
+    assert csms.state.sessions[tx].energy_wh == 500.0
+    assert csms.state.anomalies[-1].kind == "late_stop"
+
+
+def test_available_without_a_reboot_or_after_the_first_status_since_it_is_no_proof(
+    csms: Csms,
+) -> None:
+    # Without a reboot: the charger may send Available while its StopTransaction still
+    # waits in its queue. The session stays open.
+    tx = started(csms, 1, meter_start=0)
+    assert kinds(csms.status(CP, 1, "Available", at=LATER)) == [ev.ConnectorStatusChanged]
+    assert csms.state.open_sessions == {(CP, 1): tx}
+    # After a reboot that kept the transaction, the charger reports it as it is first;
+    # an Available later is again no proof.
+    later = LATER + datetime.timedelta(minutes=1)
+    csms.boot(CP, at=later)
+    assert kinds(csms.status(CP, 1, "Charging", at=later)) == [ev.ConnectorStatusChanged]
+    assert kinds(csms.status(CP, 1, "Available", at=later)) == [ev.ConnectorStatusChanged]
+    assert csms.state.open_sessions == {(CP, 1): tx}
+    assert csms.state.anomalies == []
+
+
+def test_a_status_older_than_the_session_says_nothing_about_it(csms: Csms) -> None:
+    # A StatusNotification stamped before the session started, delivered after a reboot:
+    # the Available it reports was before the transaction.
+    tx = started(csms, 1, meter_start=0)
+    csms.boot(CP, at=LATER)
+    events = csms.status(CP, 1, "Available", at=LATER, timestamp="2020-01-01T00:00:00Z")
+    assert kinds(events) == [ev.ConnectorStatusChanged]
+    assert csms.state.open_sessions == {(CP, 1): tx}
+    # Other statuses are no evidence either: Finishing still waits for its StopTransaction.
+    for status in ("Preparing", "Charging", "SuspendedEV", "Finishing", "Unavailable"):
+        assert kinds(csms.status(CP, 1, status, at=LATER)) == [ev.ConnectorStatusChanged]
+    assert csms.state.open_sessions == {(CP, 1): tx}
 
 
 def test_stop_then_new_start_on_the_same_connector(csms: Csms) -> None:

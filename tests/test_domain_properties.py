@@ -201,7 +201,7 @@ def check_invariants(run: Run, open_energy: dict[int, float]) -> None:
             if session.meter_stop is not None:
                 assert session.energy_wh == session.meter_stop - session.meter_start
             else:
-                assert session.stop_reason == "Superseded"
+                assert session.stop_reason in ("Superseded", "Orphaned")
     # At most one open session per connector, and only open ones are listed.
     for (charger_id, connector_id), tx in state.open_sessions.items():
         session = state.sessions[tx]

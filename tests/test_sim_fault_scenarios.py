@@ -34,12 +34,9 @@ def test_every_failure_is_one_of_the_promises(name: str) -> None:
 
 SITE_LIMIT_13 = ("issue #13 point 3: a charger that overshoots or ignores its profile is "
                  "never corrected (the budget counts what it accepted, not what it draws)")
-CLOSED_13 = ("issue #13 point 4: a transaction its charger lost in a reboot stays open at "
-             "the CSMS forever")
 
 EXPECTED = {
     ("unruly_fleet", "site-limit"): SITE_LIMIT_13,
-    ("unruly_fleet", "closed"): CLOSED_13,
 }
 
 CASES = [

@@ -19,6 +19,7 @@ import pytest
 import trio
 import trio.testing
 
+from csms import replay
 from csms.smart.site import SiteConfig
 from fleet_helpers import VirtualSite, eventually, virtual_site
 from sim.behaviour import SlowAnswers
@@ -152,3 +153,38 @@ async def test_decreases_are_confirmed_before_the_increases_go_out(
         assert smart.held == {}
         assert watch.violations == []
         assert watch.peak_w <= 40_000.0  # no start pushed it over: 22,000 + 4,140 fit
+
+
+async def test_a_session_its_charger_lost_in_a_reboot_is_closed_and_its_share_goes_back(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    site = SiteConfig(limit_kw=22.0)
+    async with smart_site(tmp_path, virtual_clock, site=site) as s:
+        chargers = await s.fleet.spawn(2, evses=1)
+        forgetful, other = chargers
+        await settled(s, chargers)
+        watch = InForceWatch(chargers, 22_000.0)
+        await watch.start(forgetful, 1, "TAG-1")
+        await watch.start(other, 1, "TAG-2")
+        await settled(s, chargers)
+        state = s.running_csms.state
+        lost = state.open_sessions[("CP_01", 1)]
+        assert other.evse(1).limit_w == pytest.approx(15.9 * W_PER_A)  # 11,000 W each
+        # CP_01 reboots and forgets its transaction: no StopTransaction will ever come; it
+        # reports its connector Available. The CSMS closes the session as Orphaned, keeps
+        # the evidence, and gives its share to CP_02 (22,000 W, 31.8 A).
+        await forgetful.reboot(lose_transactions=True)
+        await settled(s, chargers)
+        session = state.sessions[lost]
+        assert (session.open, session.stop_reason) == (False, "Orphaned")
+        [anomaly] = [a for a in state.anomalies if a.kind == "orphaned"]
+        assert anomaly.transaction_id == lost
+        assert "reported Available" in anomaly.detail
+        assert "after a BootNotification" in anomaly.detail
+        assert other.evse(1).limit_w == pytest.approx(31.8 * W_PER_A)
+        assert watch.violations == []
+        log = await s.log()
+    # The message log alone rebuilds the same: the closing came from an OCPP message.
+    rebuilt = replay.rebuild(log).state
+    assert rebuilt.sessions[lost] == session
+    assert [a for a in rebuilt.anomalies if a.kind == "orphaned"] == [anomaly]

@@ -114,6 +114,18 @@ class SessionSuperseded:
 
 
 @frozen
+class SessionOrphaned:
+    """The charger reported the connector of an open session ``Available``: it holds no
+    transaction there (it lost it, in a reboot for one), so no StopTransaction may ever
+    come. ``evidence`` says what showed it."""
+
+    charger_id: str
+    at: datetime.datetime
+    transaction_id: int
+    evidence: str
+
+
+@frozen
 class MeterSampled:
     """Sampled values from MeterValues (or a StopTransaction's transactionData).
 
@@ -298,6 +310,7 @@ Event = (
     | IdTagAuthorized
     | SessionStarted
     | SessionSuperseded
+    | SessionOrphaned
     | MeterSampled
     | SessionStopped
     | UnknownTransactionStopped

@@ -60,6 +60,8 @@ class Evse:
     vendor_error_code: str | None = None
     status_timestamp: datetime.datetime | None = None
     plugged_in: bool = False
+    #: When the CSMS received the status.
+    status_at: datetime.datetime | None = None
 
     @property
     def available(self) -> bool:
@@ -105,7 +107,7 @@ class Anomaly:
 
     Attributes:
         kind: ``register_backwards``, ``unknown_transaction``, ``superseded``,
-            ``stop_below_start``.
+            ``orphaned``, ``late_stop``, ``stop_below_start``.
         key: what identifies the message behind it, where a retransmission must be
             recognised (an unknown transaction's StopTransaction).
     """

@@ -19,7 +19,7 @@ import orjson
 from csms.domain import events as ev
 from csms.domain.meter import samples_from
 from csms.domain.state import DomainState, start_key, unknown_stop_key
-from ocppj.timestamps import parse_timestamp
+from ocppj.timestamps import format_timestamp, parse_timestamp
 
 Projector = Callable[[DomainState, str, Any, Any, datetime.datetime], list[ev.Event]]
 
@@ -67,19 +67,53 @@ def heartbeat(
 def status_notification(
     state: DomainState, charger_id: str, req: Any, res: Any, at: datetime.datetime
 ) -> list[ev.Event]:
-    return [
+    status = str(_value(req.status))
+    timestamp = parse_timestamp(req.timestamp)
+    events: list[ev.Event] = [
         ev.ConnectorStatusChanged(
             charger_id,
             at,
             req.connector_id,
-            str(_value(req.status)),
+            status,
             str(_value(req.error_code)),
             req.info,
             req.vendor_id,
             req.vendor_error_code,
-            parse_timestamp(req.timestamp),
+            timestamp,
         )
     ]
+    orphaned = _orphaned(state, charger_id, req.connector_id, status, timestamp, at)
+    if orphaned is not None:
+        events.append(orphaned)
+    return events
+
+
+def _orphaned(state: DomainState, charger_id: str, connector_id: int, status: str,
+              timestamp: datetime.datetime | None,
+              at: datetime.datetime) -> ev.SessionOrphaned | None:
+    """The session a status shows its charger no longer holds: the charger rebooted
+    since the session started, and the first status it reports for the connector after
+    the reboot is Available, which has no transaction (OCPP 1.6, 4.9). A charger that
+    kept the transaction reports it as it is (Charging, SuspendedEV, ...). Later,
+    Available is no proof: a charger may send it while its StopTransaction still waits in
+    its queue. A status older than the session (a late delivery) says nothing."""
+    if connector_id < 1 or status != "Available":
+        return None
+    session = state.open_session(charger_id, connector_id)
+    if session is None or (timestamp is not None and timestamp < session.start_time):
+        return None
+    charger = state.chargers.get(charger_id)
+    booted_at = charger.booted_at if charger is not None else None
+    if booted_at is None or booted_at < session.started_at:
+        return None
+    evse = state.evses.get((charger_id, connector_id))
+    if evse is not None and evse.status_at is not None and evse.status_at >= booted_at:
+        return None  # not the first status since the reboot
+    evidence = f"connector {connector_id} reported Available"
+    if timestamp is not None:
+        evidence += f" at {format_timestamp(timestamp)}"
+    evidence += f", after a BootNotification at {format_timestamp(booted_at)}"
+    return ev.SessionOrphaned(charger_id, at, session.transaction_id, evidence)
 
 
 def authorize(
@@ -157,8 +191,10 @@ def stop_transaction(
                 charger_id, at, req.transaction_id, req.meter_stop, req.timestamp, reason
             )
         ]
-    if not session.open:
+    if not session.open and session.meter_stop is not None:
         return [ev.ChargerSeen(charger_id, at)]  # repeated: changes nothing
+    # An open session, or one closed without a StopTransaction (Superseded, Orphaned):
+    # this one completes it.
     events: list[ev.Event] = []
     if req.transaction_data:
         events.append(

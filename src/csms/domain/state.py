@@ -187,6 +187,7 @@ def _(event: ev.ConnectorStatusChanged, state: DomainState) -> None:
         vendor_error_code=event.vendor_error_code,
         status_timestamp=event.timestamp,
         plugged_in=event.status in PLUGGED_STATUSES,
+        status_at=event.at,
     )
     state.dirty.add(("evse", key))
 
@@ -251,6 +252,22 @@ def _(event: ev.SessionSuperseded, state: DomainState) -> None:
 
 
 @_apply.register
+def _(event: ev.SessionOrphaned, state: DomainState) -> None:
+    old = state.sessions[event.transaction_id]
+    _close(state, attrs.evolve(old, open=False, stopped_at=event.at, stop_reason="Orphaned"))
+    _anomaly(
+        state,
+        Anomaly(
+            event.at,
+            event.charger_id,
+            "orphaned",
+            f"closed without a StopTransaction: {event.evidence}",
+            event.transaction_id,
+        ),
+    )
+
+
+@_apply.register
 def _(event: ev.MeterSampled, state: DomainState) -> None:
     if event.key is not None:
         state.meter_keys[(event.charger_id, event.connector_id)] = event.key
@@ -294,6 +311,19 @@ def _(event: ev.MeterSampled, state: DomainState) -> None:
 @_apply.register
 def _(event: ev.SessionStopped, state: DomainState) -> None:
     session = state.sessions[event.transaction_id]
+    if not session.open:
+        # The StopTransaction of a session closed without one (Superseded, Orphaned): it
+        # completes the record, and the guess is kept as an anomaly.
+        _anomaly(
+            state,
+            Anomaly(
+                event.at,
+                event.charger_id,
+                "late_stop",
+                f"StopTransaction after the session was closed as {session.stop_reason}",
+                session.transaction_id,
+            ),
+        )
     energy = float(event.meter_stop - session.meter_start)
     if energy < 0:
         _anomaly(

@@ -54,7 +54,7 @@ log = logging.getLogger("csms.smart")
 
 #: Events after which the allocation is recomputed at once.
 _TRIGGERS = (ev.SessionStarted, ev.SessionStopped, ev.SessionSuperseded,
-             ev.ConnectorStatusChanged)
+             ev.SessionOrphaned, ev.ConnectorStatusChanged)
 
 #: Seconds before a session whose profile failed (refused in every form, or no answer)
 #: is tried again; doubled after each failure, up to :data:`RETRY_MAX_S`.
@@ -209,6 +209,12 @@ class SmartCharging:
             if evse is not None and not evse.available:
                 continue  # Faulted / Unavailable: nothing, and its share goes back
             session = state.sessions[tx]
+            if (evse is not None and evse.status == "Available"
+                    and evse.status_timestamp is not None
+                    and evse.status_timestamp >= session.start_time):
+                # Available since the session started: the charger runs no transaction
+                # there (its StopTransaction is on its way, or it lost it).
+                continue
             max_w, phases, _ = self.site.rating(*key)
             limit = self.ledger.find(key, tx)
             default = self.default_w(key)
