@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import attrs
 import pytest
 
 from csms.domain.meter import (
@@ -16,6 +17,7 @@ from csms.domain.meter import (
     Reading,
     Sample,
     default_unit,
+    power_from_energy,
     readings,
     samples_from,
 )
@@ -32,8 +34,10 @@ def one(sampled: dict[str, Any], timestamp: str = T1) -> Sample:
 
 
 def reading_of(*sampled: dict[str, Any]) -> Reading:
+    """The reading of one meterValue at T1 (its time left out: see the test of it)."""
     (reading,) = readings(samples_from([{"timestamp": T1, "sampledValue": list(sampled)}]))
-    return reading
+    assert reading.at == parse_timestamp(T1)
+    return attrs.evolve(reading, at=None)
 
 
 # -- samples_from: defaults, units, numbers -------------------------------------------------
@@ -259,9 +263,9 @@ def test_several_timestamps_give_several_readings_in_order() -> None:
         ]
     )
     assert readings(samples) == [
-        Reading(register_wh=2000.0),
-        Reading(register_wh=1000.0, soc=60.0),
-        Reading(register_wh=3000.0),
+        Reading(register_wh=2000.0, at=parse_timestamp(T2)),
+        Reading(register_wh=1000.0, soc=60.0, at=parse_timestamp(T1)),
+        Reading(register_wh=3000.0, at=parse_timestamp(T3)),
     ]
 
 
@@ -272,7 +276,7 @@ def test_same_timestamp_in_two_meter_values_is_one_reading() -> None:
             {"timestamp": T1, "sampledValue": [{"value": "50", "measurand": SOC}]},
         ]
     )
-    assert readings(samples) == [Reading(register_wh=1000.0, soc=50.0)]
+    assert readings(samples) == [Reading(register_wh=1000.0, soc=50.0, at=parse_timestamp(T1))]
 
 
 # -- parse_timestamp ------------------------------------------------------------------------
@@ -321,3 +325,33 @@ def test_parse_timestamp_lenient(text: str, moment: datetime.datetime) -> None:
 )
 def test_parse_timestamp_unreadable_is_none(text: str | None) -> None:
     assert parse_timestamp(text) is None
+
+
+# -- power from the energy register ------------------------------------------------------------
+
+
+def test_power_from_energy_is_the_average_between_two_readings() -> None:
+    at = parse_timestamp(T1)
+    assert at is not None
+    later = at + datetime.timedelta(seconds=60)
+    # 183.3 Wh in 60 s: 11 kW.
+    assert power_from_energy(1183.3, later, 1000.0, at) == pytest.approx(10_998.0)
+    assert power_from_energy(1000.0, later, 1000.0, at) == 0.0  # a full EV: 0 W
+
+
+@pytest.mark.parametrize("seconds", [0, 5, 9.9, 3601, -60])
+def test_power_from_energy_needs_a_meaningful_interval(seconds: float) -> None:
+    at = parse_timestamp(T1)
+    assert at is not None
+    later = at + datetime.timedelta(seconds=seconds)
+    assert power_from_energy(1100.0, later, 1000.0, at) is None
+
+
+def test_power_from_energy_needs_both_times_and_a_register_that_did_not_go_back() -> None:
+    at = parse_timestamp(T1)
+    assert at is not None
+    later = at + datetime.timedelta(seconds=60)
+    assert power_from_energy(1100.0, None, 1000.0, at) is None
+    assert power_from_energy(1100.0, later, 1000.0, None) is None
+    assert power_from_energy(1100.0, later, None, at) is None
+    assert power_from_energy(900.0, later, 1000.0, at) is None

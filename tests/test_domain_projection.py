@@ -411,6 +411,33 @@ def test_meter_values_latest_reading_wins(csms: Csms) -> None:
     assert (session.energy_wh, session.power_w, session.samples) == (200.0, 6000.0, 4)
 
 
+def test_a_charger_that_meters_energy_only_gets_power_from_its_register(csms: Csms) -> None:
+    # StartTransaction at 11:59:58 with meterStart 0; the charger reports only its register.
+    tx = started(csms, 1, meter_start=0)
+
+    def register(timestamp: str, wh: str) -> None:
+        csms.meter_values(CP, 1, transaction_id=tx,
+                          meter_value=[{"timestamp": timestamp,
+                                        "sampledValue": [energy_sample(wh)]}])
+
+    register("2024-05-01T12:00:58Z", "183")  # 183 Wh in 60 s since the start: 10,980 W
+    session = csms.state.sessions[tx]
+    assert session.power_w == pytest.approx(10_980.0)
+    assert session.power_from_energy
+    register("2024-05-01T12:01:58Z", "366")  # the next minute: the same
+    assert csms.state.sessions[tx].power_w == pytest.approx(10_980.0)
+    register("2024-05-01T12:02:58Z", "366")  # full: nothing drawn
+    assert csms.state.sessions[tx].power_w == 0.0
+    register("2024-05-01T12:03:00Z", "370")  # 2 s later: too short to say, power kept
+    assert csms.state.sessions[tx].power_w == 0.0
+    # A charger that reports power after all: its measurement wins.
+    csms.meter_values(CP, 1, transaction_id=tx, meter_value=[{
+        "timestamp": "2024-05-01T12:04:00Z",
+        "sampledValue": [energy_sample("400"), {"value": "1500", "measurand": POWER}]}])
+    session = csms.state.sessions[tx]
+    assert (session.power_w, session.power_from_energy) == (1500.0, False)
+
+
 def test_meter_values_without_transaction_id_go_to_the_open_session(csms: Csms) -> None:
     tx = started(csms, 2, meter_start=1000)
     other = started(csms, 1, meter_start=0)

@@ -22,7 +22,7 @@ import trio.testing
 from csms import replay
 from csms.smart.site import SiteConfig
 from fleet_helpers import VirtualSite, eventually, virtual_site
-from sim.behaviour import SlowAnswers
+from sim.behaviour import MeteredOnly, SlowAnswers
 from sim.charge_point import SimChargePoint
 from sim.ev import Ev
 from sim.metering import drawn_phases
@@ -188,3 +188,32 @@ async def test_a_session_its_charger_lost_in_a_reboot_is_closed_and_its_share_go
     rebuilt = replay.rebuild(log).state
     assert rebuilt.sessions[lost] == session
     assert [a for a in rebuilt.anomalies if a.kind == "orphaned"] == [anomaly]
+
+
+async def test_an_energy_only_charger_whose_ev_is_full_gives_its_headroom_back(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    site = SiteConfig(limit_kw=22.0)
+    async with smart_site(tmp_path, virtual_clock, site=site) as s:
+        chargers = await s.fleet.spawn(2, evses=1)
+        energy_only, other = chargers
+        # Its meter reports the energy register only: no Power.Active.Import at all.
+        energy_only.behaviour = MeteredOnly(frozenset({"Energy.Active.Import.Register"}))
+        await settled(s, chargers)
+        await energy_only.plug_in(1, Ev(capacity_wh=20_000, soc=96.0, max_power_w=22_000,
+                                        taper_from_soc=99.0))
+        assert await energy_only.start_session(1, "TAG-FULL")
+        await other.plug_in(1, Ev(capacity_wh=90_000, soc=10.0, max_power_w=22_000))
+        assert await other.start_session(1, "TAG-OTHER")
+        await settled(s, chargers)
+        assert other.evse(1).limit_w == pytest.approx(15.9 * W_PER_A)  # 11,000 W each
+        # Its EV fills up within minutes. The CSMS derives its power from the register
+        # (0 W once full), caps it at its 6 A floor, and gives CP_02 the rest:
+        # 22,000 - 4,140 = 17,860 W, 25.8 A.
+        await eventually(lambda: energy_only.evse(1).ev is not None
+                         and energy_only.evse(1).ev.full)  # type: ignore[union-attr]
+        await trio.sleep(3 * 60)
+        tx = s.running_csms.state.open_sessions[("CP_01", 1)]
+        session = s.running_csms.state.sessions[tx]
+        assert session.power_from_energy and session.power_w == 0.0
+        assert other.evse(1).limit_w == pytest.approx(25.8 * W_PER_A)

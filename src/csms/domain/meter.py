@@ -7,11 +7,14 @@ measurand's base unit otherwise); values are strings and may carry decimals.
 
 from __future__ import annotations
 
+import datetime
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from attrs import frozen
+
+from ocppj.timestamps import parse_timestamp
 
 DEFAULT_MEASURAND = "Energy.Active.Import.Register"
 ENERGY_REGISTER = "Energy.Active.Import.Register"
@@ -136,6 +139,29 @@ class Reading:
     power_w: float | None = None
     current_a: tuple[tuple[str, float], ...] | None = None
     soc: float | None = None
+    #: The meterValue's timestamp (None: unreadable).
+    at: datetime.datetime | None = None
+
+
+#: Register readings closer than this give no power: a Wh register over a few seconds
+#: is mostly rounding.
+POWER_FROM_ENERGY_MIN_S = 10.0
+#: Nor readings further apart than this: an average over hours says little about now.
+POWER_FROM_ENERGY_MAX_S = 3600.0
+
+
+def power_from_energy(
+    register_wh: float, at: datetime.datetime | None,
+    before_wh: float | None, before_at: datetime.datetime | None,
+) -> float | None:
+    """The average power (W) between two readings of the energy register, for a charger
+    that reports no power measurand; None when the interval says too little."""
+    if at is None or before_at is None or before_wh is None or register_wh < before_wh:
+        return None
+    seconds = (at - before_at).total_seconds()
+    if not POWER_FROM_ENERGY_MIN_S <= seconds <= POWER_FROM_ENERGY_MAX_S:
+        return None
+    return (register_wh - before_wh) * 3600.0 / seconds
 
 
 def _total(values: list[tuple[str | None, float]]) -> float | None:
@@ -156,7 +182,7 @@ def readings(samples: Iterable[Sample]) -> list[Reading]:
             continue
         groups.setdefault(sample.timestamp, []).append(sample)
     result = []
-    for group in groups.values():
+    for timestamp, group in groups.items():
         energy = [(s.phase, s.number) for s in group if s.measurand == ENERGY_REGISTER]
         power = [(s.phase, s.number) for s in group if s.measurand == POWER]
         current = [(s.phase or "", s.number) for s in group if s.measurand == CURRENT]
@@ -167,6 +193,7 @@ def readings(samples: Iterable[Sample]) -> list[Reading]:
                 power_w=_total([(p, n) for p, n in power if n is not None]),
                 current_a=tuple((p, n) for p, n in current if n is not None) or None,
                 soc=soc[-1] if soc else None,
+                at=parse_timestamp(timestamp),
             )
         )
     return result

@@ -85,6 +85,10 @@ class Session:
     energy_wh: float = 0.0
     last_register_wh: float | None = None
     power_w: float | None = None
+    #: ``power_w`` was derived from the energy register (the charger reports no power).
+    power_from_energy: bool = False
+    #: When the charger read ``last_register_wh`` (its meterValue timestamp).
+    last_register_at: datetime.datetime | None = None
     current_a: tuple[tuple[str, float], ...] | None = None
     soc: float | None = None
     samples: int = 0

@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 from csms.domain import events as ev
-from csms.domain.meter import readings
+from csms.domain.meter import power_from_energy, readings
 from csms.domain.model import (
     Anomaly,
     Charger,
@@ -279,9 +279,25 @@ def _(event: ev.MeterSampled, state: DomainState) -> None:
         return  # the projection never names another charger's session; see below
     changes: dict[str, Any] = {"samples": session.samples + len(event.samples)}
     last = session.last_register_wh
+    last_at = session.last_register_at
+    if last_at is None and (last is None or last == session.meter_start):
+        # Before any reading, the register stood at meterStart when the session started.
+        last_at = session.start_time
     energy = session.energy_wh
+    # Power is derived from the register only for a charger that reports no power: one
+    # that reported it once keeps its last measurement between its power readings.
+    measures_power = session.power_w is not None and not session.power_from_energy
     for reading in readings(event.samples):
+        if reading.power_w is not None:
+            measures_power = True
         if reading.register_wh is not None:
+            if not measures_power:
+                derived = power_from_energy(
+                    reading.register_wh, reading.at,
+                    last if last is not None else float(session.meter_start), last_at,
+                )
+                if derived is not None:
+                    changes.update(power_w=derived, power_from_energy=True)
             if last is not None and reading.register_wh < last:
                 _anomaly(
                     state,
@@ -294,17 +310,17 @@ def _(event: ev.MeterSampled, state: DomainState) -> None:
                     ),
                 )
             else:
-                last = reading.register_wh
+                last, last_at = reading.register_wh, reading.at
                 energy = max(energy, reading.register_wh - session.meter_start)
         if reading.power_w is not None:
-            changes["power_w"] = reading.power_w
+            changes.update(power_w=reading.power_w, power_from_energy=False)
         if reading.current_a is not None:
             changes["current_a"] = reading.current_a
         if reading.soc is not None:
             changes["soc"] = reading.soc
     if session.open:
         # A closed session's energy is meterStop - meterStart, whatever arrives late.
-        changes.update(last_register_wh=last, energy_wh=energy)
+        changes.update(last_register_wh=last, last_register_at=last_at, energy_wh=energy)
     _put_session(state, attrs.evolve(session, **changes))
 
 
