@@ -1,9 +1,8 @@
 """The fault scenarios of issue #12 (unruly_fleet, network_partition, csms_restart) in
 virtual time against the in-process CSMS, one test per promise they check.
 
-Where today's CSMS does not keep a promise yet, the test is an expected failure naming
-the smart-charging issue (#13) point that fixes it; the scenario's check is never
-weakened (strict xfail: the day the CSMS keeps it, the marker has to go).
+Each promise was first an expected failure naming the issue #13 point that fixed it;
+the scenarios' checks were never weakened, and every one now holds.
 """
 
 from __future__ import annotations
@@ -32,16 +31,8 @@ def test_every_failure_is_one_of_the_promises(name: str) -> None:
     assert all(f.startswith(tuple(f"[{t}]" for t in TAGS)) for f in report(name).failures)
 
 
-SITE_LIMIT_13 = ("issue #13 point 3: a charger that overshoots or ignores its profile is "
-                 "never corrected (the budget counts what it accepted, not what it draws)")
-
-EXPECTED = {
-    ("unruly_fleet", "site-limit"): SITE_LIMIT_13,
-}
-
 CASES = [
-    pytest.param(name, tag, marks=[pytest.mark.xfail(strict=True, reason=EXPECTED[name, tag])]
-                 if (name, tag) in EXPECTED else [], id=f"{name}-{tag}")
+    pytest.param(name, tag, id=f"{name}-{tag}")
     for name in ("unruly_fleet", "network_partition", "csms_restart") for tag in TAGS
 ]
 

@@ -19,10 +19,10 @@ import pytest
 import trio
 import trio.testing
 
-from csms import replay
+from csms import inspect, replay
 from csms.smart.site import SiteConfig
 from fleet_helpers import VirtualSite, eventually, virtual_site
-from sim.behaviour import MeteredOnly, SlowAnswers
+from sim.behaviour import IgnoreProfiles, MeteredOnly, SlowAnswers
 from sim.charge_point import SimChargePoint
 from sim.ev import Ev
 from sim.metering import drawn_phases
@@ -217,3 +217,41 @@ async def test_an_energy_only_charger_whose_ev_is_full_gives_its_headroom_back(
         session = s.running_csms.state.sessions[tx]
         assert session.power_from_energy and session.power_w == 0.0
         assert other.evse(1).limit_w == pytest.approx(25.8 * W_PER_A)
+
+
+async def test_a_charger_that_ignores_its_profile_is_counted_at_what_it_draws(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    site = SiteConfig(limit_kw=30.0)
+    async with smart_site(tmp_path, virtual_clock, site=site) as s:
+        chargers = await s.fleet.spawn(2, evses=1)
+        unruly, other = chargers
+        unruly.behaviour = IgnoreProfiles()  # accepts every profile, enforces none
+        await settled(s, chargers)
+        for i, cp in enumerate(chargers):
+            await cp.plug_in(1, Ev(capacity_wh=90_000, soc=10.0, max_power_w=22_000))
+            assert await cp.start_session(1, f"TAG-{i}")
+        await settled(s, chargers)
+        # 15,000 W each (21.7 A), as far as the profiles go; CP_01 draws its 22 kW anyway.
+        assert other.evse(1).limit_w == pytest.approx(21.7 * W_PER_A)
+        assert unruly.evse(1).power_w == 22_000.0
+        # Two readings past the minute it may take to apply its profile show it drawing
+        # clearly more than it accepted: it is non-compliant, counts at its 22 kW, and
+        # CP_02 gets the rest, 8,000 W (11.5 A), at the next tick.
+        await trio.sleep(4 * 60)
+        state = s.running_csms.state
+        tx = state.open_sessions[("CP_01", 1)]
+        assert state.sessions[tx].non_compliant
+        [anomaly] = [a for a in state.anomalies if a.kind == "non_compliant"]
+        assert anomaly.transaction_id == tx and "21.7 A" in anomaly.detail
+        assert other.evse(1).limit_w == pytest.approx(11.5 * W_PER_A)
+        assert unruly.evse(1).power_w + other.evse(1).power_w <= 30_000.0
+        # The operator sees it.
+        [evse] = [e for e in inspect.render_json(state)["evses"] if e["charger_id"] == "CP_01"]
+        assert evse["allocation"]["non_compliant"] is True
+        assert "non-compliant" in inspect.render_text(state)
+        # It was sent its limit again once before being counted at its draw.
+        log = await s.log()
+        sent = [row for row in log if row.charger_id == "CP_01" and row.direction == "out"
+                and '"SetChargingProfile"' in row.frame and '"TxProfile"' in row.frame]
+        assert len(sent) == 2

@@ -56,9 +56,17 @@ def _current_profile(state: DomainState, key: tuple[str, int]) -> SentProfile | 
     )
 
 
+def _non_compliant(state: DomainState, key: tuple[str, int]) -> bool:
+    session = state.open_session(*key)
+    return session is not None and session.non_compliant
+
+
 def _allocation(state: DomainState, key: tuple[str, int]) -> str:
     profile = _current_profile(state, key)
-    return "-" if profile is None else f"{profile.limit:g} {profile.unit} ({profile.status})"
+    if profile is None:
+        return "-"
+    text = f"{profile.limit:g} {profile.unit} ({profile.status})"
+    return text + " non-compliant" if _non_compliant(state, key) else text
 
 
 def _allocation_json(state: DomainState, key: tuple[str, int]) -> dict[str, Any] | None:
@@ -71,6 +79,8 @@ def _allocation_json(state: DomainState, key: tuple[str, int]) -> dict[str, Any]
         "status": profile.status,
         "profile_id": profile.profile_id,
         "sent_at": profile.at.isoformat(),
+        # The EV draws persistently more than this limit (see docs/smart-charging.md).
+        "non_compliant": _non_compliant(state, key),
     }
 
 

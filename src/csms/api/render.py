@@ -110,6 +110,8 @@ def transaction(record: Session) -> dict[str, Any]:
         "stopReason": record.stop_reason,
         "stopIdTag": record.stop_id_tag,
         "powerW": record.power_w,
+        "powerFromEnergy": record.power_from_energy,
+        "nonCompliant": record.non_compliant,
         "soc": record.soc,
         "samples": record.samples,
     }

@@ -192,6 +192,8 @@ class ChargingProfileAnswered:
     unit: str
     limit: float
     status: str
+    #: The first period's numberPhases, if given.
+    phases: int | None = None
 
 
 @frozen

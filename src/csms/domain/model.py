@@ -92,6 +92,11 @@ class Session:
     current_a: tuple[tuple[str, float], ...] | None = None
     soc: float | None = None
     samples: int = 0
+    #: Readings in a row that showed the EV drawing clearly more than the limit its
+    #: charger accepted for the session (see :mod:`csms.domain.compliance`).
+    overdraw_readings: int = 0
+    #: It overdraws persistently: smart charging counts it at what it draws.
+    non_compliant: bool = False
     open: bool = True
     stop_timestamp: str | None = None
     stopped_at: datetime.datetime | None = None
@@ -142,6 +147,8 @@ class SentProfile:
     limit: float
     status: str
     at: datetime.datetime
+    #: The first period's numberPhases, if given.
+    phases: int | None = None
 
 
 @frozen

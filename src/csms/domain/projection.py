@@ -315,7 +315,7 @@ def set_charging_profile(state: DomainState, a: Answered) -> list[ev.Event]:
         a.charger_id, a.at, connector_id, int(profile["chargingProfileId"]),
         purpose, int(profile["stackLevel"]),
         transaction_id, str(schedule["chargingRateUnit"]),
-        float(periods[0]["limit"]), a.status,
+        float(periods[0]["limit"]), a.status, periods[0].get("numberPhases"),
     )]
 
 

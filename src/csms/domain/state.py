@@ -15,6 +15,12 @@ from typing import Any
 import attrs
 
 from csms.domain import events as ev
+from csms.domain.compliance import (
+    APPLY_GRACE_S,
+    NON_COMPLIANT_READINGS,
+    measured_in_unit,
+    overdraws,
+)
 from csms.domain.meter import power_from_energy, readings
 from csms.domain.model import (
     Anomaly,
@@ -25,6 +31,7 @@ from csms.domain.model import (
     SentProfile,
     Session,
 )
+from ocppj.timestamps import format_timestamp
 
 #: Statuses in which a cable is plugged in.
 PLUGGED_STATUSES = frozenset({"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing"})
@@ -321,7 +328,32 @@ def _(event: ev.MeterSampled, state: DomainState) -> None:
     if session.open:
         # A closed session's energy is meterStop - meterStart, whatever arrives late.
         changes.update(last_register_wh=last, last_register_at=last_at, energy_wh=energy)
+        if "power_w" in changes or "current_a" in changes:
+            changes.update(_compliance(state, event, attrs.evolve(session, **changes)))
     _put_session(state, attrs.evolve(session, **changes))
+
+
+def _compliance(state: DomainState, event: ev.MeterSampled, session: Session) -> dict[str, Any]:
+    """Whether the session's EV keeps to the limit its charger accepted, after this
+    reading (a non_compliant anomaly when it turns so)."""
+    profile = state.profiles.get((session.charger_id, session.connector_id))
+    if (profile is None or profile.status != "Accepted"
+            or profile.transaction_id != session.transaction_id
+            or (event.at - profile.at).total_seconds() < APPLY_GRACE_S):
+        return {}
+    measured = measured_in_unit(profile.unit, session.power_w, session.current_a, profile.phases)
+    if measured is None:
+        return {}
+    count = session.overdraw_readings + 1 if overdraws(profile.limit, profile.unit, measured) else 0
+    non_compliant = count >= NON_COMPLIANT_READINGS
+    if non_compliant and not session.non_compliant:
+        _anomaly(state, Anomaly(
+            event.at, event.charger_id, "non_compliant",
+            f"draws {measured:.1f} {profile.unit} under the {profile.limit:g} {profile.unit} "
+            f"it accepted at {format_timestamp(profile.at)}, {count} readings in a row",
+            session.transaction_id,
+        ))
+    return {"overdraw_readings": count, "non_compliant": non_compliant}
 
 
 @_apply.register
@@ -412,6 +444,7 @@ def _(event: ev.ChargingProfileAnswered, state: DomainState) -> None:
     state.profiles[key] = SentProfile(
         event.charger_id, event.connector_id, event.profile_id, event.purpose,
         event.stack_level, event.transaction_id, event.unit, event.limit, event.status, event.at,
+        event.phases,
     )
     state.dirty.add(("profile", key))
 

@@ -218,6 +218,13 @@ class SmartCharging:
             max_w, phases, _ = self.site.rating(*key)
             limit = self.ledger.find(key, tx)
             default = self.default_w(key)
+            fixed = limit.bound(default) if limit is not None else default
+            controlled = self.controllable(key, tx)
+            if session.non_compliant:
+                # It draws more than it accepted, persistently: it counts at what it draws,
+                # and the others share the rest.
+                controlled = False
+                fixed = max(fixed, session.power_w or 0.0)
             result.append(Demand(
                 key=key,
                 max_w=max_w,
@@ -226,8 +233,8 @@ class SmartCharging:
                 group=self.site.group_of(key[0]),
                 measured_w=session.power_w,
                 previous_w=limit.previous(session.samples) if limit is not None else None,
-                controlled=self.controllable(key, tx),
-                fixed_w=limit.bound(default) if limit is not None else default,
+                controlled=controlled,
+                fixed_w=fixed,
             ))
         return result
 
@@ -330,6 +337,11 @@ class SmartCharging:
                 in_force[key] = watts  # already on its way
                 continue
             accepted = limit.accepted
+            if self.state.sessions[tx].overdraw_readings:
+                # It draws clearly more than it accepted: send the limit again (a charger
+                # may have lost it), before counting it at its draw.
+                in_force[key] = to_send[key] = watts
+                continue
             if accepted is not None and limit.settled and (
                     math.isclose(accepted, wanted, abs_tol=EPSILON_W)
                     or (abs(accepted - wanted) <= deadband and (accepted == 0) == (wanted == 0))):

@@ -1,0 +1,91 @@
+"""Whether a charger keeps to the limit it accepted (csms.domain.compliance), as the
+domain folds its MeterValues: pure, so replay finds the same."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from csms.domain import events as ev
+from csms.domain.compliance import measured_in_unit, overdraws
+from domain_helpers import AT, Csms
+
+CP = "CP-1"
+POWER = "Power.Active.Import"
+
+
+def accepted_profile(csms: Csms, tx: int, limit: float, unit: str = "A",
+                     at: datetime.datetime = AT) -> None:
+    period = {"startPeriod": 0, "limit": limit}
+    if unit == "A":
+        period["numberPhases"] = 3
+    request = {"connectorId": 1, "csChargingProfiles": {
+        "chargingProfileId": 9101, "transactionId": tx, "stackLevel": 1,
+        "chargingProfilePurpose": "TxProfile", "chargingProfileKind": "Relative",
+        "chargingSchedule": {"chargingRateUnit": unit, "chargingSchedulePeriod": [period]}}}
+    csms.recorder.answer(CP, "SetChargingProfile", request, {"status": "Accepted"}, None, at)
+
+
+def reading(csms: Csms, tx: int, minutes: float, watts: float) -> list[ev.Event]:
+    at = AT + datetime.timedelta(minutes=minutes)
+    stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return csms.meter_values(CP, 1, transaction_id=tx, at=at, meter_value=[
+        {"timestamp": stamp, "sampledValue": [{"value": str(watts), "measurand": POWER}]}])
+
+
+def start(csms: Csms) -> int:
+    (event,) = [e for e in csms.start(CP, 1) if isinstance(e, ev.SessionStarted)]
+    return event.transaction_id
+
+
+def test_in_the_profiles_unit() -> None:
+    currents = (("L1", 16.0), ("L2", 16.5), ("L3", 15.0), ("N", 40.0))
+    assert measured_in_unit("A", 11_000.0, currents, 3) == 16.5  # the highest phase
+    assert measured_in_unit("A", 6900.0, None, 3) == pytest.approx(10.0)
+    assert measured_in_unit("A", 2300.0, None, 1) == pytest.approx(10.0)
+    assert measured_in_unit("W", 6900.0, currents, 3) == 6900.0
+    assert measured_in_unit("A", None, None, 3) is None
+    # 10 % and 1 A (or 700 W) of slack: meters and chargers are not exact.
+    assert not overdraws(16.0, "A", 18.6)
+    assert overdraws(16.0, "A", 18.7)
+    assert overdraws(0.0, "A", 1.1)  # paused, but drawing
+    assert not overdraws(10_000.0, "W", 11_700.0)
+    assert overdraws(10_000.0, "W", 11_701.0)
+
+
+def test_two_readings_above_the_accepted_limit_make_a_session_non_compliant() -> None:
+    csms = Csms()
+    tx = start(csms)
+    accepted_profile(csms, tx, 10.0)  # 10 A x 3 phases: 6,900 W
+    # Within the minute a charger may take to apply it: no judgement.
+    reading(csms, tx, 0.5, 22_000.0)
+    assert csms.state.sessions[tx].overdraw_readings == 0
+    reading(csms, tx, 2, 22_000.0)
+    assert csms.state.sessions[tx].overdraw_readings == 1
+    assert not csms.state.sessions[tx].non_compliant
+    reading(csms, tx, 3, 22_000.0)
+    session = csms.state.sessions[tx]
+    assert session.non_compliant
+    [anomaly] = [a for a in csms.state.anomalies if a.kind == "non_compliant"]
+    assert anomaly.transaction_id == tx
+    assert "draws 31.9 A under the 10 A it accepted" in anomaly.detail
+    # Still above: no second anomaly. Back within its limit: compliant again.
+    reading(csms, tx, 4, 22_000.0)
+    assert len([a for a in csms.state.anomalies if a.kind == "non_compliant"]) == 1
+    reading(csms, tx, 5, 6900.0)
+    session = csms.state.sessions[tx]
+    assert (session.overdraw_readings, session.non_compliant) == (0, False)
+
+
+def test_an_ev_within_its_limit_or_without_an_accepted_profile_is_never_judged() -> None:
+    csms = Csms()
+    tx = start(csms)
+    for minute in range(1, 5):
+        reading(csms, tx, minute, 22_000.0)  # no profile: it may draw what it wants
+    assert csms.state.sessions[tx].overdraw_readings == 0
+    accepted_profile(csms, tx, 10_000.0, unit="W")
+    for minute in range(6, 10):
+        reading(csms, tx, minute, 10_500.0)  # within 10 % and 700 W
+    assert csms.state.sessions[tx].overdraw_readings == 0
+    assert not [a for a in csms.state.anomalies if a.kind == "non_compliant"]
