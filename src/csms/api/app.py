@@ -50,6 +50,9 @@ ID_TAG_MAX = 20
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
+#: Operator actions that change what a charger enforces.
+_PROFILE_ACTIONS = frozenset({"SetChargingProfile", "ClearChargingProfile"})
+
 
 class ApiError(Exception):
     """An error answer: HTTP status, a short code and a message."""
@@ -184,10 +187,17 @@ class Api:
         sent = in_schema_order(action, payload)
         recorder = self.csms.recorder
 
+        smart = self.csms.smart
+
         def record(answer: Answer) -> None:
             # Called by the session's reader as the answer is read, in log order.
             error = str(answer.error.code) if answer.error is not None else None
             recorder.answer(cp_id, action, sent, answer.payload, error, answer.answered_at)
+            if (smart is not None and action in _PROFILE_ACTIONS
+                    and (answer.payload or {}).get("status") == "Accepted"):
+                # The operator changed what the charger enforces: smart charging counts
+                # it as unknown and sends its limits again.
+                smart.profiles_changed(cp_id)
 
         try:
             answer = await session.exchange(action, sent, timeout=timeout, on_answer=record)

@@ -126,6 +126,13 @@ class Ledger:
         limit.in_flight = None
         limit.uncertain = 0.0
 
+    def unknown(self, key: EvseKey, transaction_id: int, up_to_w: float) -> None:
+        """Someone else changed the charger's profiles: it may enforce anything up to
+        ``up_to_w`` until it accepts a limit of ours again."""
+        limit = self.get(key, transaction_id)
+        limit.uncertain = max(limit.uncertain, up_to_w, limit.accepted or 0.0)
+        limit.accepted = None
+
     def refused(self, key: EvseKey, transaction_id: int) -> None:
         """The charger refused the limit in flight: what was in force stays."""
         limit = self.find(key, transaction_id)

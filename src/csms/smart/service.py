@@ -136,6 +136,18 @@ class SmartCharging:
         """See :meth:`Senders.request_setup`."""
         self.senders.request_setup(charger_id)
 
+    def profiles_changed(self, charger_id: str) -> None:
+        """The operator set or cleared charging profiles on the charger: what it enforces
+        is unknown (up to each EVSE's maximum) until it accepts our limits again, which go
+        out at once, after its safety nets."""
+        self.safety_w.pop(charger_id, None)
+        for key, tx in self.state.open_sessions.items():
+            if key[0] == charger_id:
+                max_w, _, _ = self.site.rating(*key)
+                self.ledger.unknown(key, tx, max_w)
+        self.senders.request_setup(charger_id)
+        self.request_rebalance()
+
     def capabilities(self, charger_id: str) -> Capabilities:
         """What the charger reported it takes (all unknown until it answered), with the
         site file's overrides."""
