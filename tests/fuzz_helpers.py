@@ -345,8 +345,12 @@ def allocation_violations(csms: Csms) -> list[str]:
     demands = smart.demands()
     fresh = allocate(demands, site.limit_w, site.group_limits_w(), tick=smart.tick,
                      guard_band_w=site.guard_band_kw * 1000)
-    fixed = sum(d.fixed_load_w for d in demands if not d.controlled)
-    for name, allocation in (("in force", smart.allocation), ("fresh", fresh)):
+    # Each allocation against the fixed load it was computed with: the last rebalance's
+    # (what it counted for the sessions it did not allocate), and today's.
+    fixed_then = sum(w for key, w in smart.bounds.items() if key not in smart.allocation)
+    fixed_now = sum(d.fixed_load_w for d in demands if not d.controlled)
+    for name, allocation, fixed in (("in force", smart.allocation, fixed_then),
+                                    ("fresh", fresh, fixed_now)):
         total = sum(allocation.values())
         if site.limit_w is not None and total > max(site.limit_w - fixed, 0.0) + 1e-6:
             problems.append(f"allocation {name}: {total:.1f} W + fixed {fixed:.1f} W "

@@ -198,11 +198,7 @@ class SmartCharging:
         if self.uncontrolled.get(key) != transaction_id:
             return True
         retry = self._retries.get(key)
-        if retry is None or retry.transaction_id != transaction_id:
-            return False
-        if not retry.due and retry.at <= trio.current_time():
-            retry.due = True
-        return retry.due
+        return retry is not None and retry.transaction_id == transaction_id and retry.due
 
     def default_w(self, key: EvseKey) -> float:
         """A session's limit before its charger accepted one of ours: the safety net's,
@@ -266,6 +262,12 @@ class SmartCharging:
 
     def rebalance(self) -> dict[EvseKey, float]:
         """Compute the allocation and hand every changed limit to its charger's sender."""
+        # Retries that are due are let out here, whether or not their session is in this
+        # allocation (its charger may be offline): the tick must not wake for them again.
+        if self._retries:
+            time_now = trio.current_time()
+            for retry in self._retries.values():
+                retry.due = retry.due or retry.at <= time_now
         demands = self.demands()
         rotation = int(self._clock().timestamp() // self.site.rotation_interval_s)
         # Within a rotation interval the pauses hold, whatever starts or stops.
