@@ -8,6 +8,7 @@ that the store can write exactly those.
 
 from __future__ import annotations
 
+import datetime
 import functools
 from collections.abc import Iterable
 from typing import Any
@@ -242,35 +243,30 @@ def _put_reservation(state: DomainState, reservation: Reservation) -> None:
     state.dirty.add(("reservation", reservation.reservation_id))
 
 
+def _close_without_stop(state: DomainState, charger_id: str, at: datetime.datetime,
+                        transaction_id: int, reason: str, detail: str) -> None:
+    """Close a session no StopTransaction closed (yet): its stop reason says why, and an
+    anomaly of that kind keeps the evidence. A StopTransaction that comes later completes
+    the record."""
+    old = state.sessions[transaction_id]
+    _close(state, attrs.evolve(old, open=False, stopped_at=at, stop_reason=reason))
+    _anomaly(state, Anomaly(at, charger_id, reason.lower(), detail, transaction_id))
+
+
 @_apply.register
 def _(event: ev.SessionSuperseded, state: DomainState) -> None:
-    old = state.sessions[event.transaction_id]
-    _close(state, attrs.evolve(old, open=False, stopped_at=event.at, stop_reason="Superseded"))
-    _anomaly(
-        state,
-        Anomaly(
-            event.at,
-            event.charger_id,
-            "superseded",
-            f"closed by transaction {event.by_transaction_id} on connector {old.connector_id}",
-            event.transaction_id,
-        ),
+    connector_id = state.sessions[event.transaction_id].connector_id
+    _close_without_stop(
+        state, event.charger_id, event.at, event.transaction_id, "Superseded",
+        f"closed by transaction {event.by_transaction_id} on connector {connector_id}",
     )
 
 
 @_apply.register
 def _(event: ev.SessionOrphaned, state: DomainState) -> None:
-    old = state.sessions[event.transaction_id]
-    _close(state, attrs.evolve(old, open=False, stopped_at=event.at, stop_reason="Orphaned"))
-    _anomaly(
-        state,
-        Anomaly(
-            event.at,
-            event.charger_id,
-            "orphaned",
-            f"closed without a StopTransaction: {event.evidence}",
-            event.transaction_id,
-        ),
+    _close_without_stop(
+        state, event.charger_id, event.at, event.transaction_id, "Orphaned",
+        f"closed without a StopTransaction: {event.evidence}",
     )
 
 
