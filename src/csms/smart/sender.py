@@ -1,7 +1,7 @@
 """The senders: one task beside each charger's connection that carries the smart-charging
 service's limits to that charger, one CALL at a time (OCPP-J allows one outstanding).
 
-A queue sends only the newest limit per connector: a limit replaced before it was sent
+A sender sends only the newest limit per connector: a limit replaced before it was sent
 is never sent, and a slow or dead charger delays nobody else. It tells the ledger
 (:mod:`csms.smart.in_force`) of every send and every outcome, and the service of every
 acceptance and failure. After a boot, and on the first message of a connection that did
@@ -54,10 +54,18 @@ class Wanted:
     #: What the charger enforces with ``payload`` (``watts`` rounded down in its unit).
     enforced: float
 
+    @classmethod
+    def build(cls, form: Form, key: EvseKey, transaction_id: int, watts: float,
+              phases: int) -> Wanted:
+        """The session's limit of ``watts`` in ``form``."""
+        payload = session_profile(form, connector_id=key[1], transaction_id=transaction_id,
+                                  watts=watts, phases=phases)
+        return cls(transaction_id, watts, form, payload, enforced_w(watts, form.unit, phases))
+
 
 @attrs.define
 class _Queue:
-    """What one charger should get, and the event that wakes its queue task."""
+    """What one charger should get, and the event that wakes its sender task."""
 
     wanted: dict[int, Wanted] = attrs.Factory(dict)
     changed: trio.Event = attrs.Factory(trio.Event)
@@ -70,7 +78,7 @@ class _Queue:
 
 
 class Senders:
-    """The queue tasks of every connection, and what each is to send.
+    """The sender tasks of every connection, and what each is to send.
 
     Args:
         smart: the service whose limits they send.
@@ -87,17 +95,17 @@ class Senders:
         self._call_timeout = call_timeout
         #: By charger id.
         self.queues: dict[str, _Queue] = {}
-        #: The connection each charger's queue runs on.
+        #: The connection each charger's sender runs on.
         self._live: dict[str, Connection] = {}
 
     def want(self, key: EvseKey, wanted: Wanted) -> None:
-        """Have the charger's queue send ``wanted`` (replacing a limit not yet sent)."""
+        """Have the charger's sender send ``wanted`` (replacing a limit not yet sent)."""
         queue = self.queues.setdefault(key[0], _Queue())
         queue.wanted[key[1]] = wanted
         queue.changed.set()
 
     def clear_fallback(self, key: EvseKey) -> None:
-        """Have the queue clear the connector's fallback TxDefaultProfile."""
+        """Have the sender clear the connector's fallback TxDefaultProfile."""
         queue = self.queues.setdefault(key[0], _Queue())
         queue.clears.add(key[1])
         queue.changed.set()
@@ -118,13 +126,13 @@ class Senders:
         return first and charger is not None and charger.registration_status == "Accepted"
 
     def request_setup(self, charger_id: str) -> None:
-        """Have the charger's queue ask it what it takes before its next profile."""
+        """Have the charger's sender ask it what it takes before its next profile."""
         queue = self.queues.setdefault(charger_id, _Queue())
         queue.needs_setup = True
         queue.changed.set()
 
     async def run(self, conn: Connection) -> None:
-        """The queue of one connection (a connection task)."""
+        """The sender of one connection (a connection task)."""
         cp_id = conn.charge_point_id
         queue = self.queues.setdefault(cp_id, _Queue())
         queue.fresh_connection = True
@@ -267,10 +275,9 @@ class Senders:
             # The session ended meanwhile, or its charger refused its profile since.
             self._smart.ledger.unqueue(key, tx)
             return
-        answered = await self._try(conn, key, wanted)
-        if answered is None:
+        status = await self._try(conn, key, wanted)
+        if status is None:
             return  # not sent, or no answer: handled
-        status = answered
         if status == "Accepted":
             self._smart.accepted(key, wanted)
             return
@@ -316,17 +323,9 @@ class Senders:
         for form in options:
             if self._smart.state.open_sessions.get(key) != wanted.transaction_id:
                 return True  # the session ended meanwhile: nothing to control
-            payload = session_profile(
-                form,
-                connector_id=key[1],
-                transaction_id=wanted.transaction_id,
-                watts=wanted.watts,
-                phases=phases,
-            )
             log.info("%s EVSE_%d: %s in %s answered %s; trying %s in %s", *key,
                      refused.purpose, refused.unit, status, form.purpose, form.unit)
-            attempt = attrs.evolve(wanted, form=form, payload=payload,
-                                   enforced=enforced_w(wanted.watts, form.unit, phases))
+            attempt = Wanted.build(form, key, wanted.transaction_id, wanted.watts, phases)
             answered = await self._try(conn, key, attempt)
             if answered is None:
                 return True  # no answer, or not sent: handled

@@ -45,7 +45,7 @@ from csms.recorder import Recorder
 from csms.smart.allocator import Demand, EvseKey, allocate
 from csms.smart.capabilities import Capabilities
 from csms.smart.in_force import EPSILON_W, Ledger, Scope, admit
-from csms.smart.profiles import STACK_LEVEL, Form, enforced_w, session_profile
+from csms.smart.profiles import STACK_LEVEL, Form, enforced_w
 from csms.smart.sender import Senders, Wanted
 from csms.smart.site import SiteConfig
 from ocppj.charging import min_power_w
@@ -288,28 +288,32 @@ class SmartCharging:
         # Every session counts at the most its charger may be enforcing: a decrease only
         # once confirmed, an increase from the moment it is handed out.
         self.bounds = {d.key: d.fixed_load_w for d in demands}
-        now, self.held = admit(self._to_send(demands), self.bounds, self._scopes(set(self.bounds)))
+        scopes = self._scopes(set(self.bounds))
+        capabilities: dict[str, Capabilities] = {}
+        now, self.held = admit(self._to_send(demands, scopes, capabilities), self.bounds, scopes)
         for key, watts in sorted(now.items()):
             tx = open_sessions[key]
             _, phases, _ = self.site.rating(*key)
-            form = self.form(key, tx)
-            payload = session_profile(
-                form, connector_id=key[1], transaction_id=tx, watts=watts, phases=phases
-            )
+            wanted = Wanted.build(self.form(key, tx, capabilities), key, tx, watts, phases)
             # The ledger holds what the charger will enforce: the limit as rounded down.
-            enforced = enforced_w(watts, form.unit, phases)
-            self.ledger.queue(key, tx, enforced)
-            self.senders.want(key, Wanted(tx, watts, form, payload, enforced))
+            self.ledger.queue(key, tx, wanted.enforced)
+            self.senders.want(key, wanted)
         return self.allocation
 
-    def form(self, key: EvseKey, transaction_id: int) -> Form:
+    def form(self, key: EvseKey, transaction_id: int,
+             cache: dict[str, Capabilities] | None = None) -> Form:
         """How the session's limit goes to its charger: the form it accepted after a
-        refusal, else a TxProfile in the unit and stack level it takes."""
+        refusal, else a TxProfile in the unit and stack level it takes (``cache``: the
+        chargers' capabilities, read once per rebalance)."""
         taken = self.forms.get(key)
         if taken is not None and taken[0] == transaction_id:
             return taken[1]
         _, _, configured = self.site.rating(*key)
-        capabilities = self.capabilities(key[0])
+        if cache is None:
+            cache = {}
+        if key[0] not in cache:
+            cache[key[0]] = self.capabilities(key[0])
+        capabilities = cache[key[0]]
         return Form(
             "TxProfile", capabilities.unit(configured), capabilities.stack_level(STACK_LEVEL)
         )
@@ -326,7 +330,8 @@ class SmartCharging:
             if form.purpose == "TxDefaultProfile":
                 self.senders.clear_fallback(key)
 
-    def _to_send(self, demands: list[Demand]) -> dict[EvseKey, float]:
+    def _to_send(self, demands: list[Demand], scopes: list[Scope],
+                 capabilities: dict[str, Capabilities]) -> dict[EvseKey, float]:
         """The limits worth sending: changes beyond the deadband, plus as many small
         decreases as it takes for the limits in force to fit the site's and groups' limits.
         """
@@ -334,7 +339,6 @@ class SmartCharging:
         in_force: dict[EvseKey, float] = {}
         kept: dict[EvseKey, float] = {}
         to_send: dict[EvseKey, float] = {}
-        capabilities: dict[str, Capabilities] = {}
         for key, watts in self.allocation.items():
             tx = self.state.open_sessions[key]
             limit = self.ledger.find(key, tx)
@@ -343,7 +347,7 @@ class SmartCharging:
                 continue
             # Compared as the charger would enforce them: in its unit, rounded down (the
             # ledger holds limits so rounded).
-            unit = self._unit(key, tx, capabilities)
+            unit = self.form(key, tx, capabilities).unit
             _, phases, _ = self.site.rating(*key)
             wanted = enforced_w(watts, unit, phases)
             if any(w is not None and math.isclose(w, wanted, abs_tol=EPSILON_W)
@@ -362,8 +366,9 @@ class SmartCharging:
                 in_force[key] = kept[key] = accepted
                 continue
             in_force[key] = to_send[key] = watts
+        # Every demand is either allocated (in_force) or fixed: the scopes cover them all.
         fixed = {d.key: d.fixed_load_w for d in demands if not d.controlled}
-        for limit_w, members in self._scopes(set(in_force) | set(fixed)):
+        for limit_w, members in scopes:
             # fsum is exact: a set's order follows string hashing, which differs from
             # process to process, and float addition is not associative.
             load = math.fsum(in_force.get(k, fixed.get(k, 0.0)) for k in members)
@@ -376,17 +381,6 @@ class SmartCharging:
                 in_force[key] = to_send[key] = self.allocation[key]
                 del kept[key]
         return to_send
-
-    def _unit(self, key: EvseKey, transaction_id: int,
-              capabilities: dict[str, Capabilities]) -> str:
-        """The unit of the session's limits (``capabilities``: a cache by charger)."""
-        taken = self.forms.get(key)
-        if taken is not None and taken[0] == transaction_id:
-            return taken[1].unit
-        if key[0] not in capabilities:
-            capabilities[key[0]] = self.capabilities(key[0])
-        _, _, configured = self.site.rating(*key)
-        return capabilities[key[0]].unit(configured)
 
     def accepted(self, key: EvseKey, wanted: Wanted) -> None:
         """Note the limit now in force; the session is controlled again."""
