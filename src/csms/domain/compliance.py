@@ -11,7 +11,7 @@ limit in W.
 
 from __future__ import annotations
 
-from ocppj.charging import NOMINAL_VOLTAGE_V
+from ocppj.charging import watts_to_amps
 
 #: An EV may draw this much above its limit before it counts as overdrawing: meters and
 #: chargers are not exact, and a limit in A allows more watts at a voltage above nominal.
@@ -37,7 +37,7 @@ def measured_in_unit(
         if currents:
             return max(currents)
         if power_w is not None:
-            return power_w / ((phases or 3) * NOMINAL_VOLTAGE_V)
+            return watts_to_amps(power_w, phases or 3)
         return None
     return power_w
 

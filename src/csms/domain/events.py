@@ -115,9 +115,9 @@ class SessionSuperseded:
 
 @frozen
 class SessionOrphaned:
-    """The charger reported the connector of an open session ``Available``: it holds no
-    transaction there (it lost it, in a reboot for one), so no StopTransaction may ever
-    come. ``evidence`` says what showed it."""
+    """After a reboot since the session started, the first status the charger reported
+    for its connector is ``Available``: it holds no transaction there (it lost it in the
+    reboot), so no StopTransaction may ever come. ``evidence`` says what showed it."""
 
     charger_id: str
     at: datetime.datetime
