@@ -187,6 +187,8 @@ class ModelSession:
     meter_start: int
     open: bool = True
     meter_stop: int | None = None
+    #: When it started, in the model's order of events (``CsmsMachine.order``).
+    started: int = 0
 
 
 @attrs.define
@@ -239,6 +241,10 @@ class CsmsMachine(RuleBasedStateMachine):
         self.policy: dict[str, str] = dict.fromkeys(CHARGERS, "Accepted")
         self.clock = 0
         self.steps = 0
+        #: The order of the events the orphan rule compares (boots, starts, statuses).
+        self.order = 0
+        self.booted: dict[str, int] = {}
+        self.status_seen: dict[tuple[str, int], int] = {}
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -343,6 +349,8 @@ class CsmsMachine(RuleBasedStateMachine):
             return
         assert answer[0] == 3, answer
         assert answer[2]["status"] == "Accepted" and answer[2]["interval"] == 300, answer
+        self.order += 1
+        self.booted[cp] = self.order
 
     @rule(cp=st.sampled_from(CHARGERS), connector=st.integers(0, 3),
           status=st.sampled_from(STATUSES), error_code=st.sampled_from(ERROR_CODES),
@@ -357,6 +365,18 @@ class CsmsMachine(RuleBasedStateMachine):
         if with_timestamp:
             payload["timestamp"] = self.now(style)
         assert self.result(cp, "StatusNotification", payload) == {}
+        if connector < 1:
+            return
+        self.order += 1
+        tx = self._open_tx(cp, connector)
+        boot = self.booted.get(cp)
+        if (status == "Available" and tx is not None and boot is not None
+                and boot > self.sessions[tx].started
+                and self.status_seen.get((cp, connector), 0) < boot):
+            # The first status since a reboot, and Available: the charger lost the
+            # transaction (its timestamp, if any, is later than the start's).
+            self.sessions[tx].open = False
+        self.status_seen[(cp, connector)] = self.order
 
     @rule(cp=st.sampled_from(CHARGERS), tag=st.sampled_from(TAGS))
     def authorize(self, cp: str, tag: str) -> None:
@@ -385,7 +405,8 @@ class CsmsMachine(RuleBasedStateMachine):
         old = self._open_tx(cp, connector)
         if old is not None:
             self.sessions[old].open = False  # superseded
-        self.sessions[tx] = ModelSession(tx, cp, connector, meter_start)
+        self.order += 1
+        self.sessions[tx] = ModelSession(tx, cp, connector, meter_start, started=self.order)
         self.start_ids[(cp, connector, tag, meter_start, payload["timestamp"])] = tx
         self.last_sent[cp] = Sent("StartTransaction", payload, result)
 
