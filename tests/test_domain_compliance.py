@@ -89,3 +89,17 @@ def test_an_ev_within_its_limit_or_without_an_accepted_profile_is_never_judged()
         reading(csms, tx, minute, 10_500.0)  # within 10 % and 700 W
     assert csms.state.sessions[tx].overdraw_readings == 0
     assert not [a for a in csms.state.anomalies if a.kind == "non_compliant"]
+
+
+def test_an_ev_that_draws_nothing_is_idle_from_its_first_such_reading() -> None:
+    csms = Csms()
+    tx = start(csms)
+    reading(csms, tx, 1, 7000.0)
+    assert csms.state.sessions[tx].idle_since is None
+    reading(csms, tx, 2, 80.0)  # 100 W or less is nothing: full, or waiting
+    first = AT + datetime.timedelta(minutes=2)
+    assert csms.state.sessions[tx].idle_since == first
+    reading(csms, tx, 3, 0.0)
+    assert csms.state.sessions[tx].idle_since == first  # since then, not since the last
+    reading(csms, tx, 4, 1500.0)
+    assert csms.state.sessions[tx].idle_since is None

@@ -15,6 +15,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -255,3 +256,40 @@ async def test_a_charger_that_ignores_its_profile_is_counted_at_what_it_draws(
         sent = [row for row in log if row.charger_id == "CP_01" and row.direction == "out"
                 and '"SetChargingProfile"' in row.frame and '"TxProfile"' in row.frame]
         assert len(sent) == 2
+
+
+async def test_a_full_ev_gives_its_floor_back_until_it_draws_again(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    site = SiteConfig(limit_kw=22.0)  # idle_release_s: 600
+    async with smart_site(tmp_path, virtual_clock, site=site) as s:
+        chargers = await s.fleet.spawn(2, evses=1)
+        full, other = chargers
+        await settled(s, chargers)
+        await full.plug_in(1, Ev(capacity_wh=20_000, soc=96.0, max_power_w=22_000,
+                                 taper_from_soc=99.0))
+        assert await full.start_session(1, "TAG-FULL")
+        await other.plug_in(1, Ev(capacity_wh=90_000, soc=10.0, max_power_w=22_000))
+        assert await other.start_session(1, "TAG-OTHER")
+        def ev() -> Ev:
+            car = full.evse(1).ev
+            assert car is not None
+            return car
+
+        await eventually(lambda: ev().full, within=3600)
+        # Full: the guard band brings it down to its 6 A floor, CP_02 gets 25.8 A ...
+        await trio.sleep(3 * 60)
+        assert full.evse(1).limit_w == pytest.approx(6.0 * W_PER_A)
+        assert other.evse(1).limit_w == pytest.approx(25.8 * W_PER_A)
+        # ... and after ten minutes of drawing nothing, the floor too: 22 kW, 31.8 A.
+        await trio.sleep(10 * 60)
+        assert other.evse(1).limit_w == pytest.approx(31.8 * W_PER_A)
+        assert full.evse(1).limit_w == pytest.approx(6.0 * W_PER_A)  # its limit stays
+        # It draws again (the driver turned the heating on): from its next reading it
+        # counts again, and as it draws all of its floor, the guard band lets it ramp up:
+        # 11,000 W each (15.9 A) two minutes later, CP_02's decrease confirmed first.
+        full.evse(1).ev = attrs.evolve(ev(), soc=90.0)
+        await trio.sleep(2 * 60)
+        assert full.evse(1).power_w > 0
+        assert other.evse(1).limit_w == pytest.approx(15.9 * W_PER_A)
+        assert full.evse(1).limit_w == pytest.approx(15.9 * W_PER_A)

@@ -143,6 +143,9 @@ class Reading:
     at: datetime.datetime | None = None
 
 
+#: A draw at or below this (W) is none: the EV is full, or waits.
+IDLE_W = 100.0
+
 #: Register readings closer than this give no power: a Wh register over a few seconds
 #: is mostly rounding.
 POWER_FROM_ENERGY_MIN_S = 10.0

@@ -97,6 +97,8 @@ class Session:
     overdraw_readings: int = 0
     #: It overdraws persistently: smart charging counts it at what it draws.
     non_compliant: bool = False
+    #: Since when (received) its readings show it drawing nothing (``IDLE_W`` or less).
+    idle_since: datetime.datetime | None = None
     open: bool = True
     stop_timestamp: str | None = None
     stopped_at: datetime.datetime | None = None

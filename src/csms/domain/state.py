@@ -22,7 +22,7 @@ from csms.domain.compliance import (
     measured_in_unit,
     overdraws,
 )
-from csms.domain.meter import power_from_energy, readings
+from csms.domain.meter import IDLE_W, power_from_energy, readings
 from csms.domain.model import (
     Anomaly,
     Charger,
@@ -324,6 +324,13 @@ def _(event: ev.MeterSampled, state: DomainState) -> None:
     if session.open:
         # A closed session's energy is meterStop - meterStart, whatever arrives late.
         changes.update(last_register_wh=last, last_register_at=last_at, energy_wh=energy)
+        if "power_w" in changes:
+            profile = state.profiles.get((session.charger_id, session.connector_id))
+            paused = (profile is not None and profile.status == "Accepted"
+                      and profile.transaction_id == session.transaction_id
+                      and profile.limit == 0)
+            idle = changes["power_w"] <= IDLE_W and not paused
+            changes["idle_since"] = (session.idle_since or event.at) if idle else None
         if "power_w" in changes or "current_a" in changes:
             changes.update(_compliance(state, event, attrs.evolve(session, **changes)))
     _put_session(state, attrs.evolve(session, **changes))
@@ -443,6 +450,10 @@ def _(event: ev.ChargingProfileAnswered, state: DomainState) -> None:
         event.phases,
     )
     state.dirty.add(("profile", key))
+    session = state.sessions.get(event.transaction_id) if event.transaction_id else None
+    if event.status == "Accepted" and session is not None and session.idle_since is not None:
+        # Idle counts only while the EV may draw: a pause (0), or its end, starts afresh.
+        _put_session(state, attrs.evolve(session, idle_since=None))
 
 
 @_apply.register

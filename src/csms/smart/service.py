@@ -39,6 +39,7 @@ import attrs
 import trio
 
 from csms.domain import events as ev
+from csms.domain.model import Session
 from csms.domain.state import DomainState
 from csms.ocpp.connection_manager import ConnectionManager
 from csms.recorder import Recorder
@@ -233,6 +234,11 @@ class SmartCharging:
                 # and the others share the rest.
                 controlled = False
                 fixed = max(fixed, session.power_w or 0.0)
+            elif self._idle(session, fixed, min_power_w(phases)):
+                # Full or waiting for a while, its limit down to the floor: the floor goes
+                # to the others until it draws again (then it is counted again at once).
+                controlled = False
+                fixed = session.power_w or 0.0
             result.append(Demand(
                 key=key,
                 max_w=max_w,
@@ -245,6 +251,14 @@ class SmartCharging:
                 fixed_w=fixed,
             ))
         return result
+
+    def _idle(self, session: Session, bound_w: float, floor_w: float) -> bool:
+        """Whether the session has drawn nothing for ``idle_release_s`` with no more than
+        its floor in force."""
+        if session.idle_since is None or bound_w > floor_w + EPSILON_W:
+            return False
+        idle_s = (self._clock() - session.idle_since).total_seconds()
+        return idle_s >= self.site.idle_release_s
 
     def _scopes(self, keys: set[EvseKey]) -> list[Scope]:
         """The site's and each group's limit, with their EVSEs among ``keys``."""

@@ -100,6 +100,10 @@ class SiteConfig:
     #: stay inside the deadband and the final shares would never be sent.
     settle_s: float = attrs.field(default=0.5, validator=_non_negative)
     guard_band_kw: float = attrs.field(default=1.5, validator=_non_negative)
+    #: An EV that has drawn nothing for this long (full, or waiting), once its limit is
+    #: down to its floor, counts at what it draws: its floor goes to the others until it
+    #: draws again.
+    idle_release_s: float = attrs.field(default=600.0, validator=_non_negative)
     #: The safety net installed on every charger at boot: a TxDefaultProfile giving each
     #: EVSE this much (A per phase) from its transaction's start until its TxProfile
     #: arrives, and whenever the CSMS cannot reach the charger. The 6 A minimum: every EV
