@@ -12,7 +12,7 @@ from pathlib import Path
 
 import trio
 
-from api_helpers import online_sim, running_csms, send, wait_until
+from api_helpers import api, online_sim, running_csms, send, wait_until
 from csms.smart.site import SiteConfig
 from sim.charge_point import SimChargePoint
 from sim.ev import Ev
@@ -54,3 +54,10 @@ async def test_an_operators_clear_is_undone_by_smart_charging(tmp_path: Path) ->
             assert limit is not None and limit.settled
             # The safety nets are back on connector 0.
             await wait_until(lambda: CP in smart.safety_w)
+            # The API shows the limit its charger accepted for the session, as recorded.
+            response = await api(csms, "GET", f"/api/transactions/{tx}")
+            assert response.status == 200
+            assert response.body["limit"]["limit"] == 15.9
+            assert response.body["limit"]["unit"] == "A"
+            assert response.body["limit"]["purpose"] == "TxProfile"
+            assert response.body["limitRefused"] is None

@@ -16,15 +16,16 @@ POWER = "Power.Active.Import"
 
 
 def accepted_profile(csms: Csms, tx: int, limit: float, unit: str = "A",
-                     at: datetime.datetime = AT) -> None:
+                     at: datetime.datetime = AT, status: str = "Accepted",
+                     profile_id: int = 9101) -> None:
     period = {"startPeriod": 0, "limit": limit}
     if unit == "A":
         period["numberPhases"] = 3
     request = {"connectorId": 1, "csChargingProfiles": {
-        "chargingProfileId": 9101, "transactionId": tx, "stackLevel": 1,
+        "chargingProfileId": profile_id, "transactionId": tx, "stackLevel": 1,
         "chargingProfilePurpose": "TxProfile", "chargingProfileKind": "Relative",
         "chargingSchedule": {"chargingRateUnit": unit, "chargingSchedulePeriod": [period]}}}
-    csms.recorder.answer(CP, "SetChargingProfile", request, {"status": "Accepted"}, None, at)
+    csms.recorder.answer(CP, "SetChargingProfile", request, {"status": status}, None, at)
 
 
 def reading(csms: Csms, tx: int, minutes: float, watts: float) -> list[ev.Event]:
@@ -103,3 +104,38 @@ def test_an_ev_that_draws_nothing_is_idle_from_its_first_such_reading() -> None:
     assert csms.state.sessions[tx].idle_since == first  # since then, not since the last
     reading(csms, tx, 4, 1500.0)
     assert csms.state.sessions[tx].idle_since is None
+
+
+def test_the_limit_in_force_is_the_last_one_accepted_whatever_was_refused_since() -> None:
+    csms = Csms()
+    tx = start(csms)
+    accepted_profile(csms, tx, 10.0)
+    later = AT + datetime.timedelta(minutes=1)
+    accepted_profile(csms, tx, 20.0, at=later, status="Rejected")
+    session = csms.state.sessions[tx]
+    assert session.limit is not None and session.limit.limit == 10.0
+    assert session.refused == "Rejected"  # not controlled until one is accepted again
+    # The charger still enforces 10 A: an EV drawing 16 A is judged against that.
+    reading(csms, tx, 3, 16 * 690.0)
+    reading(csms, tx, 4, 16 * 690.0)
+    assert csms.state.sessions[tx].non_compliant
+    accepted_profile(csms, tx, 16.0, at=AT + datetime.timedelta(minutes=5))
+    session = csms.state.sessions[tx]
+    assert session.limit is not None and session.limit.limit == 16.0
+    assert session.refused is None
+
+
+def test_a_cleared_limit_is_no_longer_in_force() -> None:
+    csms = Csms()
+    tx = start(csms)
+    accepted_profile(csms, tx, 10.0)
+    # Another profile's id, another connector's profiles: its limit stays.
+    csms.recorder.answer(CP, "ClearChargingProfile", {"id": 9102}, {"status": "Accepted"},
+                         None, AT)
+    csms.recorder.answer(CP, "ClearChargingProfile", {"connectorId": 2},
+                         {"status": "Accepted"}, None, AT)
+    assert csms.state.sessions[tx].limit is not None
+    # Every TxProfile on the charger: gone, and so is what the domain knows it enforces.
+    csms.recorder.answer(CP, "ClearChargingProfile", {"chargingProfilePurpose": "TxProfile"},
+                         {"status": "Accepted"}, None, AT)
+    assert csms.state.sessions[tx].limit is None

@@ -293,3 +293,46 @@ async def test_a_full_ev_gives_its_floor_back_until_it_draws_again(
         assert full.evse(1).power_w > 0
         assert other.evse(1).limit_w == pytest.approx(15.9 * W_PER_A)
         assert full.evse(1).limit_w == pytest.approx(15.9 * W_PER_A)
+
+
+async def test_a_restarted_csms_budgets_by_the_limits_its_chargers_accepted(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    site = SiteConfig(limit_kw=22.0)
+    async with smart_site(tmp_path, virtual_clock, site=site) as s:
+        chargers = await s.fleet.spawn(3, evses=1)
+        cp1, cp2, cp3 = chargers
+        await settled(s, chargers)
+        watch = InForceWatch(chargers, 22_000.0)
+        await watch.start(cp1, 1, "TAG-1")
+        await watch.start(cp2, 1, "TAG-2")
+        await settled(s, chargers)
+        assert cp1.evse(1).limit_w == pytest.approx(15.9 * W_PER_A)
+        sent_before = len(tx_profiles(await s.log()))
+
+        # The CSMS restarts; the chargers go on at 15.9 A and come back.
+        await s.stop_csms()
+        await trio.sleep(60)
+        await s.start_csms()
+        await settled(s, chargers)
+        smart = s.running_csms.smart
+        assert smart is not None
+        # It counts them at what they accepted before the restart (10,971 W each, as the
+        # recorded answers say), not at their 22 kW maximum, and sends them nothing new.
+        assert smart.bounds == {("CP_01", 1): pytest.approx(15.9 * W_PER_A),
+                                ("CP_02", 1): pytest.approx(15.9 * W_PER_A)}
+        assert len(tx_profiles(await s.log())) == sent_before
+        # A third session: the others are lowered first, 10.6 A each in the end.
+        await watch.start(cp3, 1, "TAG-3")
+        await settled(s, chargers)
+        assert [cp.evse(1).limit_w for cp in chargers] == [pytest.approx(10.6 * W_PER_A)] * 3
+        assert watch.checks and not watch.violations
+        # Replay rebuilds the same limits in force.
+        rebuilt = replay.rebuild(await s.log()).state
+        for tx, session in s.running_csms.state.sessions.items():
+            assert rebuilt.sessions[tx].limit == session.limit
+
+
+def tx_profiles(log: list[Any]) -> list[Any]:
+    return [row for row in log if row.direction == "out" and '"SetChargingProfile"' in row.frame
+            and '"TxProfile"' in row.frame]

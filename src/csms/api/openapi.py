@@ -111,6 +111,22 @@ def _schemas() -> dict[str, Any]:
                 "stopReason": _NSTRING, "stopIdTag": _NSTRING,
                 "powerW": {"type": ["number", "null"]}, "soc": {"type": ["number", "null"]},
                 "samples": {"type": "integer"},
+                "powerFromEnergy": {"type": "boolean", "description":
+                                    "powerW comes from energy register deltas"},
+                "nonCompliant": {"type": "boolean", "description":
+                                 "it draws persistently more than the limit it accepted"},
+                "limit": {
+                    "type": ["object", "null"],
+                    "description": "the limit its charger accepted for it (the first period"
+                                   " of the profile), as recorded",
+                    "properties": {
+                        "limit": {"type": "number"}, "unit": {"enum": ["A", "W"]},
+                        "chargingProfileId": {"type": "integer"}, "purpose": _STRING,
+                        "acceptedAt": _TIME,
+                    },
+                },
+                "limitRefused": {"type": ["string", "null"], "description":
+                                 "the answer to a later profile it did not accept"},
             },
         },
         "Reservation": {

@@ -112,6 +112,16 @@ def transaction(record: Session) -> dict[str, Any]:
         "powerW": record.power_w,
         "powerFromEnergy": record.power_from_energy,
         "nonCompliant": record.non_compliant,
+        # The limit its charger accepted for it (its TxProfile's first period), and the
+        # answer to a later profile it refused (it is then not controlled).
+        "limit": None if record.limit is None else {
+            "limit": record.limit.limit,
+            "unit": record.limit.unit,
+            "chargingProfileId": record.limit.profile_id,
+            "purpose": record.limit.purpose,
+            "acceptedAt": iso(record.limit.at),
+        },
+        "limitRefused": record.refused,
         "soc": record.soc,
         "samples": record.samples,
     }

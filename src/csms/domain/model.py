@@ -70,6 +70,28 @@ class Evse:
 
 
 @frozen
+class SentProfile:
+    """The last charging profile the CSMS sent to a connector, and the charger's answer.
+
+    ``limit`` is the first period's limit in ``unit`` (A or W); ``status`` is Accepted,
+    Rejected, NotSupported or a CALLERROR code.
+    """
+
+    charger_id: str
+    connector_id: int
+    profile_id: int
+    purpose: str
+    stack_level: int
+    transaction_id: int | None
+    unit: str
+    limit: float
+    status: str
+    at: datetime.datetime
+    #: The first period's numberPhases, if given.
+    phases: int | None = None
+
+
+@frozen
 class Session:
     """A charging session: one OCPP transaction. Energies in Wh, power in W, current in A."""
 
@@ -99,6 +121,12 @@ class Session:
     non_compliant: bool = False
     #: Since when (received) its readings show it drawing nothing (``IDLE_W`` or less).
     idle_since: datetime.datetime | None = None
+    #: The last profile its charger accepted for it (its TxProfile, or the TxDefaultProfile
+    #: on its connector that stands in for one): the limit in force, as OCPP recorded it.
+    limit: SentProfile | None = None
+    #: The answer to the last profile sent for it, when that was not Accepted (Rejected,
+    #: NotSupported, a CALLERROR code): smart charging does not control it until one is.
+    refused: str | None = None
     open: bool = True
     stop_timestamp: str | None = None
     stopped_at: datetime.datetime | None = None
@@ -129,28 +157,6 @@ class Anomaly:
     detail: str
     transaction_id: int | None = None
     key: str | None = None
-
-
-@frozen
-class SentProfile:
-    """The last charging profile the CSMS sent to a connector, and the charger's answer.
-
-    ``limit`` is the first period's limit in ``unit`` (A or W); ``status`` is Accepted,
-    Rejected, NotSupported or a CALLERROR code.
-    """
-
-    charger_id: str
-    connector_id: int
-    profile_id: int
-    purpose: str
-    stack_level: int
-    transaction_id: int | None
-    unit: str
-    limit: float
-    status: str
-    at: datetime.datetime
-    #: The first period's numberPhases, if given.
-    phases: int | None = None
 
 
 @frozen

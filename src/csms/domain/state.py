@@ -325,10 +325,7 @@ def _(event: ev.MeterSampled, state: DomainState) -> None:
         # A closed session's energy is meterStop - meterStart, whatever arrives late.
         changes.update(last_register_wh=last, last_register_at=last_at, energy_wh=energy)
         if "power_w" in changes:
-            profile = state.profiles.get((session.charger_id, session.connector_id))
-            paused = (profile is not None and profile.status == "Accepted"
-                      and profile.transaction_id == session.transaction_id
-                      and profile.limit == 0)
+            paused = session.limit is not None and session.limit.limit == 0
             idle = changes["power_w"] <= IDLE_W and not paused
             changes["idle_since"] = (session.idle_since or event.at) if idle else None
         if "power_w" in changes or "current_a" in changes:
@@ -339,10 +336,8 @@ def _(event: ev.MeterSampled, state: DomainState) -> None:
 def _compliance(state: DomainState, event: ev.MeterSampled, session: Session) -> dict[str, Any]:
     """Whether the session's EV keeps to the limit its charger accepted, after this
     reading (a non_compliant anomaly when it turns so)."""
-    profile = state.profiles.get((session.charger_id, session.connector_id))
-    if (profile is None or profile.status != "Accepted"
-            or profile.transaction_id != session.transaction_id
-            or (event.at - profile.at).total_seconds() < APPLY_GRACE_S):
+    profile = session.limit
+    if profile is None or (event.at - profile.at).total_seconds() < APPLY_GRACE_S:
         return {}
     measured = measured_in_unit(profile.unit, session.power_w, session.current_a, profile.phases)
     if measured is None:
@@ -444,16 +439,23 @@ def _(event: ev.UnknownTransactionMetered, state: DomainState) -> None:
 @_apply.register
 def _(event: ev.ChargingProfileAnswered, state: DomainState) -> None:
     key = (event.charger_id, event.connector_id)
-    state.profiles[key] = SentProfile(
+    profile = SentProfile(
         event.charger_id, event.connector_id, event.profile_id, event.purpose,
         event.stack_level, event.transaction_id, event.unit, event.limit, event.status, event.at,
         event.phases,
     )
+    state.profiles[key] = profile
     state.dirty.add(("profile", key))
     session = state.sessions.get(event.transaction_id) if event.transaction_id else None
-    if event.status == "Accepted" and session is not None and session.idle_since is not None:
-        # Idle counts only while the EV may draw: a pause (0), or its end, starts afresh.
-        _put_session(state, attrs.evolve(session, idle_since=None))
+    if session is None or not session.open or session.charger_id != event.charger_id:
+        return
+    if event.status == "Accepted":
+        # The limit in force for it now. Idle counts only while the EV may draw: a pause
+        # (0), or its end, starts afresh.
+        _put_session(state, attrs.evolve(session, limit=profile, refused=None, idle_since=None))
+    else:
+        # A refusal changes nothing the charger enforces: the last accepted limit holds.
+        _put_session(state, attrs.evolve(session, refused=event.status))
 
 
 @_apply.register
@@ -461,20 +463,27 @@ def _(event: ev.ChargingProfilesCleared, state: DomainState) -> None:
     if event.status != "Accepted":
         return
     for key, profile in list(state.profiles.items()):
-        if profile.charger_id != event.charger_id:
-            continue
-        if event.profile_id is not None:
-            # A specific profile: the other criteria are ignored (as the charger does).
-            matches = profile.profile_id == event.profile_id
-        else:
-            matches = (
-                (event.connector_id is None or profile.connector_id == event.connector_id)
-                and (event.purpose is None or profile.purpose == event.purpose)
-                and (event.stack_level is None or profile.stack_level == event.stack_level)
-            )
-        if matches:
+        if profile.charger_id == event.charger_id and _clears(event, profile):
             del state.profiles[key]
             state.dirty.add(("profile", key))
+    for key, tx in list(state.open_sessions.items()):
+        session = state.sessions[tx]
+        if (key[0] == event.charger_id and session.limit is not None
+                and _clears(event, session.limit)):
+            # What the charger enforces now is unknown to the domain (its other profiles).
+            _put_session(state, attrs.evolve(session, limit=None))
+
+
+def _clears(event: ev.ChargingProfilesCleared, profile: SentProfile) -> bool:
+    """Whether the ClearChargingProfile removes the profile, as a 1.6 charger reads it."""
+    if event.profile_id is not None:
+        # A specific profile: the other criteria are ignored (as the charger does).
+        return profile.profile_id == event.profile_id
+    return (
+        (event.connector_id is None or profile.connector_id == event.connector_id)
+        and (event.purpose is None or profile.purpose == event.purpose)
+        and (event.stack_level is None or profile.stack_level == event.stack_level)
+    )
 
 
 @_apply.register

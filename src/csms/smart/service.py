@@ -18,7 +18,11 @@
   again after a backoff. Every answer is recorded in the domain (and so in the message
   log and replay).
 * The budget counts each session at the most its charger may be enforcing
-  (:mod:`csms.smart.in_force`): decreases go out first, increases once they fit.
+  (:mod:`csms.smart.in_force`): decreases go out first, increases once they fit. The
+  ledger starts from the domain (:meth:`SmartCharging.resume`): the limit each open
+  session's charger accepted, as recorded. What was queued or in flight when a CSMS
+  stopped is not recorded as such yet (an unanswered CALL is only an ``abandoned`` row):
+  after a restart, the charger's next answer, or the next change, settles it.
 * After a charger boots, and on the first message of a connection that did not start
   with a boot, its sender first asks it what profiles it takes (GetConfiguration of
   :data:`~csms.smart.capabilities.CAPABILITY_KEYS`); its profiles are then built in the
@@ -46,10 +50,10 @@ from csms.recorder import Recorder
 from csms.smart.allocator import Demand, EvseKey, allocate
 from csms.smart.capabilities import Capabilities
 from csms.smart.in_force import EPSILON_W, Ledger, Scope, admit
-from csms.smart.profiles import STACK_LEVEL, Form, enforced_w
+from csms.smart.profiles import CONNECTOR_DEFAULT_ID_BASE, STACK_LEVEL, Form, enforced_w
 from csms.smart.sender import Senders, Wanted
 from csms.smart.site import SiteConfig
-from ocppj.charging import min_power_w
+from ocppj.charging import amps_to_watts, min_power_w
 
 log = logging.getLogger("csms.smart")
 
@@ -166,6 +170,7 @@ class SmartCharging:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Rebalance on every tick boundary, and whenever asked to."""
         interval = self.site.rebalance_interval_s
+        self.resume()
         task_status.started()
         while True:
             now = self._clock().timestamp()
@@ -184,6 +189,24 @@ class SmartCharging:
                     self.rebalance()  # a failed session's retry is due
             self.tick += 1
             self.rebalance()
+
+    def resume(self) -> None:
+        """Start from what the recorded OCPP exchanges say each open session's charger
+        accepted: a restarted CSMS budgets by the limits in force, not by each EVSE's
+        maximum, and sends nothing that has not changed."""
+        for key, tx in self.state.open_sessions.items():
+            session = self.state.sessions[tx]
+            profile = session.limit
+            if profile is None or self.ledger.find(key, tx) is not None:
+                continue
+            _, phases, _ = self.site.rating(*key)
+            phases = profile.phases or phases
+            watts = amps_to_watts(profile.limit, phases) if profile.unit == "A" else profile.limit
+            self.ledger.accepted(key, tx, watts, session.samples)
+            if profile.profile_id == CONNECTOR_DEFAULT_ID_BASE + key[1]:
+                # It took our limits as its connector's default (a fallback): so again.
+                self.forms[key] = (tx, Form("TxDefaultProfile", profile.unit,
+                                            profile.stack_level))
 
     def _next_retry(self) -> float:
         """The trio time of the next retry of a failed session (inf: none)."""
