@@ -251,6 +251,82 @@ async def test_a_charger_that_refuses_the_key_list_is_asked_for_every_key(
         assert payload["csChargingProfiles"]["chargingSchedule"]["chargingRateUnit"] == "W"
 
 
+# -- metering keys at boot (issue #13, point 3) --------------------------------------------------
+
+
+def metering_firmware(answer: str) -> dict[str, Any]:
+    """A W-only charger that meters energy only until told otherwise; it answers
+    ChangeConfiguration with ``answer`` (and changes the key when Accepted)."""
+    handlers = w_only_firmware()
+    keys: dict[str, str] = {}
+    get_configuration = handlers["GetConfiguration"]
+
+    def reported(payload: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = get_configuration(payload)
+        for entry in result["configurationKey"]:
+            entry["value"] = keys.get(entry["key"], entry["value"])
+        return result
+
+    def change_configuration(payload: dict[str, Any]) -> dict[str, Any]:
+        if answer == "Accepted":
+            keys[payload["key"]] = payload["value"]
+        return {"status": answer}
+
+    return {**handlers, "GetConfiguration": reported,
+            "ChangeConfiguration": change_configuration}
+
+
+METERING = SiteConfig(
+    limit_kw=11.0,
+    meter_values_sampled_data="Energy.Active.Import.Register; Power.Active.Import",
+    meter_value_sample_interval_s=30,
+)
+
+
+async def test_the_metering_keys_the_site_asks_for_are_set_at_boot_once(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    async with virtual_site(tmp_path, virtual_clock, site=METERING, call_timeout=30.0) as s:
+        wire = Wire()
+        handlers = metering_firmware("Accepted")
+        async with ServingChargePoint.connect(s.port, "CP_W", wire) as cp:
+            cp.handlers = handlers
+            await boot_and_charge(cp)
+            await cp.serve_until(lambda: bool(tx_profiles(cp)))
+            # Power to measure the draw by, every 30 s; then the session's limit.
+            assert cp.served_actions("ChangeConfiguration") == [
+                {"key": "MeterValuesSampledData",
+                 "value": "Energy.Active.Import.Register,Power.Active.Import"},
+                {"key": "MeterValueSampleInterval", "value": "30"},
+            ]
+            configuration = s.running_csms.state.chargers["CP_W"].configuration
+            assert configuration["MeterValueSampleInterval"] == "30"
+            rebuilt = replay.rebuild(await s.log()).state.chargers["CP_W"].configuration
+            assert rebuilt == configuration
+        # Back on a new connection, it reports the values set: nothing to change.
+        async with ServingChargePoint.connect(s.port, "CP_W", wire) as again:
+            again.handlers = handlers
+            await again.call("Heartbeat", {})
+            await again.serve_until(lambda: bool(again.served_actions("GetConfiguration")))
+            await trio.sleep(60)
+            assert again.served_actions("ChangeConfiguration") == []
+
+
+async def test_a_charger_that_refuses_the_metering_keys_is_still_controlled(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    async with (
+        virtual_site(tmp_path, virtual_clock, site=METERING, call_timeout=30.0) as s,
+        ServingChargePoint.connect(s.port, "CP_W", Wire()) as cp,
+    ):
+        cp.handlers = metering_firmware("Rejected")
+        await boot_and_charge(cp)
+        await cp.serve_until(lambda: bool(tx_profiles(cp)))
+        assert len(cp.served_actions("ChangeConfiguration")) == 2
+        configuration = s.running_csms.state.chargers["CP_W"].configuration
+        assert configuration["MeterValuesSampledData"] == "Energy.Active.Import.Register"
+
+
 # -- safety nets (issue #13, point 2) -----------------------------------------------------------
 
 

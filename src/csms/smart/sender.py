@@ -34,7 +34,7 @@ from csms.smart.profiles import (
     tx_default_profile,
 )
 from ocppj import Answer, CallTimeout, OcppjError, SessionClosed
-from ocppj.charging import amps_to_watts
+from ocppj.charging import amps_to_watts, csl_items
 
 if TYPE_CHECKING:
     from csms.smart.service import SmartCharging
@@ -253,6 +253,33 @@ class Senders:
                         self._smart.safety_w[cp_id] = amps_to_watts(safe_a, phases)
                     break
                 log.warning("%s: the %s safety net answered %s", cp_id, purpose, status)
+        await self._meter_settings(conn)
+
+    async def _meter_settings(self, conn: Connection) -> None:
+        """Set the metering keys the site file asks for (``meter_values_sampled_data``,
+        ``meter_value_sample_interval_s``) where the charger reported other values; the
+        answers are recorded, and an accepted one is the charger's configuration."""
+        cp_id = conn.charge_point_id
+        charger = self._smart.state.chargers.get(cp_id)
+        reported = charger.configuration if charger is not None else {}
+        for key, value in self._smart.site.meter_settings().items():
+            if _same_setting(reported.get(key), value):
+                continue
+            try:
+                answer = await self._exchange(conn, "ChangeConfiguration",
+                                              {"key": key, "value": value})
+            except CallTimeout:
+                log.warning("%s: no answer to ChangeConfiguration of %s", cp_id, key)
+                return
+            except (SessionClosed, OcppjError) as exc:
+                log.info("%s: ChangeConfiguration of %s not sent: %s", cp_id, key, exc)
+                return
+            status = _status(answer)
+            if status != "Accepted":
+                # RebootRequired: it takes effect at its next boot. Rejected, NotSupported:
+                # it meters as it does (power comes from its energy register, if need be).
+                log.warning("%s: ChangeConfiguration %s=%s answered %s", cp_id, key, value,
+                            status)
 
     async def _clear(self, conn: Connection, connector_id: int) -> None:
         """Clear the fallback TxDefaultProfile of a connector whose session ended."""
@@ -337,8 +364,16 @@ class Senders:
         return False
 
 
+def _same_setting(reported: str | None, wanted: str) -> bool:
+    """Whether a charger's configuration value is the one wanted (lists compared item by
+    item, without case or spaces)."""
+    if reported is None:
+        return False
+    return [i.lower() for i in csl_items(reported)] == [i.lower() for i in csl_items(wanted)]
+
+
 def _status(answer: Answer) -> str:
-    """A SetChargingProfile answer's status, or the CALLERROR code."""
+    """An answer's status (SetChargingProfile, ChangeConfiguration), or the CALLERROR code."""
     if answer.error is not None:
         return str(answer.error.code)
     return str((answer.payload or {}).get("status"))

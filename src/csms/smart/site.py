@@ -17,7 +17,7 @@ import cattrs
 from attrs import frozen
 from cattrs.v import format_exception
 
-from ocppj.charging import amps_to_watts
+from ocppj.charging import amps_to_watts, csl_items
 
 
 class SiteConfigError(Exception):
@@ -113,6 +113,22 @@ class SiteConfig:
     #: limit (or its group's, if lower): no charger alone exceeds it, whatever profiles it
     #: kept or lost.
     charge_point_max_profile: bool = True
+    #: Set at boot (ChangeConfiguration), where the charger reports otherwise: the
+    #: measurands its MeterValues carry (comma-separated; the closed loop wants power or
+    #: current, and the energy register), and how often (s). None: left as they are.
+    meter_values_sampled_data: str | None = None
+    meter_value_sample_interval_s: int | None = attrs.field(default=None,
+                                                            validator=_non_negative)
+
+    def meter_settings(self) -> dict[str, str]:
+        """The metering keys to set at boot, with their values."""
+        settings = {}
+        if self.meter_values_sampled_data is not None:
+            settings["MeterValuesSampledData"] = ",".join(
+                csl_items(self.meter_values_sampled_data))
+        if self.meter_value_sample_interval_s is not None:
+            settings["MeterValueSampleInterval"] = str(self.meter_value_sample_interval_s)
+        return settings
 
     @property
     def limit_w(self) -> float | None:
