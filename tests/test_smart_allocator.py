@@ -13,6 +13,7 @@ from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -506,3 +507,78 @@ def test_who_ran_keeps_running_while_their_floors_fit(
         sum(d.min_w for d in ran if d.group == g) <= limit for g, limit in groups.items()
     ):
         assert all(result[d.key] > 0 or d.min_w == 0 for d in ran)
+
+
+# -- limits per phase (issue #13, point 5) -------------------------------------------------------
+
+
+def phase_scopes(site: SiteConfig, demands: list[Demand], unit: str = "A",
+                 drawn: dict[EvseKey, tuple[int, ...]] | None = None) -> list[Any]:
+    """The site's current limit on each grid phase, weighted as the service weighs it."""
+    (amps, _), = site.phase_limits_a()
+    weights = {d.key: site.phase_weights(*d.key, unit, (drawn or {}).get(d.key))
+               for d in demands}
+    return [(amps, {k: w[phase] for k, w in weights.items() if phase in w})
+            for phase in ("L1", "L2", "L3")]
+
+
+def test_three_single_phase_wallboxes_on_one_phase_share_its_32_a() -> None:
+    site = SiteConfig(limit_a_per_phase=32.0,
+                      default_charger=ChargerRating(max_power_kw=7.4, phases=1))
+    demands = [ev(f"CP_{i}", max_kw=7.4, phases=1, arrival=float(i)) for i in range(1, 4)]
+    result = allocate(demands, None, phase_scopes=phase_scopes(site, demands))
+    # 32 A on L1 for all three: 32 x 230 / 3 = 2,453.3 W (10.67 A) each. Counted as a
+    # three-phase total (22,080 W) each got its 7,360 W: 96 A on L1.
+    assert result == {d.key: pytest.approx(32 * 230 / 3) for d in demands}
+    # Wired to L1, L2 and L3: 32 A each.
+    wired = attrs.evolve(site, chargers={
+        f"CP_{i}": ChargerRating(max_power_kw=7.4, phases=1, grid_phase=f"L{i}")
+        for i in range(1, 4)})
+    result = allocate(demands, None, phase_scopes=phase_scopes(wired, demands))
+    assert result == {d.key: pytest.approx(32 * 230) for d in demands}
+
+
+def test_a_single_phase_ev_counts_on_its_phase_by_the_chargers_wiring() -> None:
+    site = SiteConfig(limit_a_per_phase=16.0,
+                      chargers={"CP_2": ChargerRating(grid_phase="L2")})
+    demands = [ev("CP_1", arrival=1.0), ev("CP_2", arrival=2.0)]
+    # Not yet measured: both on three phases, 8 A each (8 x 690 = 5,520 W).
+    result = allocate(demands, None, phase_scopes=phase_scopes(site, demands))
+    assert result == {d.key: pytest.approx(8 * 690) for d in demands}
+    # Measured on their L1 only: CP_1 on the grid's L1, CP_2 (rotated) on L2: 16 A each.
+    drawn = {d.key: (1,) for d in demands}
+    result = allocate(demands, None,
+                      phase_scopes=phase_scopes(site, demands, drawn=drawn))
+    assert result == {d.key: pytest.approx(16 * 690) for d in demands}
+    # A limit in W is the total: one phase carries all of it.
+    assert site.phase_weights("CP_2", 1, "W", (1,)) == {"L2": pytest.approx(1 / 230)}
+    assert site.phase_weights("CP_2", 1, "A", None) == {
+        "L2": pytest.approx(1 / 690), "L3": pytest.approx(1 / 690), "L1": pytest.approx(1 / 690)}
+
+
+@given(demand_sets(), SITE, GROUP_LIMITS, st.integers(0, 50))
+def test_progressive_filling_is_the_same_max_min_fair_allocation(
+    demands: list[Demand], site: float | None, groups: dict[str, float], tick: int
+) -> None:
+    # A per-phase scope that never binds switches to progressive filling: same shares.
+    everyone = {d.key: 1.0 for d in demands}
+    plain = allocate(demands, site, groups, tick=tick)
+    progressive = allocate(demands, site, groups, tick=tick, phase_scopes=[(1e12, everyone)])
+    assert progressive == {k: pytest.approx(w, abs=1e-6) for k, w in plain.items()}
+
+
+@given(demand_sets(), st.floats(0, 200), st.integers(0, 50), st.data())
+def test_every_phase_limit_holds(
+    demands: list[Demand], amps: float, tick: int, data: st.DataObject
+) -> None:
+    site = SiteConfig(limit_a_per_phase=amps, chargers={
+        key[0]: ChargerRating(phases=data.draw(st.sampled_from([1, 3])),
+                              grid_phase=data.draw(st.sampled_from(["L1", "L2", "L3"])))
+        for key in {d.key for d in demands}})
+    demands = [attrs.evolve(d, min_w=6 * site.rating(*d.key)[1] * 230.0) for d in demands]
+    scopes = phase_scopes(site, demands)
+    result = allocate(demands, None, tick=tick, phase_scopes=scopes)
+    for limit, members in scopes:
+        fixed = sum(members.get(d.key, 0.0) * d.fixed_load_w for d in demands if not d.controlled)
+        load = sum(members.get(k, 0.0) * w for k, w in result.items())
+        assert load <= max(limit - fixed, 0.0) + 1e-6

@@ -23,7 +23,7 @@ SITE_W = 30_000.0
 GROUP_W = 12_000.0
 KEYS = [("CP_01", 1), ("CP_01", 2), ("CP_02", 1), ("CP_03", 1)]
 GROUP = frozenset(KEYS[:2])
-SCOPES = [(SITE_W, frozenset(KEYS)), (GROUP_W, GROUP)]
+SCOPES = [(SITE_W, dict.fromkeys(KEYS, 1.0)), (GROUP_W, dict.fromkeys(GROUP, 1.0))]
 TX = 7
 
 
@@ -123,7 +123,7 @@ def test_what_a_charger_enforces_stays_within_the_bound_and_the_limits(
 
 def test_a_decrease_goes_out_at_once_and_the_increase_waits_for_its_confirmation() -> None:
     a, b = KEYS[2], KEYS[3]
-    scopes = [(20_000.0, frozenset({a, b}))]
+    scopes = [(20_000.0, {a: 1.0, b: 1.0})]
     # a enforces 16 kW, b 4 kW: the site is full. Swap them.
     now, held = admit({a: 4000.0, b: 16_000.0}, {a: 16_000.0, b: 4000.0}, scopes)
     assert now == {a: 4000.0}
@@ -156,7 +156,7 @@ def test_an_unanswered_limit_counts_until_a_later_one_is_accepted() -> None:
 
 def test_increases_are_let_out_smallest_first_within_every_scope() -> None:
     a, b, c = KEYS[0], KEYS[1], KEYS[2]
-    scopes = [(20_000.0, frozenset({a, b, c})), (10_000.0, frozenset({a, b}))]
+    scopes = [(20_000.0, dict.fromkeys((a, b, c), 1.0)), (10_000.0, dict.fromkeys((a, b), 1.0))]
     now, held = admit({a: 9000.0, b: 6000.0, c: 12_000.0},
                       {a: 4000.0, b: 4000.0, c: 4000.0}, scopes)
     # b's +2,000 fits the group (8,000 <= 10,000); then a's +5,000 would make 13,000 in the

@@ -51,8 +51,9 @@ The limit in force on a connector, in watts, is the minimum of
 ChargePointMaxProfile caps the whole charge point; the simulator applies it to each
 connector on its own (a single connector can never draw more than the whole), not as a
 budget shared among connectors. Amperes become watts as
-``limit * numberPhases * voltage``, with the period's numberPhases or, without one, the
-phases the caller gives.
+``limit * phases * voltage``, the phases being those current flows on (the caller's: a
+single-phase EV on a three-phase charger draws the limit on one phase), and no more than
+the period's numberPhases.
 """
 
 from __future__ import annotations
@@ -406,8 +407,8 @@ class ProfileStore:
             now: the moment asked about.
             transaction_start: when the transaction on that connector started; None when
                 none runs (TxProfiles and Relative profiles are then not in force).
-            phases: the phases an amperes limit applies to when its period has no
-                numberPhases.
+            phases: the phases current flows on (the EV's): an amperes limit applies to
+                each, and to no more than its period's numberPhases.
             voltage: phase-to-neutral voltage.
 
         Raises:
@@ -479,7 +480,10 @@ class ProfileStore:
             rank = (plan.stack_level, plan.connector_id != 0)
             if best is None or rank > best:
                 best = rank
-                watts = to_watts(period.limit, plan.unit, period.number_phases or phases, voltage)
+                # A limit in A is per phase: current flows on the EV's phases, at most
+                # on the numberPhases the period allows.
+                flowing = min(period.number_phases or phases, phases)
+                watts = to_watts(period.limit, plan.unit, flowing, voltage)
                 best_watts = max(0.0, watts)
         return best_watts
 

@@ -146,6 +146,25 @@ class Reading:
 #: A draw at or below this (W) is none: the EV is full, or waits.
 IDLE_W = 100.0
 
+#: A phase carrying less current than this (A) carries none.
+PHASE_DRAW_A = 1.0
+
+
+def phases_drawn(current_a: tuple[tuple[str, float], ...] | None) -> tuple[int, ...] | None:
+    """The phases (1 to 3) an EV draws current on, from one reading's Current.Import per
+    phase: those carrying at least 1 A, when the charger reported two phases or more and
+    one of them carries current (None: unknown; a meter reporting one phase says nothing
+    of the others)."""
+    if not current_a:
+        return None
+    by_phase: dict[int, float] = {}
+    for phase, amps in current_a:
+        if len(phase) >= 2 and phase[0] == "L" and phase[1] in "123":  # L1, L1-N, ...
+            n = int(phase[1])
+            by_phase[n] = max(by_phase.get(n, 0.0), amps)
+    drawn = tuple(sorted(n for n, amps in by_phase.items() if amps >= PHASE_DRAW_A))
+    return drawn if len(by_phase) >= 2 and drawn else None
+
 #: Register readings closer than this give no power: a Wh register over a few seconds
 #: is mostly rounding.
 POWER_FROM_ENERGY_MIN_S = 10.0

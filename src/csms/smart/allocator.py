@@ -20,17 +20,25 @@ Rules:
   watts (max-min fair): equal demands get equal shares, and capacity an EVSE cannot use
   goes to the others. Groups are water-filled first, so no group exceeds its limit; then
   the site.
+* Limits per phase (A) are weighted scopes: each EVSE's watts count, on each grid phase
+  its EV draws from, at the current they make there (``Scope``). With any, the shares are
+  filled progressively under every limit at once (the same max-min fair result).
 * The result depends on the set of demands, not on their order.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 
 from attrs import frozen
 
 #: (charger id, connector id)
 EvseKey = tuple[str, int]
+
+#: A limit and what one W of each EVSE's limit counts as against it: 1 for a limit in W;
+#: for a current limit on one grid phase, the A per W it draws there (none: not there).
+Scope = tuple[float, Mapping[EvseKey, float]]
 
 
 @frozen
@@ -118,6 +126,7 @@ def allocate(
     tick: int = 0,
     guard_band_w: float = 1500.0,
     previous: Mapping[EvseKey, float] | None = None,
+    phase_scopes: Sequence[Scope] = (),
 ) -> dict[EvseKey, float]:
     """One limit in W per controlled EVSE (0 = paused).
 
@@ -129,6 +138,7 @@ def allocate(
         guard_band_w: headroom left to an EV that draws less than it was given.
         previous: the allocation made earlier in the same rotation interval (None: a new
             interval): who ran keeps running, who was paused stays paused.
+        phase_scopes: current limits per grid phase, weighted (see :data:`Scope`).
     """
     group_limits = dict(group_limits_w or {})
     all_demands = sorted(demands, key=lambda d: (d.arrival, d.key))
@@ -144,11 +154,18 @@ def allocate(
             group_budget[d.group] -= d.fixed_load_w
     budget = max(budget, 0.0)
     group_budget = {g: max(b, 0.0) for g, b in group_budget.items()}
+    # Weighted scopes: their room once the fixed load is counted, in key order (exact and
+    # the same whatever the order of the demands).
+    weighted = [
+        (max(limit - math.fsum(members.get(d.key, 0.0) * d.fixed_load_w
+                               for d in all_demands if not d.controlled), 0.0), members)
+        for limit, members in phase_scopes
+    ]
 
     # An EVSE rated below its session's minimum cannot be given a limit the EV accepts
     # (anything in 0 < limit < min_w is one it refuses): it gets 0 and takes no budget.
     chargeable = [d for d in controlled if d.min_w <= d.max_w]
-    admitted = _admit(chargeable, budget, group_budget, tick, previous)
+    admitted = _admit(chargeable, budget, group_budget, tick, previous, weighted)
     result = {d.key: 0.0 for d in controlled}
     if not admitted:
         return result
@@ -160,39 +177,52 @@ def allocate(
     for d in admitted:
         if d.group is not None:
             group_spent[d.group] = group_spent.get(d.group, 0.0) + d.min_w
-    extra = _fill(
-        extra_caps, groups, budget - spent,
-        {g: b - group_spent.get(g, 0.0) for g, b in group_budget.items()},
-    )
+    group_room = {g: b - group_spent.get(g, 0.0) for g, b in group_budget.items()}
+    if weighted:
+        constraints: list[Scope] = [(budget - spent, dict.fromkeys(extra_caps, 1.0))]
+        for g, room in sorted(group_room.items()):
+            constraints.append((room, {k: 1.0 for k, group in groups.items() if group == g}))
+        for room, members in weighted:
+            used = math.fsum(members.get(d.key, 0.0) * d.min_w for d in admitted)
+            constraints.append((room - used, {k: w for k, w in members.items()
+                                              if k in extra_caps and w > 0}))
+        extra = _progressive(extra_caps, constraints)
+    else:
+        extra = _fill(extra_caps, groups, budget - spent, group_room)
     for d in admitted:
         result[d.key] = d.min_w + extra[d.key]
     return result
 
 
 def _admit(demands: Sequence[Demand], budget: float, group_budget: Mapping[str, float],
-           tick: int, previous: Mapping[EvseKey, float] | None = None) -> list[Demand]:
+           tick: int, previous: Mapping[EvseKey, float] | None = None,
+           weighted: Sequence[Scope] = ()) -> list[Demand]:
     """The sessions that get at least their minimum, in a rotating order; within a
     rotation interval, those that ran first and those paused next."""
     if sum(d.min_w for d in demands) <= budget and all(
         sum(d.min_w for d in demands if d.group == g) <= b for g, b in group_budget.items()
+    ) and all(
+        math.fsum(members.get(d.key, 0.0) * d.min_w for d in demands) <= room
+        for room, members in weighted
     ):
         return list(demands)
     n = len(demands)
     # Rotate by the number left out at tick 0, so the paused set moves on each tick.
-    left_out = n - len(_greedy(demands, budget, group_budget))
+    left_out = n - len(_greedy(demands, budget, group_budget, weighted))
     offset = (tick * max(left_out, 1)) % n if n else 0
     rotated = list(demands[offset:]) + list(demands[:offset])
     if previous is not None:
         # Sorting is stable: the rotated order holds within each rank.
         rotated.sort(key=lambda d: 0 if previous.get(d.key, 0.0) > 0 else
                      1 if d.key in previous else 2)
-    return _greedy(rotated, budget, group_budget)
+    return _greedy(rotated, budget, group_budget, weighted)
 
 
 def _greedy(order: Sequence[Demand], budget: float,
-            group_budget: Mapping[str, float]) -> list[Demand]:
+            group_budget: Mapping[str, float], weighted: Sequence[Scope] = ()) -> list[Demand]:
     used = 0.0
     group_used: dict[str, float] = {}
+    weighted_used = [0.0] * len(weighted)
     admitted = []
     for d in order:
         if used + d.min_w > budget:
@@ -201,9 +231,65 @@ def _greedy(order: Sequence[Demand], budget: float,
         if (group is not None and group in group_budget
                 and group_used.get(group, 0.0) + d.min_w > group_budget[group]):
             continue
+        loads = [members.get(d.key, 0.0) * d.min_w for _, members in weighted]
+        if any(weighted_used[i] + load > weighted[i][0] + 1e-9
+               for i, load in enumerate(loads) if load):
+            continue
+        for i, load in enumerate(loads):
+            weighted_used[i] += load
         used += d.min_w
         if d.group is not None:
             group_used[d.group] = group_used.get(d.group, 0.0) + d.min_w
         admitted.append(d)
     return admitted
 
+
+
+def _progressive(caps: Mapping[EvseKey, float],
+                 constraints: Sequence[Scope]) -> dict[EvseKey, float]:
+    """Max-min fair shares under weighted limits (progressive filling): every share rises
+    from 0 at the same pace, and stops at its cap, or when a limit it weighs on is full.
+    Keys are handled in sorted order: the result does not depend on any set's order."""
+    result = dict.fromkeys(caps, 0.0)
+    index: dict[EvseKey, list[tuple[int, float]]] = {k: [] for k in caps}
+    weight = [0.0] * len(constraints)
+    members_left = [0] * len(constraints)
+    frozen = [0.0] * len(constraints)
+    for i, (_, members) in enumerate(constraints):
+        for key in sorted(members):
+            w = members[key]
+            if key in index and w > 0:
+                index[key].append((i, w))
+                weight[i] += w
+                members_left[i] += 1
+    active = set(caps)
+    by_cap = sorted(caps, key=lambda k: (caps[k], k))
+    pointer = 0
+    level = 0.0
+
+    def freeze(key: EvseKey, value: float) -> None:
+        result[key] = value
+        active.discard(key)
+        for i, w in index[key]:
+            frozen[i] += w * value
+            weight[i] -= w
+            members_left[i] -= 1
+
+    while active:
+        while by_cap[pointer] not in active:
+            pointer += 1
+        next_cap = caps[by_cap[pointer]]
+        binding, bind_level = None, math.inf
+        for i, (limit, _) in enumerate(constraints):
+            if members_left[i] and weight[i] > 0:
+                at = (limit - frozen[i]) / weight[i]
+                if at < bind_level:
+                    binding, bind_level = i, at
+        if binding is None or next_cap <= bind_level:
+            level = max(level, next_cap)
+            freeze(by_cap[pointer], next_cap)
+            continue
+        level = max(level, bind_level)
+        for key in sorted(k for k in constraints[binding][1] if k in active):
+            freeze(key, min(max(level, 0.0), caps[key]))
+    return result

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
-from csms.smart.allocator import EvseKey
+from csms.smart.allocator import EvseKey, Scope
 
 #: Rounding slack in watts when comparing a load with a limit.
 EPSILON_W = 1e-6
@@ -148,10 +148,6 @@ class Ledger:
             limit.in_flight = None
 
 
-#: A limit and the EVSEs under it.
-Scope = tuple[float, frozenset[EvseKey]]
-
-
 def admit(
     changes: Mapping[EvseKey, float],
     bounds: Mapping[EvseKey, float],
@@ -167,14 +163,16 @@ def admit(
     Args:
         changes: the new limit (W) of each EVSE whose limit changes.
         bounds: the most each EVSE may be enforcing now (every EVSE of every scope).
-        scopes: the site's and the groups' limits with their EVSEs.
+        scopes: the site's and the groups' limits (W), and the current limits per phase
+            (A), with their EVSEs' weights (:data:`~csms.smart.allocator.Scope`).
 
     Returns:
         (now, held).
     """
     scope_list: Sequence[Scope] = list(scopes)
     # fsum is exact, so the loads do not depend on the order of a set (string hashing).
-    loads = [math.fsum(bounds.get(k, 0.0) for k in members) for _, members in scope_list]
+    loads = [math.fsum(bounds.get(k, 0.0) * w for k, w in members.items())
+             for _, members in scope_list]
     now: dict[EvseKey, float] = {}
     held: dict[EvseKey, float] = {}
     increases = []
@@ -185,10 +183,11 @@ def admit(
         else:
             increases.append((watts - bound, key, watts))
     for step, key, watts in sorted(increases):
-        touched = [i for i, (_, members) in enumerate(scope_list) if key in members]
-        if all(loads[i] + step <= scope_list[i][0] + EPSILON_W for i in touched):
-            for i in touched:
-                loads[i] += step
+        touched = [(i, w) for i, (_, members) in enumerate(scope_list)
+                   if (w := members.get(key, 0.0)) > 0]
+        if all(loads[i] + step * w <= scope_list[i][0] + EPSILON_W * w for i, w in touched):
+            for i, w in touched:
+                loads[i] += step * w
             now[key] = watts
         else:
             held[key] = watts

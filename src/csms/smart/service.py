@@ -43,16 +43,17 @@ import attrs
 import trio
 
 from csms.domain import events as ev
+from csms.domain.meter import phases_drawn
 from csms.domain.model import Session
 from csms.domain.state import DomainState
 from csms.ocpp.connection_manager import ConnectionManager
 from csms.recorder import Recorder
-from csms.smart.allocator import Demand, EvseKey, allocate
+from csms.smart.allocator import Demand, EvseKey, Scope, allocate
 from csms.smart.capabilities import Capabilities
-from csms.smart.in_force import EPSILON_W, Ledger, Scope, admit
+from csms.smart.in_force import EPSILON_W, Ledger, admit
 from csms.smart.profiles import CONNECTOR_DEFAULT_ID_BASE, STACK_LEVEL, Form, enforced_w
 from csms.smart.sender import Senders, Wanted
-from csms.smart.site import SiteConfig
+from csms.smart.site import GRID_PHASES, SiteConfig
 from ocppj.charging import amps_to_watts, min_power_w
 
 log = logging.getLogger("csms.smart")
@@ -268,12 +269,22 @@ class SmartCharging:
                 min_w=min_power_w(phases),
                 arrival=(session.started_at - epoch).total_seconds(),
                 group=self.site.group_of(key[0]),
-                measured_w=session.power_w,
+                measured_w=self._measured_w(key, session, phases),
                 previous_w=limit.previous(session.samples) if limit is not None else None,
                 controlled=controlled,
                 fixed_w=fixed,
             ))
         return result
+
+    def _measured_w(self, key: EvseKey, session: Session, phases: int) -> float | None:
+        """What the session draws, as its limit counts it: a limit in A is per phase of
+        the EVSE's, so an EV measured drawing on fewer phases (one, on a three-phase
+        charger) uses all of it with a third of the power."""
+        drawn = phases_drawn(session.current_a)
+        if (session.power_w is None or drawn is None or len(drawn) >= phases
+                or self.form(key, session.transaction_id).unit != "A"):
+            return session.power_w
+        return session.power_w * phases / len(drawn)
 
     def _idle(self, session: Session, bound_w: float, floor_w: float) -> bool:
         """Whether the session has drawn nothing for ``idle_release_s`` with no more than
@@ -284,17 +295,39 @@ class SmartCharging:
         return idle_s >= self.site.idle_release_s
 
     def _scopes(self, keys: set[EvseKey]) -> list[Scope]:
-        """The site's and each group's limit, with their EVSEs among ``keys``."""
+        """The site's and each group's limit in W, with their EVSEs among ``keys``."""
         scopes: list[Scope] = []
-        if self.site.limit_w is not None:
-            scopes.append((self.site.limit_w, frozenset(keys)))
-        group_limits = self.site.group_limits_w()
-        members: dict[str, set[EvseKey]] = {name: set() for name in group_limits}
+        site_w, group_limits = self.site.watt_limits()
+        if site_w is not None:
+            scopes.append((site_w, dict.fromkeys(keys, 1.0)))
+        members: dict[str, dict[EvseKey, float]] = {name: {} for name in group_limits}
         for key in keys:
             group = self.site.group_of(key[0])
             if group in members:
-                members[group].add(key)
-        scopes.extend((limit, frozenset(members[name])) for name, limit in group_limits.items())
+                members[group][key] = 1.0
+        scopes.extend((limit, members[name]) for name, limit in group_limits.items())
+        return scopes
+
+    def _phase_scopes(self, keys: list[EvseKey],
+                      capabilities: dict[str, Capabilities]) -> list[Scope]:
+        """The site's and groups' current limits, one scope per grid phase: each EVSE
+        weighted by the current one W of its limit makes there (by its wiring, its unit,
+        and the phases its EV was measured drawing on)."""
+        limits = self.site.phase_limits_a()
+        if not limits:
+            return []
+        weights: dict[EvseKey, dict[str, float]] = {}
+        for key in sorted(keys):
+            tx = self.state.open_sessions[key]
+            unit = self.form(key, tx, capabilities).unit
+            drawn = phases_drawn(self.state.sessions[tx].current_a)
+            weights[key] = self.site.phase_weights(*key, unit, drawn)
+        scopes: list[Scope] = []
+        for amps, group in limits:
+            members = [k for k in weights if group is None or self.site.group_of(k[0]) == group]
+            for phase in GRID_PHASES:
+                scopes.append((amps, {k: weights[k][phase] for k in members
+                                      if phase in weights[k]}))
         return scopes
 
     def rebalance(self) -> dict[EvseKey, float]:
@@ -310,9 +343,13 @@ class SmartCharging:
         # Within a rotation interval the pauses hold, whatever starts or stops.
         previous = self.allocation if rotation == self._rotation else None
         self._rotation = rotation
+        capabilities: dict[str, Capabilities] = {}
+        phase_scopes = self._phase_scopes([d.key for d in demands], capabilities)
+        site_w, groups_w = self.site.watt_limits()
         self.allocation = allocate(
-            demands, self.site.limit_w, self.site.group_limits_w(), tick=rotation,
+            demands, site_w, groups_w, tick=rotation,
             guard_band_w=self.site.guard_band_kw * 1000, previous=previous,
+            phase_scopes=phase_scopes,
         )
         open_sessions = self.state.open_sessions
         self.ledger.forget_ended(open_sessions)
@@ -325,8 +362,7 @@ class SmartCharging:
         # Every session counts at the most its charger may be enforcing: a decrease only
         # once confirmed, an increase from the moment it is handed out.
         self.bounds = {d.key: d.fixed_load_w for d in demands}
-        scopes = self._scopes(set(self.bounds))
-        capabilities: dict[str, Capabilities] = {}
+        scopes = self._scopes(set(self.bounds)) + phase_scopes
         now, self.held = admit(self._to_send(demands, scopes, capabilities), self.bounds, scopes)
         for key, watts in sorted(now.items()):
             tx = open_sessions[key]
@@ -405,16 +441,16 @@ class SmartCharging:
             in_force[key] = to_send[key] = watts
         # Every demand is either allocated (in_force) or fixed: the scopes cover them all.
         fixed = {d.key: d.fixed_load_w for d in demands if not d.controlled}
-        for limit_w, members in scopes:
+        for cap, members in scopes:
             # fsum is exact: a set's order follows string hashing, which differs from
             # process to process, and float addition is not associative.
-            load = math.fsum(in_force.get(k, fixed.get(k, 0.0)) for k in members)
+            load = math.fsum(in_force.get(k, fixed.get(k, 0.0)) * w for k, w in members.items())
             # Largest overshoot first, until the limits in force fit.
             for key in sorted((k for k in members if k in kept and kept[k] > self.allocation[k]),
                               key=lambda k: (self.allocation[k] - kept[k], k)):
-                if load <= limit_w:
+                if load <= cap:
                     break
-                load -= kept[key] - self.allocation[key]
+                load -= (kept[key] - self.allocation[key]) * members[key]
                 in_force[key] = to_send[key] = self.allocation[key]
                 del kept[key]
         return to_send

@@ -17,7 +17,10 @@ import cattrs
 from attrs import frozen
 from cattrs.v import format_exception
 
-from ocppj.charging import amps_to_watts, csl_items
+from ocppj.charging import NOMINAL_VOLTAGE_V, amps_to_watts, csl_items
+
+#: The grid's phases, in rotation order.
+GRID_PHASES = ("L1", "L2", "L3")
 
 
 class SiteConfigError(Exception):
@@ -41,6 +44,11 @@ def _positive(instance: Any, attribute: attrs.Attribute[Any], value: float) -> N
 def _phases(instance: Any, attribute: attrs.Attribute[Any], value: int | None) -> None:
     if value is not None and value not in (1, 3):
         raise _Invalid(f"{attribute.name} must be 1 or 3, got {value}")
+
+
+def _grid_phase(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if value not in GRID_PHASES:
+        raise _Invalid(f"{attribute.name} must be L1, L2 or L3, got {value!r}")
 
 
 def _unit(instance: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
@@ -69,6 +77,10 @@ class ChargerRating:
     #: The highest stackLevel to use (None: the ChargeProfileMaxStackLevel it reports).
     max_stack_level: int | None = attrs.field(default=None, validator=_non_negative)
     evses: dict[int, EvseRating] = attrs.field(factory=dict)
+    #: The grid phase its L1 is wired to. A single-phase charger draws there only; on
+    #: three phases it is the rotation (L2: its L1, L2, L3 are the grid's L2, L3, L1),
+    #: which places an EV that charges on one phase.
+    grid_phase: str = attrs.field(default="L1", validator=_grid_phase)
 
 
 @frozen
@@ -143,6 +155,38 @@ class SiteConfig:
         phases = evse.phases if evse.phases is not None else charger.phases
         unit = evse.unit if evse.unit is not None else charger.unit
         return max_kw * 1000.0, phases, unit
+
+    def phase_weights(self, charger_id: str, connector_id: int, unit: str,
+                      drawn: tuple[int, ...] | None = None) -> dict[str, float]:
+        """The current (A) one W of the EVSE's limit makes on each grid phase its EV draws
+        from: on each of the EVSE's phases (``drawn``: the charger phases, 1 to 3, it was
+        measured drawing on, if fewer), placed by the charger's wiring. A limit in A is
+        per phase of the profile's (the EVSE's) phases, whatever the EV uses; one in W is
+        the total, on the phases the EV draws from."""
+        _, phases, _ = self.rating(charger_id, connector_id)
+        used = tuple(n for n in drawn if n <= phases) if drawn else ()
+        used = used or tuple(range(1, phases + 1))
+        per_w = 1.0 / (NOMINAL_VOLTAGE_V * (phases if unit == "A" else len(used)))
+        offset = GRID_PHASES.index(self.charger(charger_id).grid_phase)
+        return {GRID_PHASES[(offset + n - 1) % 3]: per_w for n in used}
+
+    def watt_limits(self) -> tuple[float | None, dict[str, float]]:
+        """The site's and groups' limits given in kW, in W; those given in A per phase are
+        limits on each phase (:meth:`phase_limits_a`), not on the total."""
+        site = self.limit_kw * 1000.0 if self.limit_kw is not None else None
+        groups = {name: group.limit_kw * 1000.0 for name, group in self.groups.items()
+                  if group.limit_kw is not None}
+        return site, groups
+
+    def phase_limits_a(self) -> list[tuple[float, str | None]]:
+        """The current limits per phase: (A, group), the site's with group None."""
+        limits: list[tuple[float, str | None]] = []
+        if self.limit_a_per_phase is not None and self.limit_kw is None:
+            limits.append((self.limit_a_per_phase, None))
+        for name, group in sorted(self.groups.items()):
+            if group.limit_a_per_phase is not None and group.limit_kw is None:
+                limits.append((group.limit_a_per_phase, name))
+        return limits
 
     def charger(self, charger_id: str) -> ChargerRating:
         """The rating of a charger (the default one's, if it is not listed)."""
