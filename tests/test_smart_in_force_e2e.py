@@ -12,6 +12,7 @@ others first (see docs/smart-charging.md, "The in-force budget").
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -336,3 +337,42 @@ async def test_a_restarted_csms_budgets_by_the_limits_its_chargers_accepted(
 def tx_profiles(log: list[Any]) -> list[Any]:
     return [row for row in log if row.direction == "out" and '"SetChargingProfile"' in row.frame
             and '"TxProfile"' in row.frame]
+
+
+async def test_a_restarted_csms_counts_an_increase_that_was_never_answered(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    site = SiteConfig(limit_kw=22.0)
+    async with smart_site(tmp_path, virtual_clock, site=site) as s:
+        chargers = await s.fleet.spawn(3, evses=1)
+        cp1, cp2, cp3 = chargers
+        await settled(s, chargers)
+        watch = InForceWatch(chargers, 22_000.0)
+        await watch.start(cp1, 1, "TAG-1")
+        await watch.start(cp2, 1, "TAG-2")
+        await settled(s, chargers)
+        # CP_01 stops answering SetChargingProfile; CP_02's session ends, so CP_01 is sent
+        # 31.8 A (22 kW): no answer within the 30 s call timeout.
+        cp1.behaviour = SlowAnswers(math.inf, frozenset({"SetChargingProfile"}))
+        await cp2.stop_session(1)
+        await trio.sleep(60)
+        tx = s.running_csms.state.open_sessions[("CP_01", 1)]
+        uncertain = s.running_csms.state.sessions[tx].uncertain
+        assert uncertain is not None and uncertain.limit == 31.8
+
+        # After a restart the CSMS still counts it: CP_01 may be enforcing 31.8 A
+        # (21,942 W). CP_03 starts; CP_01's safety net and share (11 kW) go out and are
+        # not answered either (30 s each), so CP_03 gets what is left: not even its
+        # floor, it is paused.
+        await s.stop_csms()
+        await s.start_csms()
+        await eventually(lambda: all(cp.online for cp in chargers))
+        await watch.start(cp3, 1, "TAG-3")
+        await trio.sleep(90)
+        smart = s.running_csms.smart
+        assert smart is not None
+        assert smart.bounds[("CP_01", 1)] == pytest.approx(31.8 * W_PER_A)
+        assert cp3.evse(1).limit_w == 0.0
+        assert not watch.violations
+        rebuilt = replay.rebuild(await s.log()).state
+        assert rebuilt.sessions[tx].uncertain == s.running_csms.state.sessions[tx].uncertain

@@ -93,6 +93,10 @@ class Csms:
 
         async def observe(direction: Direction, frame: str, at: datetime.datetime) -> None:
             store.append_frame(charge_point_id, direction.value, frame, at)
+            if direction is not Direction.IN:
+                # A profile of ours on its way, or given up: domain state (the charger
+                # may be applying it), committed with the frame.
+                self.recorder.call_frame(charge_point_id, direction.value, frame, at)
             if direction is Direction.OUT:
                 # Durability: nothing leaves before the frame (and the state changes the
                 # handler queued before it) is committed.

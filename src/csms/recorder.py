@@ -15,9 +15,16 @@ from typing import Any
 import orjson
 
 from csms.domain import events as ev
-from csms.domain.projection import events_for, events_for_answer
+from csms.domain.projection import (
+    events_for,
+    events_for_abandoned,
+    events_for_answer,
+    events_for_call,
+)
 from csms.domain.state import DomainState, apply
 from csms.storage.base import Changes, SampleRow, Store
+from ocppj import frames
+from ocppj.errors import FrameError
 
 log = logging.getLogger("csms.recorder")
 
@@ -41,6 +48,25 @@ def connection_event(
     if data.get("replaced"):
         return None
     return ev.ChargerDisconnected(charger_id, at, str(data.get("reason", "")))
+
+
+def events_for_our_frame(
+    state: DomainState, charger_id: str, direction: str, frame: str, at: datetime.datetime
+) -> list[ev.Event]:
+    """The events of a message-log row of ours: a CALL we sent (``out``), or one we gave
+    up (``abandoned``, its text ``{"uniqueId", "action"}``)."""
+    if direction == "abandoned":
+        data = orjson.loads(frame)
+        return events_for_abandoned(state, charger_id, str(data.get("action")), at)
+    if direction != "out":
+        return []
+    try:
+        parsed = frames.parse(frame)
+    except FrameError:
+        return []
+    if not isinstance(parsed, frames.Call):
+        return []
+    return events_for_call(state, charger_id, parsed.action, parsed.payload, at)
 
 
 class Recorder:
@@ -72,6 +98,16 @@ class Recorder:
         if events:
             self._apply(events)
         return events
+
+    def call_frame(self, charger_id: str, direction: str, frame: str,
+                   at: datetime.datetime) -> None:
+        """Apply what one of our CALLs going out, or given up, changes (``frame``: as the
+        message log keeps it). Cheap for every other frame: only SetChargingProfile counts."""
+        if '"SetChargingProfile"' not in frame:
+            return
+        events = events_for_our_frame(self.state, charger_id, direction, frame, at)
+        if events:
+            self._apply(events)
 
     def connection(
         self, charger_id: str, direction: str, at: datetime.datetime, **data: Any

@@ -16,9 +16,9 @@ import attrs
 import orjson
 
 from csms.domain import events as ev
-from csms.domain.projection import events_for, events_for_answer
+from csms.domain.projection import events_for, events_for_answer, events_for_call
 from csms.domain.state import DomainState, apply
-from csms.recorder import connection_event, sample_rows
+from csms.recorder import connection_event, events_for_our_frame, sample_rows
 from csms.storage.base import LogRow, SampleRow
 from ocppj import frames
 from ocppj.errors import FrameError, PayloadError
@@ -56,10 +56,9 @@ def rebuild(rows: Iterable[LogRow]) -> Rebuilt:
             apply_all([event] if event is not None else [])
             continue
         if row.direction == "abandoned":
-            # The live CSMS gave that CALL up: an answer read after this row was dropped.
-            mine = ours.get(row.charger_id)
-            if mine is not None and mine[0] == orjson.loads(row.frame).get("uniqueId"):
-                del ours[row.charger_id]
+            apply_all(events_for_our_frame(state, row.charger_id, row.direction, row.frame,
+                                           row.at))
+            _give_up(ours, row)
             continue
         try:
             frame = frames.parse(row.frame)
@@ -83,6 +82,8 @@ def rebuild(rows: Iterable[LogRow]) -> Rebuilt:
             apply_all(events_for(state, row.charger_id, action, request, response, at))
         elif row.direction == "out" and isinstance(frame, frames.Call):
             ours[row.charger_id] = (frame.unique_id, frame.action, frame.payload)
+            apply_all(events_for_call(state, row.charger_id, frame.action, frame.payload,
+                                      row.at))
         elif row.direction == "in" and not isinstance(frame, frames.Call):
             mine = ours.get(row.charger_id)
             if mine is None or mine[0] != frame.unique_id:
@@ -94,6 +95,14 @@ def rebuild(rows: Iterable[LogRow]) -> Rebuilt:
                                         row.at))
     state.take_dirty()
     return Rebuilt(state, samples)
+
+
+def _give_up(ours: dict[str, tuple[str, str, dict[str, Any]]], row: LogRow) -> None:
+    """The live CSMS gave up the CALL of an ``abandoned`` row: an answer read after it was
+    dropped, so it is no longer awaited."""
+    mine = ours.get(row.charger_id)
+    if mine is not None and mine[0] == orjson.loads(row.frame).get("uniqueId"):
+        del ours[row.charger_id]
 
 
 def _answer_of(

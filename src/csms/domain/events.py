@@ -197,6 +197,33 @@ class ChargingProfileAnswered:
 
 
 @frozen
+class ChargingProfileSent:
+    """We sent a SetChargingProfile for an open session (the CALL is in the message log):
+    until it is answered, the charger may be applying it."""
+
+    charger_id: str
+    at: datetime.datetime
+    connector_id: int
+    profile_id: int
+    purpose: str
+    stack_level: int
+    transaction_id: int
+    unit: str
+    limit: float
+    phases: int | None = None
+
+
+@frozen
+class CallAbandoned:
+    """We gave up one of our CALLs without an answer (timed out, or its caller was
+    cancelled): an answer read later is dropped."""
+
+    charger_id: str
+    at: datetime.datetime
+    action: str
+
+
+@frozen
 class ConfigurationReported:
     """The charger reported configuration key values: its answer to our GetConfiguration,
     or a ChangeConfiguration it accepted. ``values`` holds the keys that came with a value,
@@ -319,6 +346,8 @@ Event = (
     | UnknownTransactionMetered
     | DataTransferReceived
     | ChargingProfileAnswered
+    | ChargingProfileSent
+    | CallAbandoned
     | ConfigurationReported
     | ChargingProfilesCleared
     | ReservationAnswered

@@ -6,6 +6,7 @@ import datetime
 
 from attrs import field, frozen
 
+from ocppj.charging import NOMINAL_VOLTAGE_V
 from ocppj.timestamps import parse_timestamp
 
 #: OCPP statuses under which an EVSE gets no power allocation.
@@ -90,6 +91,14 @@ class SentProfile:
     #: The first period's numberPhases, if given.
     phases: int | None = None
 
+    @property
+    def max_w(self) -> float:
+        """The most it lets an EV draw, in W: a limit in A on its numberPhases (three if
+        not given, the most a charger may apply it to)."""
+        if self.unit == "W":
+            return self.limit
+        return self.limit * NOMINAL_VOLTAGE_V * (self.phases or 3)
+
 
 @frozen
 class Session:
@@ -127,6 +136,12 @@ class Session:
     #: The answer to the last profile sent for it, when that was not Accepted (Rejected,
     #: NotSupported, a CALLERROR code): smart charging does not control it until one is.
     refused: str | None = None
+    #: The profile sent for it and not answered yet (a CSMS stopped in between leaves it
+    #: here): its charger may be applying it.
+    pending: SentProfile | None = None
+    #: The highest profile sent for it since the last it accepted that was never answered
+    #: (given up): its charger may have applied it, and may still be enforcing it.
+    uncertain: SentProfile | None = None
     open: bool = True
     stop_timestamp: str | None = None
     stopped_at: datetime.datetime | None = None

@@ -300,23 +300,52 @@ class Answered:
 OutProjector = Callable[[DomainState, Answered], list[ev.Event]]
 
 
-def set_charging_profile(state: DomainState, a: Answered) -> list[ev.Event]:
-    profile = a.request["csChargingProfiles"]
+def _profile(state: DomainState, charger_id: str, request: dict[str, Any]) -> dict[str, Any]:
+    """A SetChargingProfile payload's fields as the domain keeps them (its first period)."""
+    profile = request["csChargingProfiles"]
     schedule = profile["chargingSchedule"]
     periods = schedule["chargingSchedulePeriod"]
-    connector_id = int(a.request["connectorId"])
+    connector_id = int(request["connectorId"])
     purpose = str(profile["chargingProfilePurpose"])
     transaction_id = profile.get("transactionId")
     if transaction_id is None and purpose == "TxDefaultProfile" and connector_id > 0:
         # A TxDefaultProfile on a connector governs the transaction running there (the
         # CSMS's fallback for a charger that refuses TxProfiles).
-        transaction_id = state.open_sessions.get((a.charger_id, connector_id))
+        transaction_id = state.open_sessions.get((charger_id, connector_id))
+    return {
+        "connector_id": connector_id, "profile_id": int(profile["chargingProfileId"]),
+        "purpose": purpose, "stack_level": int(profile["stackLevel"]),
+        "transaction_id": transaction_id, "unit": str(schedule["chargingRateUnit"]),
+        "limit": float(periods[0]["limit"]), "phases": periods[0].get("numberPhases"),
+    }
+
+
+def set_charging_profile(state: DomainState, a: Answered) -> list[ev.Event]:
     return [ev.ChargingProfileAnswered(
-        a.charger_id, a.at, connector_id, int(profile["chargingProfileId"]),
-        purpose, int(profile["stackLevel"]),
-        transaction_id, str(schedule["chargingRateUnit"]),
-        float(periods[0]["limit"]), a.status, periods[0].get("numberPhases"),
+        a.charger_id, a.at, status=a.status, **_profile(state, a.charger_id, a.request)
     )]
+
+
+def events_for_call(state: DomainState, charger_id: str, action: str,
+                    payload: dict[str, Any], at: datetime.datetime) -> list[ev.Event]:
+    """The events of one of our CALLs as it is sent: a SetChargingProfile for an open
+    session is pending until answered."""
+    if action != "SetChargingProfile":
+        return []
+    try:
+        fields = _profile(state, charger_id, payload)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return []  # not one the charger could take either; its answer will say
+    session = state.sessions.get(fields["transaction_id"] or -1)
+    if session is None or not session.open or session.charger_id != charger_id:
+        return []
+    return [ev.ChargingProfileSent(charger_id, at, **fields)]
+
+
+def events_for_abandoned(state: DomainState, charger_id: str, action: str,
+                         at: datetime.datetime) -> list[ev.Event]:
+    """The events of one of our CALLs given up without an answer."""
+    return [ev.CallAbandoned(charger_id, at, action)] if action == "SetChargingProfile" else []
 
 
 def clear_charging_profile(state: DomainState, a: Answered) -> list[ev.Event]:

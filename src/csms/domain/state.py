@@ -450,12 +450,38 @@ def _(event: ev.ChargingProfileAnswered, state: DomainState) -> None:
     if session is None or not session.open or session.charger_id != event.charger_id:
         return
     if event.status == "Accepted":
-        # The limit in force for it now. Idle counts only while the EV may draw: a pause
-        # (0), or its end, starts afresh.
-        _put_session(state, attrs.evolve(session, limit=profile, refused=None, idle_since=None))
+        # The limit in force for it now: it replaces any it may have applied unanswered.
+        # Idle counts only while the EV may draw: a pause (0), or its end, starts afresh.
+        _put_session(state, attrs.evolve(session, limit=profile, refused=None, pending=None,
+                                         uncertain=None, idle_since=None))
     else:
         # A refusal changes nothing the charger enforces: the last accepted limit holds.
-        _put_session(state, attrs.evolve(session, refused=event.status))
+        _put_session(state, attrs.evolve(session, refused=event.status, pending=None))
+
+
+@_apply.register
+def _(event: ev.ChargingProfileSent, state: DomainState) -> None:
+    session = state.sessions[event.transaction_id]
+    pending = SentProfile(
+        event.charger_id, event.connector_id, event.profile_id, event.purpose,
+        event.stack_level, event.transaction_id, event.unit, event.limit, "Sent", event.at,
+        event.phases,
+    )
+    _put_session(state, attrs.evolve(session, pending=pending))
+
+
+@_apply.register
+def _(event: ev.CallAbandoned, state: DomainState) -> None:
+    # Our CALLs to a charger go one at a time: the one given up is its session's pending.
+    for tx in list(state.open_sessions.values()):
+        session = state.sessions[tx]
+        pending = session.pending
+        if session.charger_id != event.charger_id or pending is None:
+            continue
+        uncertain = session.uncertain
+        if uncertain is None or pending.max_w > uncertain.max_w:
+            uncertain = pending
+        _put_session(state, attrs.evolve(session, pending=None, uncertain=uncertain))
 
 
 @_apply.register

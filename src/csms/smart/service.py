@@ -20,9 +20,7 @@
 * The budget counts each session at the most its charger may be enforcing
   (:mod:`csms.smart.in_force`): decreases go out first, increases once they fit. The
   ledger starts from the domain (:meth:`SmartCharging.resume`): the limit each open
-  session's charger accepted, as recorded. What was queued or in flight when a CSMS
-  stopped is not recorded as such yet (an unanswered CALL is only an ``abandoned`` row):
-  after a restart, the charger's next answer, or the next change, settles it.
+  session's charger accepted, and those sent and never answered, as recorded.
 * After a charger boots, and on the first message of a connection that did not start
   with a boot, its sender first asks it what profiles it takes (GetConfiguration of
   :data:`~csms.smart.capabilities.CAPABILITY_KEYS`); its profiles are then built in the
@@ -44,7 +42,7 @@ import trio
 
 from csms.domain import events as ev
 from csms.domain.meter import phases_drawn
-from csms.domain.model import Session
+from csms.domain.model import SentProfile, Session
 from csms.domain.state import DomainState
 from csms.ocpp.connection_manager import ConnectionManager
 from csms.recorder import Recorder
@@ -197,14 +195,19 @@ class SmartCharging:
         maximum, and sends nothing that has not changed."""
         for key, tx in self.state.open_sessions.items():
             session = self.state.sessions[tx]
-            profile = session.limit
-            if profile is None or self.ledger.find(key, tx) is not None:
+            if self.ledger.find(key, tx) is not None:
                 continue
             _, phases, _ = self.site.rating(*key)
-            phases = profile.phases or phases
-            watts = amps_to_watts(profile.limit, phases) if profile.unit == "A" else profile.limit
-            self.ledger.accepted(key, tx, watts, session.samples)
-            if profile.profile_id == CONNECTOR_DEFAULT_ID_BASE + key[1]:
+            profile = session.limit
+            if profile is not None:
+                self.ledger.accepted(key, tx, _profile_w(profile, phases), session.samples)
+            # A profile never answered, or still unanswered when the CSMS stopped: the
+            # charger may be enforcing it.
+            for unanswered in (session.uncertain, session.pending):
+                if unanswered is not None:
+                    self.ledger.sending(key, tx, _profile_w(unanswered, phases))
+                    self.ledger.unanswered(key, tx)
+            if profile is not None and profile.profile_id == CONNECTOR_DEFAULT_ID_BASE + key[1]:
                 # It took our limits as its connector's default (a fallback): so again.
                 self.forms[key] = (tx, Form("TxDefaultProfile", profile.unit,
                                             profile.stack_level))
@@ -477,3 +480,11 @@ class SmartCharging:
         self.request_rebalance()  # it counts as fixed load now: the others adjust
 
     # -- the senders -----------------------------------------------------------------------
+
+
+def _profile_w(profile: SentProfile, phases: int) -> float:
+    """What a profile lets the EVSE draw, in W (an A limit on its numberPhases, else on
+    the EVSE's ``phases``)."""
+    if profile.unit == "W":
+        return profile.limit
+    return amps_to_watts(profile.limit, profile.phases or phases)
