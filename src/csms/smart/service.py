@@ -408,10 +408,15 @@ class SmartCharging:
 
     def _to_send(self, demands: list[Demand], scopes: list[Scope],
                  capabilities: dict[str, Capabilities]) -> dict[EvseKey, float]:
-        """The limits worth sending: changes beyond the deadband, plus as many small
-        decreases as it takes for the limits in force to fit the site's and groups' limits.
+        """The limits worth sending: changes beyond the deadband (``deadband_kw``, or
+        ``deadband_ratio`` of the limit if more), plus as many decreases as it takes for the
+        limits in force to fit the site's and groups' limits, each ``forced_decrease_margin``
+        below the new share (not below the floor): the next arrivals then fit too; and as
+        many of the increases the deadband held back as it takes for no more than
+        ``unused_ratio`` of a limit to go unused.
         """
         deadband = self.site.deadband_kw * 1000
+        ratio = self.site.deadband_ratio
         in_force: dict[EvseKey, float] = {}
         kept: dict[EvseKey, float] = {}
         to_send: dict[EvseKey, float] = {}
@@ -438,7 +443,8 @@ class SmartCharging:
                 continue
             if accepted is not None and limit.settled and (
                     math.isclose(accepted, wanted, abs_tol=EPSILON_W)
-                    or (abs(accepted - wanted) <= deadband and (accepted == 0) == (wanted == 0))):
+                    or (abs(accepted - wanted) <= max(deadband, ratio * max(accepted, wanted))
+                        and (accepted == 0) == (wanted == 0))):
                 in_force[key] = kept[key] = accepted
                 continue
             in_force[key] = to_send[key] = watts
@@ -453,10 +459,30 @@ class SmartCharging:
                               key=lambda k: (self.allocation[k] - kept[k], k)):
                 if load <= cap:
                     break
-                load -= (kept[key] - self.allocation[key]) * members[key]
+                target = self._forced(key, self.allocation[key])
+                load -= (kept[key] - target) * members[key]
+                in_force[key] = to_send[key] = target
+                del kept[key]
+            # Largest shortfall first, until what the deadband holds back is little.
+            short = sorted((k for k in members if k in kept and kept[k] < self.allocation[k]),
+                           key=lambda k: (kept[k] - self.allocation[k], k))
+            unused = math.fsum((self.allocation[k] - kept[k]) * members[k] for k in short)
+            for key in short:
+                if unused <= self.site.unused_ratio * cap:
+                    break
+                unused -= (self.allocation[key] - kept[key]) * members[key]
                 in_force[key] = to_send[key] = self.allocation[key]
                 del kept[key]
         return to_send
+
+    def _forced(self, key: EvseKey, share_w: float) -> float:
+        """The limit a forced decrease sends: ``forced_decrease_margin`` below the share,
+        not below the floor (a pause stays 0)."""
+        if share_w <= 0:
+            return share_w
+        _, phases, _ = self.site.rating(*key)
+        floor = min(min_power_w(phases), share_w)
+        return max(share_w * (1 - self.site.forced_decrease_margin), floor)
 
     def accepted(self, key: EvseKey, wanted: Wanted) -> None:
         """Note the limit now in force; the session is controlled again."""

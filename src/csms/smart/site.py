@@ -46,6 +46,11 @@ def _phases(instance: Any, attribute: attrs.Attribute[Any], value: int | None) -
         raise _Invalid(f"{attribute.name} must be 1 or 3, got {value}")
 
 
+def _ratio(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0 <= value < 1:
+        raise _Invalid(f"{attribute.name} must be >= 0 and < 1, got {value}")
+
+
 def _grid_phase(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
     if value not in GRID_PHASES:
         raise _Invalid(f"{attribute.name} must be L1, L2 or L3, got {value!r}")
@@ -107,6 +112,17 @@ class SiteConfig:
     #: resuming EVs every tick would wear contactors and annoy drivers.
     rotation_interval_s: float = attrs.field(default=900.0, validator=_positive)
     deadband_kw: float = attrs.field(default=0.5, validator=_non_negative)
+    #: A change is not sent either when it is within this share of the limit: every
+    #: arrival and departure moves every share a little, and chasing each would send
+    #: every session dozens of profiles.
+    deadband_ratio: float = attrs.field(default=0.2, validator=_ratio)
+    #: A decrease the site's (or a group's) limit forces goes this share further below the
+    #: session's new share, so that the next arrivals do not force another at once.
+    forced_decrease_margin: float = attrs.field(default=0.1, validator=_ratio)
+    #: The increases the deadband holds back go out after all (the largest first) when
+    #: together they would leave more than this share of the site's (or a group's) limit
+    #: unused: the deadband trades a little power for calm, never much.
+    unused_ratio: float = attrs.field(default=0.05, validator=_ratio)
     #: Triggers that come together (fifteen sessions ending in the same second) get one
     #: rebalance this long after the first, not one each: step by step, every step could
     #: stay inside the deadband and the final shares would never be sent.
