@@ -375,5 +375,10 @@ async def test_a_restarted_csms_counts_an_increase_that_was_never_answered(
         assert smart.bounds[("CP_01", 1)] == pytest.approx(31.8 * W_PER_A)
         assert cp3.evse(1).limit_w == 0.0
         assert not watch.violations
+        # The operator sees it.
+        state = s.running_csms.state
+        assert "15.9 A (Accepted), 31.8 A unanswered" in inspect.render_text(state)
+        [evse] = [e for e in inspect.render_json(state)["evses"] if e["charger_id"] == "CP_01"]
+        assert evse["allocation"]["unanswered_w"] == pytest.approx(31.8 * W_PER_A)
         rebuilt = replay.rebuild(await s.log()).state
         assert rebuilt.sessions[tx].uncertain == s.running_csms.state.sessions[tx].uncertain

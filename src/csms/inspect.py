@@ -66,6 +66,10 @@ def _allocation(state: DomainState, key: tuple[str, int]) -> str:
     if profile is None:
         return "-"
     text = f"{profile.limit:g} {profile.unit} ({profile.status})"
+    session = state.open_session(*key)
+    if session is not None and session.uncertain is not None:
+        # Never answered: the charger may be enforcing it (the budget counts it).
+        text += f", {session.uncertain.limit:g} {session.uncertain.unit} unanswered"
     return text + " non-compliant" if _non_compliant(state, key) else text
 
 
@@ -81,7 +85,15 @@ def _allocation_json(state: DomainState, key: tuple[str, int]) -> dict[str, Any]
         "sent_at": profile.at.isoformat(),
         # The EV draws persistently more than this limit (see docs/smart-charging.md).
         "non_compliant": _non_compliant(state, key),
+        # The highest limit sent and never answered since the last accepted (W): the
+        # charger may be enforcing it.
+        "unanswered_w": _unanswered_w(state, key),
     }
+
+
+def _unanswered_w(state: DomainState, key: tuple[str, int]) -> float | None:
+    session = state.open_session(*key)
+    return session.uncertain.max_w if session and session.uncertain is not None else None
 
 
 def _recent(state: DomainState) -> list[Session]:

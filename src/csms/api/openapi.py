@@ -127,6 +127,13 @@ def _schemas() -> dict[str, Any]:
                 },
                 "limitRefused": {"type": ["string", "null"], "description":
                                  "the answer to a later profile it did not accept"},
+                "limitUnanswered": {
+                    "type": ["object", "null"],
+                    "description": "the highest limit sent since and never answered: the"
+                                   " charger may be enforcing it",
+                    "properties": {"limit": {"type": "number"}, "unit": {"enum": ["A", "W"]},
+                                   "sentAt": _TIME},
+                },
             },
         },
         "Reservation": {

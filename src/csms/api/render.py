@@ -122,6 +122,11 @@ def transaction(record: Session) -> dict[str, Any]:
             "acceptedAt": iso(record.limit.at),
         },
         "limitRefused": record.refused,
+        # The highest limit sent for it and never answered since: it may be in force.
+        "limitUnanswered": None if record.uncertain is None else {
+            "limit": record.uncertain.limit, "unit": record.uncertain.unit,
+            "sentAt": iso(record.uncertain.at),
+        },
         "soc": record.soc,
         "samples": record.samples,
     }
