@@ -86,18 +86,24 @@ async def settled(s: VirtualSite, chargers: list[SimChargePoint]) -> None:
     await trio.sleep(5)
 
 
+async def two_of_three_charging(s: VirtualSite) -> tuple[list[SimChargePoint], InForceWatch]:
+    """Three chargers on a 22 kW site; CP_01 and CP_02 charge, watched."""
+    chargers = await s.fleet.spawn(3, evses=1)
+    await settled(s, chargers)
+    watch = InForceWatch(chargers, 22_000.0)
+    await watch.start(chargers[0], 1, "TAG-1")
+    await watch.start(chargers[1], 1, "TAG-2")
+    await settled(s, chargers)
+    return chargers, watch
+
+
 async def test_a_charger_offline_counts_at_the_limit_it_holds(
     tmp_path: Path, virtual_clock: trio.testing.MockClock
 ) -> None:
     site = SiteConfig(limit_kw=22.0)
     async with smart_site(tmp_path, virtual_clock, site=site) as s:
-        chargers = await s.fleet.spawn(3, evses=1)
+        chargers, watch = await two_of_three_charging(s)
         cp1, cp2, cp3 = chargers
-        await settled(s, chargers)
-        watch = InForceWatch(chargers, 22_000.0)
-        await watch.start(cp1, 1, "TAG-1")
-        await watch.start(cp2, 1, "TAG-2")
-        await settled(s, chargers)
         # 11,000 W each: 15.9 A (11,000 / 690 = 15.94, rounded down).
         assert cp1.evse(1).limit_w == pytest.approx(15.9 * W_PER_A)
 
@@ -302,13 +308,8 @@ async def test_a_restarted_csms_budgets_by_the_limits_its_chargers_accepted(
 ) -> None:
     site = SiteConfig(limit_kw=22.0)
     async with smart_site(tmp_path, virtual_clock, site=site) as s:
-        chargers = await s.fleet.spawn(3, evses=1)
-        cp1, cp2, cp3 = chargers
-        await settled(s, chargers)
-        watch = InForceWatch(chargers, 22_000.0)
-        await watch.start(cp1, 1, "TAG-1")
-        await watch.start(cp2, 1, "TAG-2")
-        await settled(s, chargers)
+        chargers, watch = await two_of_three_charging(s)
+        cp1, _, cp3 = chargers
         assert cp1.evse(1).limit_w == pytest.approx(15.9 * W_PER_A)
         sent_before = len(tx_profiles(await s.log()))
 
@@ -345,13 +346,8 @@ async def test_a_restarted_csms_counts_an_increase_that_was_never_answered(
 ) -> None:
     site = SiteConfig(limit_kw=22.0)
     async with smart_site(tmp_path, virtual_clock, site=site) as s:
-        chargers = await s.fleet.spawn(3, evses=1)
+        chargers, watch = await two_of_three_charging(s)
         cp1, cp2, cp3 = chargers
-        await settled(s, chargers)
-        watch = InForceWatch(chargers, 22_000.0)
-        await watch.start(cp1, 1, "TAG-1")
-        await watch.start(cp2, 1, "TAG-2")
-        await settled(s, chargers)
         # CP_01 stops answering SetChargingProfile; CP_02's session ends, so CP_01 is sent
         # 31.8 A (22 kW): no answer within the 30 s call timeout.
         cp1.behaviour = SlowAnswers(math.inf, frozenset({"SetChargingProfile"}))

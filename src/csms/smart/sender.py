@@ -237,16 +237,12 @@ class Senders:
         for index, payload in enumerate(first):
             purpose = payload["csChargingProfiles"]["chargingProfilePurpose"]
             for attempt in [payload, second[index]] if retry else [payload]:
-                try:
-                    answer = await self._exchange(conn, "SetChargingProfile", attempt)
-                except CallTimeout:
-                    # It does not answer SetChargingProfile: its TxProfiles wait no longer.
-                    log.warning("%s: no answer to the %s safety net", cp_id, purpose)
+                # No answer: it does not answer SetChargingProfile, and its TxProfiles
+                # wait no longer.
+                status = await self._setup_call(conn, "SetChargingProfile", attempt,
+                                                f"the {purpose} safety net")
+                if status is None:
                     return
-                except (SessionClosed, OcppjError) as exc:
-                    log.info("%s: %s not sent: %s", cp_id, purpose, exc)
-                    return
-                status = _status(answer)
                 if status == "Accepted":
                     if purpose == "TxDefaultProfile" and self._smart.site.safe_limit_a_per_phase:
                         safe_a = self._smart.site.safe_limit_a_per_phase
@@ -265,21 +261,28 @@ class Senders:
         for key, value in self._smart.site.meter_settings().items():
             if _same_setting(reported.get(key), value):
                 continue
-            try:
-                answer = await self._exchange(conn, "ChangeConfiguration",
-                                              {"key": key, "value": value})
-            except CallTimeout:
-                log.warning("%s: no answer to ChangeConfiguration of %s", cp_id, key)
+            status = await self._setup_call(conn, "ChangeConfiguration",
+                                            {"key": key, "value": value}, key)
+            if status is None:
                 return
-            except (SessionClosed, OcppjError) as exc:
-                log.info("%s: ChangeConfiguration of %s not sent: %s", cp_id, key, exc)
-                return
-            status = _status(answer)
             if status != "Accepted":
                 # RebootRequired: it takes effect at its next boot. Rejected, NotSupported:
                 # it meters as it does (power comes from its energy register, if need be).
                 log.warning("%s: ChangeConfiguration %s=%s answered %s", cp_id, key, value,
                             status)
+
+    async def _setup_call(self, conn: Connection, action: str, payload: dict[str, Any],
+                          what: str) -> str | None:
+        """One CALL of the charger's setup: its answer's status, or None (logged) when
+        it got no answer or was not sent; the setup then stops."""
+        cp_id = conn.charge_point_id
+        try:
+            return _status(await self._exchange(conn, action, payload))
+        except CallTimeout:
+            log.warning("%s: no answer to %s (%s)", cp_id, action, what)
+        except (SessionClosed, OcppjError) as exc:
+            log.info("%s: %s (%s) not sent: %s", cp_id, action, what, exc)
+        return None
 
     async def _clear(self, conn: Connection, connector_id: int) -> None:
         """Clear the fallback TxDefaultProfile of a connector whose session ended."""
