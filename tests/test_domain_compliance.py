@@ -139,3 +139,32 @@ def test_a_cleared_limit_is_no_longer_in_force() -> None:
     csms.recorder.answer(CP, "ClearChargingProfile", {"chargingProfilePurpose": "TxProfile"},
                          {"status": "Accepted"}, None, AT)
     assert csms.state.sessions[tx].limit is None
+
+
+def test_the_same_limit_sent_again_does_not_restart_the_minute_to_apply_it() -> None:
+    csms = Csms()
+    tx = start(csms)
+    accepted_profile(csms, tx, 10.0)
+    reading(csms, tx, 2, 22_000.0)  # clearly above: the CSMS sends the limit again
+    assert csms.state.sessions[tx].overdraw_readings == 1
+    accepted_profile(csms, tx, 10.0, at=AT + datetime.timedelta(minutes=2.5))
+    # The charger had it all along: the next reading is judged at once.
+    reading(csms, tx, 3, 22_000.0)
+    assert csms.state.sessions[tx].non_compliant
+
+
+def test_in_the_minute_a_change_takes_the_higher_of_the_two_limits_is_judged() -> None:
+    csms = Csms()
+    tx = start(csms)
+    accepted_profile(csms, tx, 16.0)
+    accepted_profile(csms, tx, 10.0, at=AT + datetime.timedelta(minutes=5))
+    # Still applying the decrease: 16 A is no overdraw yet ...
+    reading(csms, tx, 5.5, 16 * 690.0)
+    assert csms.state.sessions[tx].overdraw_readings == 0
+    # ... 31.9 A is, under either limit. A charger whose limits change every minute is
+    # judged all the same.
+    accepted_profile(csms, tx, 9.0, at=AT + datetime.timedelta(minutes=5.8))
+    reading(csms, tx, 6, 22_000.0)
+    accepted_profile(csms, tx, 8.0, at=AT + datetime.timedelta(minutes=6.5))
+    reading(csms, tx, 7, 22_000.0)
+    assert csms.state.sessions[tx].non_compliant

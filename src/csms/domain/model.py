@@ -136,6 +136,9 @@ class Session:
     #: The answer to the last profile sent for it, when that was not Accepted (Rejected,
     #: NotSupported, a CALLERROR code): smart charging does not control it until one is.
     refused: str | None = None
+    #: The limits its charger accepted in the minute before the latest (``limit``, last),
+    #: and the one in force a minute before it: what the charger may still be applying.
+    recent_limits: tuple[SentProfile, ...] = ()
     #: The profile sent for it and not answered yet (a CSMS stopped in between leaves it
     #: here): its charger may be applying it.
     pending: SentProfile | None = None

@@ -333,21 +333,45 @@ def _(event: ev.MeterSampled, state: DomainState) -> None:
     _put_session(state, attrs.evolve(session, **changes))
 
 
+def _recent(recent: tuple[SentProfile, ...], accepted: SentProfile) -> tuple[SentProfile, ...]:
+    """The limits accepted in the minute before ``accepted``, the one in force a minute
+    before it, and ``accepted``: all a reading after it may be judged against."""
+    cutoff = accepted.at - datetime.timedelta(seconds=APPLY_GRACE_S)
+    older = [p for p in recent if p.at <= cutoff]
+    return (*older[-1:], *(p for p in recent if p.at > cutoff), accepted)
+
+
+def _judged_limit(recent: tuple[SentProfile, ...], at: datetime.datetime) -> float | None:
+    """The limit a reading at ``at`` is judged against: the highest the charger may be
+    enforcing, since it may take a minute to apply one (the one in force a minute before,
+    and those accepted since). None: none in force a minute before (the first is still
+    being applied), or they are in different units."""
+    cutoff = at - datetime.timedelta(seconds=APPLY_GRACE_S)
+    older = [p for p in recent if p.at <= cutoff]
+    if not older:
+        return None
+    window = [older[-1], *(p for p in recent if p.at > cutoff)]
+    if len({p.unit for p in window}) > 1:
+        return None
+    return max(p.limit for p in window)
+
+
 def _compliance(state: DomainState, event: ev.MeterSampled, session: Session) -> dict[str, Any]:
     """Whether the session's EV keeps to the limit its charger accepted, after this
     reading (a non_compliant anomaly when it turns so)."""
     profile = session.limit
-    if profile is None or (event.at - profile.at).total_seconds() < APPLY_GRACE_S:
+    limit = _judged_limit(session.recent_limits, event.at)
+    if profile is None or limit is None:
         return {}
     measured = measured_in_unit(profile.unit, session.power_w, session.current_a, profile.phases)
     if measured is None:
         return {}
-    count = session.overdraw_readings + 1 if overdraws(profile.limit, profile.unit, measured) else 0
+    count = session.overdraw_readings + 1 if overdraws(limit, profile.unit, measured) else 0
     non_compliant = count >= NON_COMPLIANT_READINGS
     if non_compliant and not session.non_compliant:
         _anomaly(state, Anomaly(
             event.at, event.charger_id, "non_compliant",
-            f"draws {measured:.1f} {profile.unit} under the {profile.limit:g} {profile.unit} "
+            f"draws {measured:.1f} {profile.unit} under the {limit:g} {profile.unit} "
             f"it accepted at {format_timestamp(profile.at)}, {count} readings in a row",
             session.transaction_id,
         ))
@@ -452,8 +476,9 @@ def _(event: ev.ChargingProfileAnswered, state: DomainState) -> None:
     if event.status == "Accepted":
         # The limit in force for it now: it replaces any it may have applied unanswered.
         # Idle counts only while the EV may draw: a pause (0), or its end, starts afresh.
-        _put_session(state, attrs.evolve(session, limit=profile, refused=None, pending=None,
-                                         uncertain=None, idle_since=None))
+        _put_session(state, attrs.evolve(
+            session, limit=profile, refused=None, pending=None, uncertain=None,
+            idle_since=None, recent_limits=_recent(session.recent_limits, profile)))
     else:
         # A refusal changes nothing the charger enforces: the last accepted limit holds.
         _put_session(state, attrs.evolve(session, refused=event.status, pending=None))

@@ -436,9 +436,10 @@ class SmartCharging:
                 in_force[key] = watts  # already on its way
                 continue
             accepted = limit.accepted
-            if self.state.sessions[tx].overdraw_readings:
+            session = self.state.sessions[tx]
+            if session.overdraw_readings and session.samples > limit.accepted_samples:
                 # It draws clearly more than it accepted: send the limit again (a charger
-                # may have lost it), before counting it at its draw.
+                # may have lost it), before counting it at its draw; once per reading.
                 in_force[key] = to_send[key] = watts
                 continue
             if accepted is not None and limit.settled and (
