@@ -60,7 +60,7 @@ def test_a_profile_is_pending_until_answered_and_uncertain_if_never() -> None:
     session = csms.state.sessions[tx]
     assert session.pending is None
     assert session.uncertain is not None and session.uncertain.limit == 32.0
-    assert session.uncertain.max_w == 32.0 * 690
+    assert session.uncertain.watts() == 32.0 * 690
     assert session.limit is not None and session.limit.limit == 16.0
     # A refusal changes nothing it may enforce; a limit it accepts replaces them all.
     sent(csms, tx, 10.0, 6)

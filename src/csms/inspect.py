@@ -93,7 +93,7 @@ def _allocation_json(state: DomainState, key: tuple[str, int]) -> dict[str, Any]
 
 def _unanswered_w(state: DomainState, key: tuple[str, int]) -> float | None:
     session = state.open_session(*key)
-    return session.uncertain.max_w if session and session.uncertain is not None else None
+    return session.uncertain.watts() if session and session.uncertain is not None else None
 
 
 def _recent(state: DomainState) -> list[Session]:

@@ -91,13 +91,12 @@ class SentProfile:
     #: The first period's numberPhases, if given.
     phases: int | None = None
 
-    @property
-    def max_w(self) -> float:
-        """The most it lets an EV draw, in W: a limit in A on its numberPhases (three if
-        not given, the most a charger may apply it to)."""
+    def watts(self, phases: int = 3) -> float:
+        """The most it lets an EV draw, in W: a limit in A on its numberPhases, else on
+        ``phases`` (the EVSE's; three, the most a charger may apply it to, if unknown)."""
         if self.unit == "W":
             return self.limit
-        return self.limit * NOMINAL_VOLTAGE_V * (self.phases or 3)
+        return self.limit * NOMINAL_VOLTAGE_V * (self.phases or phases)
 
 
 @frozen

@@ -463,11 +463,7 @@ def _(event: ev.UnknownTransactionMetered, state: DomainState) -> None:
 @_apply.register
 def _(event: ev.ChargingProfileAnswered, state: DomainState) -> None:
     key = (event.charger_id, event.connector_id)
-    profile = SentProfile(
-        event.charger_id, event.connector_id, event.profile_id, event.purpose,
-        event.stack_level, event.transaction_id, event.unit, event.limit, event.status, event.at,
-        event.phases,
-    )
+    profile = _sent_profile(event, event.status)
     state.profiles[key] = profile
     state.dirty.add(("profile", key))
     session = state.sessions.get(event.transaction_id) if event.transaction_id else None
@@ -487,12 +483,17 @@ def _(event: ev.ChargingProfileAnswered, state: DomainState) -> None:
 @_apply.register
 def _(event: ev.ChargingProfileSent, state: DomainState) -> None:
     session = state.sessions[event.transaction_id]
-    pending = SentProfile(
+    _put_session(state, attrs.evolve(session, pending=_sent_profile(event, "Sent")))
+
+
+def _sent_profile(event: ev.ChargingProfileAnswered | ev.ChargingProfileSent,
+                  status: str) -> SentProfile:
+    """The domain's record of a SetChargingProfile: as answered, or as sent ("Sent")."""
+    return SentProfile(
         event.charger_id, event.connector_id, event.profile_id, event.purpose,
-        event.stack_level, event.transaction_id, event.unit, event.limit, "Sent", event.at,
+        event.stack_level, event.transaction_id, event.unit, event.limit, status, event.at,
         event.phases,
     )
-    _put_session(state, attrs.evolve(session, pending=pending))
 
 
 @_apply.register
@@ -504,7 +505,7 @@ def _(event: ev.CallAbandoned, state: DomainState) -> None:
         if session.charger_id != event.charger_id or pending is None:
             continue
         uncertain = session.uncertain
-        if uncertain is None or pending.max_w > uncertain.max_w:
+        if uncertain is None or pending.watts() > uncertain.watts():
             uncertain = pending
         _put_session(state, attrs.evolve(session, pending=None, uncertain=uncertain))
 

@@ -42,7 +42,7 @@ import trio
 
 from csms.domain import events as ev
 from csms.domain.meter import phases_drawn
-from csms.domain.model import SentProfile, Session
+from csms.domain.model import Session
 from csms.domain.state import DomainState
 from csms.ocpp.connection_manager import ConnectionManager
 from csms.recorder import Recorder
@@ -52,7 +52,7 @@ from csms.smart.in_force import EPSILON_W, Ledger, admit
 from csms.smart.profiles import CONNECTOR_DEFAULT_ID_BASE, STACK_LEVEL, Form, enforced_w
 from csms.smart.sender import Senders, Wanted
 from csms.smart.site import GRID_PHASES, SiteConfig
-from ocppj.charging import amps_to_watts, min_power_w
+from ocppj.charging import min_power_w
 
 log = logging.getLogger("csms.smart")
 
@@ -200,12 +200,12 @@ class SmartCharging:
             _, phases, _ = self.site.rating(*key)
             profile = session.limit
             if profile is not None:
-                self.ledger.accepted(key, tx, _profile_w(profile, phases), session.samples)
+                self.ledger.accepted(key, tx, profile.watts(phases), session.samples)
             # A profile never answered, or still unanswered when the CSMS stopped: the
             # charger may be enforcing it.
             for unanswered in (session.uncertain, session.pending):
                 if unanswered is not None:
-                    self.ledger.sending(key, tx, _profile_w(unanswered, phases))
+                    self.ledger.sending(key, tx, unanswered.watts(phases))
                     self.ledger.unanswered(key, tx)
             if profile is not None and profile.profile_id == CONNECTOR_DEFAULT_ID_BASE + key[1]:
                 # It took our limits as its connector's default (a fallback): so again.
@@ -507,11 +507,3 @@ class SmartCharging:
         self.request_rebalance()  # it counts as fixed load now: the others adjust
 
     # -- the senders -----------------------------------------------------------------------
-
-
-def _profile_w(profile: SentProfile, phases: int) -> float:
-    """What a profile lets the EVSE draw, in W (an A limit on its numberPhases, else on
-    the EVSE's ``phases``)."""
-    if profile.unit == "W":
-        return profile.limit
-    return amps_to_watts(profile.limit, profile.phases or phases)
