@@ -378,9 +378,19 @@ def test_a_negative_site_limit_exits_2_naming_the_field(tmp_path: Path) -> None:
          ["site.safe_limit_a_per_phase", "expected a finite number"]),
         ("site:\n  limit_kw: 100\n  chargers:\n    CP_01:\n      max_stack_level: 1.5\n",
          ["site.chargers['CP_01'].max_stack_level", "expected an integer, got 1.5"]),
+        ("site:\n  limit_kw: 100\n  groups:\n    feeder:\n      chargers: [CP_01]\n"
+         "      limit_kw: 20\n      limit_a_per_phase: 32\n",
+         ["site.groups.feeder: give limit_kw or limit_a_per_phase, not both"]),
+        ("site:\n  limit_a_per_phase: 32\n  chargers:\n    CP_01:\n      grid_phase: L4\n",
+         ["site.chargers['CP_01']", "grid_phase must be L1, L2 or L3, got 'L4'"]),
+        ("site:\n  limit_kw: 100\n  deadband_ratio: 1.5\n",
+         ["deadband_ratio must be >= 0 and < 1, got 1.5"]),
+        ("site:\n  limit_kw: 100\n  meter_values_sampled_data: ' , '\n",
+         ["meter_values_sampled_data must name at least one measurand"]),
     ],
     ids=["negative group limit", "phases", "unknown key", "not a number", "two site limits",
-         "charger in two groups", "not a boolean", "not finite", "not an integer"],
+         "charger in two groups", "not a boolean", "not finite", "not an integer",
+         "two group limits", "grid phase", "ratio", "no measurand"],
 )
 def test_a_bad_config_file_exits_2_naming_the_field(
     tmp_path: Path, yaml_text: str, expected: list[str]

@@ -51,6 +51,11 @@ def _ratio(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None
         raise _Invalid(f"{attribute.name} must be >= 0 and < 1, got {value}")
 
 
+def _measurands(instance: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and not csl_items(value):
+        raise _Invalid(f"{attribute.name} must name at least one measurand, got {value!r}")
+
+
 def _grid_phase(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
     if value not in GRID_PHASES:
         raise _Invalid(f"{attribute.name} must be L1, L2 or L3, got {value!r}")
@@ -144,7 +149,7 @@ class SiteConfig:
     #: Set at boot (ChangeConfiguration), where the charger reports otherwise: the
     #: measurands its MeterValues carry (comma-separated; the closed loop wants power or
     #: current, and the energy register), and how often (s). None: left as they are.
-    meter_values_sampled_data: str | None = None
+    meter_values_sampled_data: str | None = attrs.field(default=None, validator=_measurands)
     meter_value_sample_interval_s: int | None = attrs.field(default=None,
                                                             validator=_non_negative)
 
@@ -300,6 +305,10 @@ def parse_site(data: Mapping[str, Any] | None, *, source: str = "site") -> SiteC
         raise SiteConfigError(f"{source}: give limit_kw or limit_a_per_phase, not both")
     seen: dict[str, str] = {}
     for name, group in site.groups.items():
+        if group.limit_kw is not None and group.limit_a_per_phase is not None:
+            # One is a total, the other a limit on each phase: say which.
+            raise SiteConfigError(f"{source}.groups.{name}: give limit_kw or "
+                                  "limit_a_per_phase, not both")
         for charger in group.chargers:
             if charger in seen:
                 raise SiteConfigError(f"{source}.groups.{name}.chargers: {charger} is already "
