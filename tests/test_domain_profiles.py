@@ -8,7 +8,9 @@ import datetime
 
 import orjson
 
+from csms import replay
 from csms.domain import events as ev
+from csms.storage.base import LogRow
 from domain_helpers import AT, Csms
 
 CP = "CP-1"
@@ -82,3 +84,42 @@ def test_frames_that_are_not_a_sessions_profile_change_nothing() -> None:
     sent(csms, tx + 1, 16.0, 1)  # an unknown transaction
     given_up(csms, 2)  # nothing pending
     assert csms.state.sessions[tx] == before
+
+
+def test_replay_records_a_late_answer_as_the_live_csms_does() -> None:
+    at = AT
+
+    def row(seq: int, direction: str, frame: object) -> LogRow:
+        text = frame if isinstance(frame, str) else orjson.dumps(frame).decode()
+        return LogRow(seq, CP, direction, at + datetime.timedelta(seconds=seq), text)
+
+    start_request = {"connectorId": 1, "idTag": "T", "meterStart": 0,
+                     "timestamp": "2026-01-05T05:00:00Z"}
+    rows = [row(1, "connect", {"remote": "x"}),
+            row(2, "in", [2, "s", "StartTransaction", start_request]),
+            row(3, "out", [3, "s", {"transactionId": 1, "idTagInfo": {"status": "Accepted"}}])]
+    seq = 3
+    # Nine profiles given up, then answers to the first (forgotten: a session keeps the
+    # last eight) and to the last (recorded).
+    for n in range(1, 10):
+        rows.append(row(seq := seq + 1, "out",
+                        [2, f"p{n}", "SetChargingProfile", request(1, float(n))]))
+        rows.append(row(seq := seq + 1, "abandoned",
+                        {"uniqueId": f"p{n}", "action": "SetChargingProfile"}))
+    rows.append(row(seq := seq + 1, "in", [3, "p1", {"status": "Accepted"}]))
+    assert replay.rebuild(rows).state.sessions[1].limit is None
+    # A late Accepted for a lower one than the highest given up: in force, and the
+    # higher one may still be applied (it may have been sent after it).
+    lower = [*rows, row(seq + 1, "in", [3, "p8", {"status": "Accepted"}])]
+    session = replay.rebuild(lower).state.sessions[1]
+    assert session.limit is not None and session.limit.limit == 8.0
+    assert session.uncertain is not None and session.uncertain.limit == 9.0
+    # For the highest: nothing given up can be applied above it.
+    rows.append(row(seq := seq + 1, "in", [3, "p9", {"status": "Accepted"}]))
+    session = replay.rebuild(rows).state.sessions[1]
+    assert session.limit is not None and session.limit.limit == 9.0
+    assert session.uncertain is None
+    # On a new connection, nothing given up on the old one is awaited.
+    reconnected = [*rows[:-1], row(seq + 1, "connect", {"remote": "x"}),
+                   row(seq + 2, "in", [3, "p9", {"status": "Accepted"}])]
+    assert replay.rebuild(reconnected).state.sessions[1].limit is None

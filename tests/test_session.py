@@ -35,6 +35,7 @@ from ocppj import (
 )
 from ocppj.payloads import response_from_payload, to_payload
 from ocppj.schemas import ACTIONS, schema
+from ocppj.session import LATE_ANSWERS_KEPT
 from ocppj_helpers import WATCHDOG, example_payload, raw_csms, raw_peer, session_pair
 
 IN, OUT = Direction.IN, Direction.OUT
@@ -379,6 +380,37 @@ async def test_a_call_given_up_is_told_to_the_observer_before_its_late_answer(
         (IN, [3, sent[1]]),
     ]
     assert cp.statistics().unmatched_responses == 2
+
+
+async def test_a_late_answer_still_reaches_the_callers_on_answer(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # The peer did what it answers, late or not: a CSMS records it. A session remembers
+    # its last LATE_ANSWERS_KEPT CALLs given up; an answer to an older one is dropped.
+    gate = trio.Event()
+    csms = Router()
+
+    @csms.on("Heartbeat")
+    async def heartbeat(request: call.Heartbeat) -> call_result.Heartbeat:
+        await gate.wait()
+        return call_result.Heartbeat(current_time=NOW)
+
+    heard: list[str] = []
+    async with session_pair(csms) as pair:
+        cp = pair.cp.session
+        with trio.fail_after(WATCHDOG):
+            given_up: list[str] = []
+            for _ in range(LATE_ANSWERS_KEPT + 1):
+                with pytest.raises(CallTimeout) as info:
+                    await cp.exchange("Heartbeat", {}, timeout=2,
+                                      on_answer=lambda a: heard.append(a.unique_id))
+                given_up.append(info.value.unique_id)
+            gate.set()  # all are answered now, in order
+            await pair.cp.log.wait_count(IN, LATE_ANSWERS_KEPT + 1)
+            await trio.testing.wait_all_tasks_blocked()
+
+    assert heard == given_up[1:]  # the first was forgotten
+    assert cp.statistics().unmatched_responses == 1
 
 
 async def test_an_answered_call_is_not_abandoned(autojump_clock: trio.abc.Clock) -> None:

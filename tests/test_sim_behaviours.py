@@ -18,6 +18,7 @@ import pytest
 import trio
 import trio.testing
 
+from csms import replay
 from csms.smart.site import SiteConfig
 from csms.storage.base import LogRow
 from fleet_helpers import VirtualSite, eventually, virtual_site
@@ -341,6 +342,16 @@ async def test_an_answer_later_than_the_csms_waits_arrives_after_it_gave_up(
         assert json.loads(abandoned.frame)["uniqueId"] == out[1]
         assert (abandoned.at - out_row.at).total_seconds() == pytest.approx(30.0, abs=0.01)
         assert (answer_row.at - out_row.at).total_seconds() == pytest.approx(45.0, abs=0.01)
+        # The CSMS honours it: the limit is in force for the domain, and the session is
+        # controlled again before its retry (60 s after the timeout) is due.
+        state = s.running_csms.state
+        tx = state.open_sessions[("CP_01", 1)]
+        limit = state.sessions[tx].limit
+        sent = out[3]["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]
+        assert limit is not None and limit.limit == sent["limit"] and limit.status == "Accepted"
+        smart = s.running_csms.smart
+        assert smart is not None and smart.uncontrolled == {}
+        assert replay.rebuild(log).state.sessions[tx].limit == limit
 
 
 async def test_a_charger_that_never_answers(

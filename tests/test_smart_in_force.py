@@ -14,7 +14,7 @@ step after.
 from __future__ import annotations
 
 import attrs
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from csms.smart.in_force import Ledger, Limit, admit
@@ -37,9 +37,12 @@ class Charger:
     received: float | None = None
     #: Whether it applied what it received (a charger that applied a profile accepts it).
     applied: bool = False
-    #: Given up by the CSMS unanswered and not applied yet: the charger may still apply
-    #: them (in order), until a later one is accepted.
-    late: list[float] = attrs.Factory(list)
+    #: Given up by the CSMS unanswered and not applied yet, with the number the ledger
+    #: gave each as it went out: the charger may still apply them (in order), and answer
+    #: them late, until a later one is accepted.
+    late: list[tuple[float, int]] = attrs.Factory(list)
+    #: The number of the one received.
+    received_as: int = 0
 
 
 def bounds(ledger: Ledger, chargers: dict[tuple[str, int], Charger]) -> dict:
@@ -56,13 +59,17 @@ steps = st.lists(
                   st.lists(st.sampled_from([0.0, 1380.0, 4140.0, 6000.0, 9000.0, 11_000.0,
                                             22_000.0]), min_size=4, max_size=4)),
         st.tuples(st.sampled_from(["send", "apply", "accept", "refuse", "timeout", "drop",
-                                   "apply-late"]), st.integers(0, 3)),
+                                   "apply-late", "accept-late"]), st.integers(0, 3)),
     ),
     max_size=60,
 )
 
 
 @settings(max_examples=400, deadline=None)
+# A late Accepted while a later limit is in flight: the later one may be applied yet.
+@example([6000.0] * 4, [("allocate", [1380.0, 0.0, 0.0, 0.0]), ("send", 0), ("timeout", 0),
+                        ("allocate", [4140.0, 0.0, 0.0, 0.0]), ("send", 0),
+                        ("accept-late", 0), ("apply", 0)])
 @given(st.lists(st.sampled_from([4140.0, 6000.0]), min_size=4, max_size=4), steps)
 def test_what_a_charger_enforces_stays_within_the_bound_and_the_limits(
     defaults: list[float], program: list[tuple]
@@ -86,6 +93,7 @@ def test_what_a_charger_enforces_stays_within_the_bound_and_the_limits(
                 watts = queued.pop(key)
                 ledger.sending(key, TX, watts)
                 charger.received, charger.applied = watts, False
+                charger.received_as = ledger.limits[key].sent
             elif kind == "apply" and charger.received is not None:
                 charger.enforced, charger.applied = charger.received, True
             elif kind == "accept" and charger.received is not None:
@@ -97,21 +105,27 @@ def test_what_a_charger_enforces_stays_within_the_bound_and_the_limits(
                 charger.received = None
                 ledger.refused(key, TX)
             elif kind == "timeout" and charger.received is not None:
-                charger.late.append(charger.received)
+                charger.late.append((charger.received, charger.received_as))
                 charger.received = None
                 ledger.unanswered(key, TX)
             elif kind == "drop":
                 # The connection drops: what was received may be applied or not; what was
                 # queued is not sent.
                 if charger.received is not None:
-                    charger.late.append(charger.received)
+                    charger.late.append((charger.received, charger.received_as))
                     charger.received = None
                     ledger.unanswered(key, TX)
                 if key in queued:
                     del queued[key]
                     ledger.unqueue(key, TX)
             elif kind == "apply-late" and charger.late:
-                charger.enforced = charger.late.pop(0)
+                charger.enforced, _ = charger.late.pop(0)
+            elif kind == "accept-late" and charger.late:
+                # It applies the oldest it was given and answers Accepted, after the CSMS
+                # gave it up (the CSMS reads late answers on any connection here: the
+                # bookkeeping must hold either way).
+                charger.enforced, number = charger.late.pop(0)
+                ledger.accepted_late(key, TX, charger.enforced, 0, number)
         bound = bounds(ledger, chargers)
         for key, charger in chargers.items():
             assert charger.enforced <= bound[key] + 1e-6, (key, charger, ledger.limits.get(key))
@@ -163,3 +177,21 @@ def test_increases_are_let_out_smallest_first_within_every_scope() -> None:
     # group; c's +8,000 makes 4,000 + 6,000 + 12,000 = 22,000 > 20,000 on the site.
     assert now == {b: 6000.0}
     assert held == {a: 9000.0, c: 12_000.0}
+
+
+def test_the_same_limit_accepted_again_keeps_the_readings_taken_under_it() -> None:
+    key = KEYS[0]
+    ledger = Ledger()
+    ledger.sending(key, TX, 4_000.0)
+    ledger.accepted(key, TX, 4_000.0, samples=3)
+    # Sent again (a charger drawing more may have lost it): nothing it enforces changed,
+    # so its 5th reading still shows what it draws under that limit.
+    ledger.sending(key, TX, 4_000.0)
+    ledger.accepted(key, TX, 4_000.0, samples=5)
+    assert ledger.limits[key].accepted_samples == 3
+    assert ledger.limits[key].previous(5) == 4_000.0
+    # A new limit: the readings before it were taken under the old one.
+    ledger.sending(key, TX, 3_000.0)
+    ledger.accepted(key, TX, 3_000.0, samples=5)
+    assert ledger.limits[key].accepted_samples == 5
+    assert ledger.limits[key].previous(5) == 4_000.0

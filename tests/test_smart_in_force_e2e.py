@@ -244,10 +244,16 @@ async def test_a_charger_that_ignores_its_profile_is_counted_at_what_it_draws(
         # 15,000 W each (21.7 A), as far as the profiles go; CP_01 draws its 22 kW anyway.
         assert other.evse(1).limit_w == pytest.approx(21.7 * W_PER_A)
         assert unruly.evse(1).power_w == 22_000.0
+        # From its first reading, though its charger may still be applying its profile,
+        # it draws clearly more than that and than the safety net: it counts at its draw
+        # at once, and CP_02 is lowered to fit before its own next reading.
+        await trio.sleep(60)
+        assert other.evse(1).limit_w <= 11.5 * W_PER_A
+        assert unruly.evse(1).power_w + other.evse(1).power_w <= 30_000.0
         # Two readings past the minute it may take to apply its profile show it drawing
         # clearly more than it accepted: it is non-compliant, counts at its 22 kW, and
         # CP_02 gets the rest, 8,000 W (11.5 A), at the next tick.
-        await trio.sleep(4 * 60)
+        await trio.sleep(3 * 60)
         state = s.running_csms.state
         tx = state.open_sessions[("CP_01", 1)]
         assert state.sessions[tx].non_compliant

@@ -24,6 +24,7 @@ from ocppj import frames
 from ocppj.errors import FrameError, PayloadError
 from ocppj.payloads import request_from_payload, response_from_payload
 from ocppj.schemas import ACTIONS, validate_request, validate_response
+from ocppj.session import LATE_ANSWERS_KEPT
 
 
 @attrs.frozen
@@ -43,6 +44,9 @@ def rebuild(rows: Iterable[LogRow]) -> Rebuilt:
     # up by an 'abandoned' row (timed out, or its caller cancelled), or, in a log written
     # before those rows existed, by our next CALL; an answer after that was dropped live.
     ours: dict[str, tuple[str, str, dict[str, Any]]] = {}
+    # Our CALLs given up, per charger (its connection's last LATE_ANSWERS_KEPT): a late
+    # answer to one was recorded live, and is here.
+    late: dict[str, dict[str, tuple[str, str, dict[str, Any]]]] = {}
 
     def apply_all(events: Iterable[ev.Event]) -> None:
         for event in events:
@@ -52,13 +56,14 @@ def rebuild(rows: Iterable[LogRow]) -> Rebuilt:
 
     for row in rows:
         if row.direction in ("connect", "disconnect"):
+            late.pop(row.charger_id, None)  # a new connection: a new session
             event = connection_event(row.charger_id, row.direction, row.frame, row.at)
             apply_all([event] if event is not None else [])
             continue
         if row.direction == "abandoned":
             apply_all(events_for_our_frame(state, row.charger_id, row.direction, row.frame,
                                            row.at))
-            _give_up(ours, row)
+            _give_up(ours, late.setdefault(row.charger_id, {}), row)
             continue
         try:
             frame = frames.parse(row.frame)
@@ -85,10 +90,9 @@ def rebuild(rows: Iterable[LogRow]) -> Rebuilt:
             apply_all(events_for_call(state, row.charger_id, frame.action, frame.payload,
                                       row.at))
         elif row.direction == "in" and not isinstance(frame, frames.Call):
-            mine = ours.get(row.charger_id)
-            if mine is None or mine[0] != frame.unique_id:
+            mine = _awaited(ours, late, row.charger_id, str(frame.unique_id))
+            if mine is None:
                 continue  # an answer to nothing outstanding: the live CSMS dropped it too
-            del ours[row.charger_id]
             _, action, payload = mine
             answer, error = _answer_of(action, frame)
             apply_all(events_for_answer(state, row.charger_id, action, payload, answer, error,
@@ -97,12 +101,28 @@ def rebuild(rows: Iterable[LogRow]) -> Rebuilt:
     return Rebuilt(state, samples)
 
 
-def _give_up(ours: dict[str, tuple[str, str, dict[str, Any]]], row: LogRow) -> None:
-    """The live CSMS gave up the CALL of an ``abandoned`` row: an answer read after it was
-    dropped, so it is no longer awaited."""
+def _awaited(ours: dict[str, tuple[str, str, dict[str, Any]]],
+             late: dict[str, dict[str, tuple[str, str, dict[str, Any]]]],
+             charger_id: str, unique_id: str) -> tuple[str, str, dict[str, Any]] | None:
+    """The CALL of ours an answer answers: the outstanding one, or one given up whose late
+    answer the live CSMS recorded; None: it dropped the answer."""
+    mine = ours.get(charger_id)
+    if mine is not None and mine[0] == unique_id:
+        del ours[charger_id]
+        return mine
+    return late.get(charger_id, {}).pop(unique_id, None)
+
+
+def _give_up(ours: dict[str, tuple[str, str, dict[str, Any]]],
+             late: dict[str, tuple[str, str, dict[str, Any]]], row: LogRow) -> None:
+    """The live CSMS gave up the CALL of an ``abandoned`` row: no longer awaited, but a
+    late answer to it is recorded (among the connection's last LATE_ANSWERS_KEPT)."""
     mine = ours.get(row.charger_id)
     if mine is not None and mine[0] == orjson.loads(row.frame).get("uniqueId"):
         del ours[row.charger_id]
+        late[mine[0]] = mine
+        while len(late) > LATE_ANSWERS_KEPT:
+            del late[next(iter(late))]
 
 
 def _answer_of(

@@ -82,6 +82,10 @@ class Direction(enum.StrEnum):
     ABANDONED = "abandoned"
 
 
+#: How many of our CALLs given up (with an ``on_answer``) a session remembers, so that a
+#: late answer to one is still recorded; replay keeps the same number.
+LATE_ANSWERS_KEPT = 8
+
 #: Awaited with every frame, in and out: its direction, its text on the wire and the
 #: moment (the session's clock) it was read or is about to be sent (and with every
 #: CALL of ours given up, see :attr:`Direction.ABANDONED`). An outgoing frame is
@@ -241,6 +245,9 @@ class RpcSession:
         ](queue_size)
         self._call_lock = trio.Lock()
         self._pending: _Pending | None = None
+        #: Our CALLs given up with an ``on_answer``, newest last (at most
+        #: LATE_ANSWERS_KEPT): a late answer to one is still recorded.
+        self._given_up: dict[str, _Pending] = {}
         self._closed = False
         self._ended = trio.Event()
         self._counters = _Counters()
@@ -338,6 +345,8 @@ class RpcSession:
                 frame is read (a CALLRESULT or CALLERROR, not a malformed frame), before
                 the next frame is read: what records the answer then takes effect in
                 the order of the message log, ahead of any CALL the peer sends next.
+                Also for an answer that comes after the timeout, while the CALL is
+                among the session's last :data:`LATE_ANSWERS_KEPT` given up.
 
         Raises:
             PayloadError: the request breaks its schema; nothing was sent.
@@ -371,6 +380,10 @@ class RpcSession:
                 # From here on an answer to this CALL is dropped as unmatched; the
                 # observer hears it before any later frame is read.
                 self._pending = None
+                if not pending.done.is_set() and pending.on_answer is not None:
+                    self._given_up[pending.unique_id] = pending
+                    while len(self._given_up) > LATE_ANSWERS_KEPT:
+                        del self._given_up[next(iter(self._given_up))]
                 if not pending.done.is_set() and self._observer is not None:
                     given_up = {"uniqueId": pending.unique_id, "action": action}
                     with trio.CancelScope(shield=True):
@@ -446,9 +459,21 @@ class RpcSession:
     ) -> None:
         pending = self._pending
         if pending is None or pending.unique_id != frame.unique_id or pending.done.is_set():
+            late = self._given_up.pop(str(frame.unique_id), None)
+            if late is not None:
+                # Its caller has had its CallTimeout; the answer is still what the peer
+                # did: it goes to on_answer (the message log has the abandoned row first).
+                log.info("%s: late answer to %s %s", self.name, late.action, late.unique_id)
+                self._resolve(late, frame, at)
+                return
             self._counters.unmatched_responses += 1
             log.warning("%s: dropped response to unknown uniqueId %r", self.name, frame.unique_id)
             return
+        self._resolve(pending, frame, at)
+
+    def _resolve(self, pending: _Pending, frame: frames.CallResult | frames.CallErrorFrame,
+                 at: datetime.datetime) -> None:
+        """Resolve ``pending`` with its answer frame, and hand the answer to on_answer."""
         if isinstance(frame, frames.CallErrorFrame):
             pending.resolve(
                 None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
@@ -140,27 +140,40 @@ def _profile_summary(profile: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def site_power_seen(samples: Iterable[SampleRow], limit_w: float) -> dict[str, Any]:
+def site_power_seen(samples: Iterable[SampleRow], limit_w: float,
+                    ended: Mapping[int, datetime.datetime] | None = None) -> dict[str, Any]:
     """The site's power as the CSMS received it, from its stored MeterValues.
 
     Each session's power is its last reported Power.Active.Import (a step function); the
     site's power at every receive time is their sum. Returns the peak, and the longest
     stretch during which the sum stayed above ``limit_w`` (from the first sample above to
     the last sample above in a row).
+
+    ``ended``: when the CSMS closed each session it closed (its StopTransaction, or the
+    evidence that its charger lost it in a reboot): its power counts until then, and a
+    reading received later (delivered late) no longer does.
     """
     tolerance = 1.0  # W: rounding of reported values
+    ended = ended or {}
     last: dict[int, float] = {}
     by_time: dict[datetime.datetime, list[tuple[int, float]]] = {}
     for row in samples:
         s = row.sample
-        if (row.transaction_id is None or s.measurand != "Power.Active.Import"
-                or s.phase is not None or s.number is None):
+        tx = row.transaction_id
+        if (tx is None or s.measurand != "Power.Active.Import"
+                or s.phase is not None or s.number is None
+                or (tx in ended and row.received_at >= ended[tx])):
             continue
-        by_time.setdefault(row.received_at, []).append((row.transaction_id, s.number))
+        by_time.setdefault(row.received_at, []).append((tx, s.number))
+    endings = sorted((at, tx) for tx, at in ended.items())
+    next_end = 0
     peak, peak_at = 0.0, None
     longest, longest_from = 0.0, None
     run_start: datetime.datetime | None = None
     for moment in sorted(by_time):
+        while next_end < len(endings) and endings[next_end][0] <= moment:
+            last.pop(endings[next_end][1], None)
+            next_end += 1
         for tx, watts in by_time[moment]:
             last[tx] = watts
         total = sum(last.values())

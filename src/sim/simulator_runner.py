@@ -376,7 +376,10 @@ async def _run_in_process(module: ModuleType, config: SimConfig, params: dict[st
             if site.limit_w is None:
                 return
             samples = await store.read_samples("Power.Active.Import")
-            view = site_power_seen(samples, site.limit_w)
+            state = await store.load_state()
+            ended = {tx: session.stopped_at for tx, session in state.sessions.items()
+                     if session.stopped_at is not None}
+            view = site_power_seen(samples, site.limit_w, ended)
             ctx.csms_view = view
             tolerance = site.rebalance_interval_s
             ctx.check(view["longest_over_limit_s"] <= tolerance,

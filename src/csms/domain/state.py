@@ -469,15 +469,31 @@ def _(event: ev.ChargingProfileAnswered, state: DomainState) -> None:
     session = state.sessions.get(event.transaction_id) if event.transaction_id else None
     if session is None or not session.open or session.charger_id != event.charger_id:
         return
+    # The answer to the profile pending, or a late one to a profile given up (the one
+    # pending, if any, was sent after it: the charger may apply that one next).
+    in_time = session.pending is not None and _same_profile(session.pending, profile)
+    changes: dict[str, Any] = {"pending": None} if in_time else {}
     if event.status == "Accepted":
-        # The limit in force for it now: it replaces any it may have applied unanswered.
-        # Idle counts only while the EV may draw: a pause (0), or its end, starts afresh.
-        _put_session(state, attrs.evolve(
-            session, limit=profile, refused=None, pending=None, uncertain=None,
-            idle_since=None, recent_limits=_recent(session.recent_limits, profile)))
+        # The limit in force for it now. In time, it replaces any it may have applied
+        # unanswered; late, it replaces those given up only if none is higher (one sent
+        # after it may be applied yet). Idle counts only while the EV may draw: a pause
+        # (0), or its end, starts afresh.
+        uncertain = session.uncertain
+        if in_time or (uncertain is not None and uncertain.watts() <= profile.watts()):
+            uncertain = None
+        changes.update(limit=profile, refused=None, uncertain=uncertain, idle_since=None,
+                       recent_limits=_recent(session.recent_limits, profile))
     else:
         # A refusal changes nothing the charger enforces: the last accepted limit holds.
-        _put_session(state, attrs.evolve(session, refused=event.status, pending=None))
+        changes["refused"] = event.status
+    _put_session(state, attrs.evolve(session, **changes))
+
+
+def _same_profile(a: SentProfile, b: SentProfile) -> bool:
+    """Whether two records are of the same SetChargingProfile (its answer aside)."""
+    return ((a.connector_id, a.profile_id, a.purpose, a.stack_level, a.unit, a.limit, a.phases)
+            == (b.connector_id, b.profile_id, b.purpose, b.stack_level, b.unit, b.limit,
+                b.phases))
 
 
 @_apply.register

@@ -47,6 +47,7 @@ class Limit:
         in_flight: sent, its answer awaited.
         uncertain: the highest limit sent whose answer never came, since the last one
             accepted (0: none).
+        sent: how many limits went out for the session (which one a late answer is to).
     """
 
     transaction_id: int
@@ -56,6 +57,7 @@ class Limit:
     queued: float | None = None
     in_flight: float | None = None
     uncertain: float = 0.0
+    sent: int = 0
 
     def bound(self, default_w: float) -> float:
         """The most the charger may be enforcing now (``default_w``: the session's limit
@@ -117,14 +119,33 @@ class Ledger:
         limit = self.get(key, transaction_id)
         limit.queued = None
         limit.in_flight = watts
+        limit.sent += 1
 
     def accepted(self, key: EvseKey, transaction_id: int, watts: float, samples: int) -> None:
-        """The charger accepted ``watts``: it replaces every limit sent before it."""
+        """The charger accepted ``watts``: it replaces every limit sent before it. The same
+        limit again changes nothing it enforces: readings taken under it still count."""
         limit = self.get(key, transaction_id)
-        under = limit.previous(samples)
-        limit.accepted, limit.accepted_samples, limit.under = watts, samples, under
+        if limit.accepted is None or not math.isclose(limit.accepted, watts,
+                                                      abs_tol=EPSILON_W):
+            under = limit.previous(samples)
+            limit.accepted, limit.accepted_samples, limit.under = watts, samples, under
         limit.in_flight = None
         limit.uncertain = 0.0
+
+    def accepted_late(self, key: EvseKey, transaction_id: int, watts: float,
+                      samples: int, sent: int) -> bool:
+        """The charger accepted ``watts``, the ``sent``-th limit sent for the session,
+        after its call was given up. If nothing went out since, it replaces every limit
+        sent before it, as an answer in time does; else it is in force until those sent
+        since are applied, and they stay counted as they were. Whether it was the last."""
+        limit = self.find(key, transaction_id)
+        if limit is None:
+            return False
+        if limit.sent != sent or limit.in_flight is not None or limit.queued is not None:
+            limit.accepted, limit.accepted_samples = watts, samples
+            return False
+        self.accepted(key, transaction_id, watts, samples)
+        return True
 
     def unknown(self, key: EvseKey, transaction_id: int, up_to_w: float) -> None:
         """Someone else changed the charger's profiles: it may enforce anything up to

@@ -11,6 +11,7 @@ not start with one, it first asks the charger what it takes and installs its saf
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -167,11 +168,14 @@ class Senders:
             self._smart.ledger.unqueue((cp_id, connector_id), wanted.transaction_id)
         queue.wanted.clear()
 
-    async def _exchange(self, conn: Connection, action: str, payload: dict[str, Any]) -> Answer:
-        """Send a CALL of ours and record the answer (raises as ``session.exchange``)."""
+    async def _exchange(self, conn: Connection, action: str, payload: dict[str, Any],
+                        late: Callable[[Answer], None] | None = None) -> Answer:
+        """Send a CALL of ours and record the answer (raises as ``session.exchange``);
+        ``late`` hears an answer that comes after the call timeout (recorded too)."""
         session = conn.session
         if session is None:
             raise SessionClosed(f"{conn.charge_point_id}: no session")
+        given_up = False
 
         def record(answer: Answer) -> None:
             # Called by the reader as the answer is read: the domain applies it in the
@@ -180,10 +184,16 @@ class Senders:
             self._recorder.answer(
                 conn.charge_point_id, action, payload, answer.payload, error, answer.answered_at
             )
+            if given_up and late is not None:
+                late(answer)
 
-        return await session.exchange(
-            action, payload, timeout=self._call_timeout, on_answer=record
-        )
+        try:
+            return await session.exchange(
+                action, payload, timeout=self._call_timeout, on_answer=record
+            )
+        except CallTimeout:
+            given_up = True
+            raise
 
     def safety_profiles(self, charger_id: str, unit: str) -> list[dict[str, Any]]:
         """The SetChargingProfile payloads installed after a boot, in ``unit``: a
@@ -321,7 +331,9 @@ class Senders:
         tx = wanted.transaction_id
         self._smart.ledger.sending(key, tx, wanted.enforced)
         try:
-            answer = await self._exchange(conn, "SetChargingProfile", wanted.payload)
+            sent = self._smart.ledger.get(key, tx).sent
+            answer = await self._exchange(conn, "SetChargingProfile", wanted.payload,
+                                          late=functools.partial(self._late, key, wanted, sent))
         except CallTimeout:
             # It may have applied it, and may yet answer: counted at it until a later
             # limit is accepted.
@@ -340,6 +352,16 @@ class Senders:
         if status != "Accepted":
             self._smart.ledger.refused(key, tx)
         return status
+
+    def _late(self, key: EvseKey, wanted: Wanted, sent: int, answer: Answer) -> None:
+        """An answer after the call timeout: an Accepted is honoured (in force, and the
+        session controlled again); a refusal changes nothing."""
+        status = _status(answer)
+        log.info("%s EVSE_%d: SetChargingProfile answered %s after the call timeout",
+                 *key, status)
+        if status == "Accepted" and self._smart.state.open_sessions.get(key) == \
+                wanted.transaction_id:
+            self._smart.accepted_late(key, wanted, sent)
 
     async def _fall_back(
         self, conn: Connection, key: EvseKey, wanted: Wanted, status: str

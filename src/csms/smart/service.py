@@ -41,6 +41,7 @@ import attrs
 import trio
 
 from csms.domain import events as ev
+from csms.domain.compliance import overdraws
 from csms.domain.meter import phases_drawn
 from csms.domain.model import Session
 from csms.domain.state import DomainState
@@ -108,6 +109,13 @@ class SmartCharging:
         self.bounds: dict[EvseKey, float] = {}
         #: Increases the last rebalance held back until decreases are confirmed.
         self.held: dict[EvseKey, float] = {}
+        #: The sessions the last rebalance counted at what they draw (above their limit).
+        self.at_draw: set[EvseKey] = set()
+        #: Limits to send again to sessions that draw clearly more than they accepted.
+        self._resend: dict[EvseKey, float] = {}
+        #: The session and its reading count when its limit last went again: once per
+        #: reading.
+        self._resent: dict[EvseKey, tuple[int, int]] = {}
         #: The per-EVSE limit (W) of the safety-net TxDefaultProfile each charger accepted.
         self.safety_w: dict[str, float] = {}
         #: The form a session's charger accepted after refusing the default one:
@@ -125,8 +133,20 @@ class SmartCharging:
     # -- triggers --------------------------------------------------------------------------
 
     def wants_rebalance(self, events: list[ev.Event]) -> bool:
-        """Whether these events change who may draw power."""
-        return any(isinstance(e, _TRIGGERS) for e in events)
+        """Whether these events change who may draw power: a session starts or ends, an
+        EVSE's status changes, or a reading shows a session drawing clearly more than its
+        limit (or no longer): the others make room at once, not at the next tick."""
+        for event in events:
+            if isinstance(event, _TRIGGERS):
+                return True
+            if isinstance(event, ev.MeterSampled) and event.transaction_id is not None:
+                key = (event.charger_id, event.connector_id)
+                session = self.state.sessions.get(event.transaction_id)
+                if (session is not None and session.open
+                        and self.state.open_sessions.get(key) == session.transaction_id
+                        and self._over_limit(key, session) != (key in self.at_draw)):
+                    return True
+        return False
 
     def request_rebalance(self) -> None:
         """Rebalance now, not at the next tick (called after an answer has been sent)."""
@@ -256,11 +276,21 @@ class SmartCharging:
             default = self.default_w(key)
             fixed = limit.bound(default) if limit is not None else default
             controlled = self.controllable(key, tx)
-            if session.non_compliant:
-                # It draws more than it accepted, persistently: it counts at what it draws,
-                # and the others share the rest.
+            if session.non_compliant or self._over_limit(key, session):
+                # It draws clearly more than it accepted: it counts at what it draws from
+                # that first reading, and the others share the rest. Each reading judged
+                # so until it is non-compliant sends its limit again (its charger may
+                # have lost it).
+                if (controlled and session.overdraw_readings and not session.non_compliant
+                        and limit is not None
+                        and limit.accepted is not None and limit.queued is None
+                        and limit.in_flight is None
+                        and self._resent.get(key) != (tx, session.samples)):
+                    self._resend[key] = limit.accepted
+                    self._resent[key] = (tx, session.samples)
                 controlled = False
                 fixed = max(fixed, session.power_w or 0.0)
+                self.at_draw.add(key)
             elif self._idle(session, fixed, min_power_w(phases)):
                 # Full or waiting for a while, its limit down to the floor: the floor goes
                 # to the others until it draws again (then it is counted again at once).
@@ -278,6 +308,22 @@ class SmartCharging:
                 fixed_w=fixed,
             ))
         return result
+
+    def _over_limit(self, key: EvseKey, session: Session) -> bool:
+        """Whether a reading taken since its charger accepted its limit shows the session
+        drawing clearly more than any limit its charger may be enforcing or still
+        applying (the one before, or the safety net's, in the minute it may take), or the
+        domain judged its latest reading so. A new limit accepted since waits for the
+        next reading."""
+        limit = self.ledger.find(key, session.transaction_id)
+        if (limit is None or limit.accepted is None or session.power_w is None
+                or session.samples <= limit.accepted_samples):
+            return False
+        if session.overdraw_readings:
+            return True
+        default = self.default_w(key)
+        applying = max(limit.bound(default), default if limit.under is None else limit.under)
+        return overdraws(applying, "W", session.power_w)
 
     def _measured_w(self, key: EvseKey, session: Session, phases: int) -> float | None:
         """What the session draws, as its limit counts it: a limit in A is per phase of
@@ -341,6 +387,8 @@ class SmartCharging:
             time_now = trio.current_time()
             for retry in self._retries.values():
                 retry.due = retry.due or retry.at <= time_now
+        self.at_draw.clear()
+        self._resend.clear()
         demands = self.demands()
         rotation = int(self._clock().timestamp() // self.site.rotation_interval_s)
         # Within a rotation interval the pauses hold, whatever starts or stops.
@@ -361,12 +409,15 @@ class SmartCharging:
                 del self._retries[key]
         for key in [k for k, tx in self.uncontrolled.items() if open_sessions.get(k) != tx]:
             del self.uncontrolled[key]
+        for key in [k for k, (tx, _) in self._resent.items() if open_sessions.get(k) != tx]:
+            del self._resent[key]
         self._forget_forms()
         # Every session counts at the most its charger may be enforcing: a decrease only
         # once confirmed, an increase from the moment it is handed out.
         self.bounds = {d.key: d.fixed_load_w for d in demands}
         scopes = self._scopes(set(self.bounds)) + phase_scopes
         now, self.held = admit(self._to_send(demands, scopes, capabilities), self.bounds, scopes)
+        now.update(self._resend)  # no more than it accepted: nothing to admit
         for key, watts in sorted(now.items()):
             tx = open_sessions[key]
             _, phases, _ = self.site.rating(*key)
@@ -436,12 +487,6 @@ class SmartCharging:
                 in_force[key] = watts  # already on its way
                 continue
             accepted = limit.accepted
-            session = self.state.sessions[tx]
-            if session.overdraw_readings and session.samples > limit.accepted_samples:
-                # It draws clearly more than it accepted: send the limit again (a charger
-                # may have lost it), before counting it at its draw; once per reading.
-                in_force[key] = to_send[key] = watts
-                continue
             if accepted is not None and limit.settled and (
                     math.isclose(accepted, wanted, abs_tol=EPSILON_W)
                     or (abs(accepted - wanted) <= max(deadband, ratio * max(accepted, wanted))
@@ -494,6 +539,20 @@ class SmartCharging:
         self._retries.pop(key, None)
         if self.held:
             self.request_rebalance()  # a decrease confirmed may let a held increase out
+
+    def accepted_late(self, key: EvseKey, wanted: Wanted, sent: int) -> None:
+        """The charger accepted the limit (the ``sent``-th of the session) after its call
+        timed out: it is in force. If it is the last sent, the session is settled and
+        controlled again, as after an answer in time; else what was sent since stays
+        counted, and the retry stays due when it was (a charger that is always late is
+        sent no more often for it)."""
+        tx = wanted.transaction_id
+        session = self.state.sessions.get(tx)
+        samples = session.samples if session else 0
+        if self.ledger.accepted_late(key, tx, wanted.enforced, samples, sent):
+            self.uncontrolled.pop(key, None)
+            self._retries.pop(key, None)
+            self.request_rebalance()
 
     def failed(self, key: EvseKey, transaction_id: int, why: str) -> None:
         """The session's profile was refused in every form, or not answered: it counts at

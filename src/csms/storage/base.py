@@ -27,7 +27,9 @@ class LogRow:
     ``direction`` is ``in`` / ``out`` (a frame, as on the wire), ``connect`` /
     ``disconnect`` (the WebSocket opened or closed; ``frame`` is a JSON object with the
     remote address or the reason), or ``abandoned`` (a CALL of ours was given up without
-    an answer; ``frame`` is ``{"uniqueId", "action"}``: a later answer to it is dropped).
+    an answer; ``frame`` is ``{"uniqueId", "action"}``: a later answer to it is still
+    recorded, if it comes on the same connection while the CALL is among its last
+    ``LATE_ANSWERS_KEPT`` given up; else dropped).
     """
 
     seq: int
