@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from csms.domain import events as ev
-from csms.domain.model import Reservation
+from csms.domain.model import Reservation, SentProfile
 from csms.domain.projection import events_for_answer
 from csms.domain.state import DomainState, apply
 from csms.replay import diff, rebuild
@@ -65,8 +65,8 @@ def _answer(state: DomainState, action: str, request: dict[str, Any],
 def test_clear_charging_profile_removes_what_it_matches() -> None:
     state = DomainState()
     for connector, pid, purpose in ((1, 10, "TxProfile"), (2, 20, "TxDefaultProfile")):
-        apply(state, ev.ChargingProfileAnswered("CP", AT, connector, pid, purpose, 0, None,
-                                                "A", 16.0, "Accepted"))
+        apply(state, ev.ChargingProfileAnswered("CP", AT, SentProfile(
+            "CP", connector, pid, purpose, 0, None, "A", 16.0, "Accepted", AT)))
     _answer(state, "ClearChargingProfile", {"chargingProfilePurpose": "TxProfile"},
             {"status": "Unknown"})
     assert len(state.profiles) == 2

@@ -8,6 +8,7 @@ import datetime
 from attrs import frozen
 
 from csms.domain.meter import Sample
+from csms.domain.model import SentProfile
 
 
 @frozen
@@ -179,38 +180,22 @@ class UnknownTransactionMetered:
 
 @frozen
 class ChargingProfileAnswered:
-    """The charger answered our SetChargingProfile: ``status`` is Accepted, Rejected,
-    NotSupported, or the CALLERROR code it sent."""
+    """The charger answered our SetChargingProfile: ``profile.status`` is Accepted,
+    Rejected, NotSupported, or the CALLERROR code it sent."""
 
     charger_id: str
     at: datetime.datetime
-    connector_id: int
-    profile_id: int
-    purpose: str
-    stack_level: int
-    transaction_id: int | None
-    unit: str
-    limit: float
-    status: str
-    #: The first period's numberPhases, if given.
-    phases: int | None = None
+    profile: SentProfile
 
 
 @frozen
 class ChargingProfileSent:
-    """We sent a SetChargingProfile for an open session (the CALL is in the message log):
-    until it is answered, the charger may be applying it."""
+    """We sent a SetChargingProfile for an open session (the CALL is in the message log;
+    ``profile.status`` is "Sent"): until it is answered, the charger may be applying it."""
 
     charger_id: str
     at: datetime.datetime
-    connector_id: int
-    profile_id: int
-    purpose: str
-    stack_level: int
-    transaction_id: int
-    unit: str
-    limit: float
-    phases: int | None = None
+    profile: SentProfile
 
 
 @frozen

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 
+import attrs
 from attrs import field, frozen
 
 from ocppj.charging import NOMINAL_VOLTAGE_V
@@ -90,6 +91,10 @@ class SentProfile:
     at: datetime.datetime
     #: The first period's numberPhases, if given.
     phases: int | None = None
+
+    def same_call(self, other: SentProfile) -> bool:
+        """Whether ``other`` records the same SetChargingProfile (its answer aside)."""
+        return attrs.evolve(self, status=other.status, at=other.at) == other
 
     def watts(self, phases: int = 3) -> float:
         """The most it lets an EV draw, in W: a limit in A on its numberPhases, else on

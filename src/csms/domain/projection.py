@@ -18,6 +18,7 @@ import orjson
 
 from csms.domain import events as ev
 from csms.domain.meter import samples_from
+from csms.domain.model import SentProfile
 from csms.domain.state import DomainState, start_key, unknown_stop_key
 from ocppj.timestamps import format_timestamp, parse_timestamp
 
@@ -300,8 +301,10 @@ class Answered:
 OutProjector = Callable[[DomainState, Answered], list[ev.Event]]
 
 
-def _profile(state: DomainState, charger_id: str, request: dict[str, Any]) -> dict[str, Any]:
-    """A SetChargingProfile payload's fields as the domain keeps them (its first period)."""
+def _profile(state: DomainState, charger_id: str, request: dict[str, Any], status: str,
+             at: datetime.datetime) -> SentProfile:
+    """A SetChargingProfile as the domain keeps it (its first period), with its answer's
+    ``status`` ("Sent" until it has one)."""
     profile = request["csChargingProfiles"]
     schedule = profile["chargingSchedule"]
     periods = schedule["chargingSchedulePeriod"]
@@ -312,17 +315,16 @@ def _profile(state: DomainState, charger_id: str, request: dict[str, Any]) -> di
         # A TxDefaultProfile on a connector governs the transaction running there (the
         # CSMS's fallback for a charger that refuses TxProfiles).
         transaction_id = state.open_sessions.get((charger_id, connector_id))
-    return {
-        "connector_id": connector_id, "profile_id": int(profile["chargingProfileId"]),
-        "purpose": purpose, "stack_level": int(profile["stackLevel"]),
-        "transaction_id": transaction_id, "unit": str(schedule["chargingRateUnit"]),
-        "limit": float(periods[0]["limit"]), "phases": periods[0].get("numberPhases"),
-    }
+    return SentProfile(
+        charger_id, connector_id, int(profile["chargingProfileId"]), purpose,
+        int(profile["stackLevel"]), transaction_id, str(schedule["chargingRateUnit"]),
+        float(periods[0]["limit"]), status, at, periods[0].get("numberPhases"),
+    )
 
 
 def set_charging_profile(state: DomainState, a: Answered) -> list[ev.Event]:
     return [ev.ChargingProfileAnswered(
-        a.charger_id, a.at, status=a.status, **_profile(state, a.charger_id, a.request)
+        a.charger_id, a.at, _profile(state, a.charger_id, a.request, a.status, a.at)
     )]
 
 
@@ -333,13 +335,13 @@ def events_for_call(state: DomainState, charger_id: str, action: str,
     if action != "SetChargingProfile":
         return []
     try:
-        fields = _profile(state, charger_id, payload)
+        profile = _profile(state, charger_id, payload, "Sent", at)
     except (KeyError, IndexError, TypeError, ValueError):
         return []  # not one the charger could take either; its answer will say
-    session = state.sessions.get(fields["transaction_id"] or -1)
+    session = state.sessions.get(profile.transaction_id or -1)
     if session is None or not session.open or session.charger_id != charger_id:
         return []
-    return [ev.ChargingProfileSent(charger_id, at, **fields)]
+    return [ev.ChargingProfileSent(charger_id, at, profile)]
 
 
 def events_for_abandoned(state: DomainState, charger_id: str, action: str,

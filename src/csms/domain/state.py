@@ -462,18 +462,19 @@ def _(event: ev.UnknownTransactionMetered, state: DomainState) -> None:
 
 @_apply.register
 def _(event: ev.ChargingProfileAnswered, state: DomainState) -> None:
-    key = (event.charger_id, event.connector_id)
-    profile = _sent_profile(event, event.status)
+    profile = event.profile
+    key = (event.charger_id, profile.connector_id)
     state.profiles[key] = profile
     state.dirty.add(("profile", key))
-    session = state.sessions.get(event.transaction_id) if event.transaction_id else None
+    tx = profile.transaction_id
+    session = state.sessions.get(tx) if tx else None
     if session is None or not session.open or session.charger_id != event.charger_id:
         return
     # The answer to the profile pending, or a late one to a profile given up (the one
     # pending, if any, was sent after it: the charger may apply that one next).
-    in_time = session.pending is not None and _same_profile(session.pending, profile)
+    in_time = session.pending is not None and session.pending.same_call(profile)
     changes: dict[str, Any] = {"pending": None} if in_time else {}
-    if event.status == "Accepted":
+    if profile.status == "Accepted":
         # The limit in force for it now. In time, it replaces any it may have applied
         # unanswered; late, it replaces those given up only if none is higher (one sent
         # after it may be applied yet). Idle counts only while the EV may draw: a pause
@@ -485,31 +486,15 @@ def _(event: ev.ChargingProfileAnswered, state: DomainState) -> None:
                        recent_limits=_recent(session.recent_limits, profile))
     else:
         # A refusal changes nothing the charger enforces: the last accepted limit holds.
-        changes["refused"] = event.status
+        changes["refused"] = profile.status
     _put_session(state, attrs.evolve(session, **changes))
-
-
-def _same_profile(a: SentProfile, b: SentProfile) -> bool:
-    """Whether two records are of the same SetChargingProfile (its answer aside)."""
-    return ((a.connector_id, a.profile_id, a.purpose, a.stack_level, a.unit, a.limit, a.phases)
-            == (b.connector_id, b.profile_id, b.purpose, b.stack_level, b.unit, b.limit,
-                b.phases))
 
 
 @_apply.register
 def _(event: ev.ChargingProfileSent, state: DomainState) -> None:
-    session = state.sessions[event.transaction_id]
-    _put_session(state, attrs.evolve(session, pending=_sent_profile(event, "Sent")))
-
-
-def _sent_profile(event: ev.ChargingProfileAnswered | ev.ChargingProfileSent,
-                  status: str) -> SentProfile:
-    """The domain's record of a SetChargingProfile: as answered, or as sent ("Sent")."""
-    return SentProfile(
-        event.charger_id, event.connector_id, event.profile_id, event.purpose,
-        event.stack_level, event.transaction_id, event.unit, event.limit, status, event.at,
-        event.phases,
-    )
+    # The projection emits it only for an open session of the charger.
+    session = state.sessions[event.profile.transaction_id or -1]
+    _put_session(state, attrs.evolve(session, pending=event.profile))
 
 
 @_apply.register
