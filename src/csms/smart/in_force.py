@@ -121,16 +121,19 @@ class Ledger:
         limit.in_flight = watts
         limit.sent += 1
 
-    def accepted(self, key: EvseKey, transaction_id: int, watts: float, samples: int) -> None:
-        """The charger accepted ``watts``: it replaces every limit sent before it. The same
-        limit again changes nothing it enforces: readings taken under it still count."""
+    def accepted(self, key: EvseKey, transaction_id: int, watts: float, samples: int,
+                 *, settles: bool = True) -> None:
+        """The charger accepted ``watts``: it is in force. The same limit again changes
+        nothing it enforces: readings taken under it still count. If it ``settles`` (the
+        answer to the last limit sent), it replaces every limit sent before it."""
         limit = self.get(key, transaction_id)
         if limit.accepted is None or not math.isclose(limit.accepted, watts,
                                                       abs_tol=EPSILON_W):
             under = limit.previous(samples)
             limit.accepted, limit.accepted_samples, limit.under = watts, samples, under
-        limit.in_flight = None
-        limit.uncertain = 0.0
+        if settles:
+            limit.in_flight = None
+            limit.uncertain = 0.0
 
     def accepted_late(self, key: EvseKey, transaction_id: int, watts: float,
                       samples: int, sent: int) -> bool:
@@ -141,11 +144,9 @@ class Ledger:
         limit = self.find(key, transaction_id)
         if limit is None:
             return False
-        if limit.sent != sent or limit.in_flight is not None or limit.queued is not None:
-            limit.accepted, limit.accepted_samples = watts, samples
-            return False
-        self.accepted(key, transaction_id, watts, samples)
-        return True
+        last = limit.sent == sent and limit.in_flight is None and limit.queued is None
+        self.accepted(key, transaction_id, watts, samples, settles=last)
+        return last
 
     def unknown(self, key: EvseKey, transaction_id: int, up_to_w: float) -> None:
         """Someone else changed the charger's profiles: it may enforce anything up to

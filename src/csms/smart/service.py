@@ -111,8 +111,6 @@ class SmartCharging:
         self.held: dict[EvseKey, float] = {}
         #: The sessions the last rebalance counted at what they draw (above their limit).
         self.at_draw: set[EvseKey] = set()
-        #: Limits to send again to sessions that draw clearly more than they accepted.
-        self._resend: dict[EvseKey, float] = {}
         #: The session and its reading count when its limit last went again: once per
         #: reading.
         self._resent: dict[EvseKey, tuple[int, int]] = {}
@@ -144,7 +142,7 @@ class SmartCharging:
                 session = self.state.sessions.get(event.transaction_id)
                 if (session is not None and session.open
                         and self.state.open_sessions.get(key) == session.transaction_id
-                        and self._over_limit(key, session) != (key in self.at_draw)):
+                        and self._at_draw(key, session) != (key in self.at_draw)):
                     return True
         return False
 
@@ -257,9 +255,14 @@ class SmartCharging:
 
     def demands(self) -> list[Demand]:
         """The open sessions on available EVSEs, as the allocator sees them."""
+        return self._demands()[0]
+
+    def _demands(self) -> tuple[list[Demand], set[EvseKey]]:
+        """The demands, and those of them counted at what they draw."""
         state = self.state
         epoch = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
         result = []
+        at_draw: set[EvseKey] = set()
         for key, tx in state.open_sessions.items():
             evse = state.evses.get(key)
             if evse is not None and not evse.available:
@@ -276,21 +279,12 @@ class SmartCharging:
             default = self.default_w(key)
             fixed = limit.bound(default) if limit is not None else default
             controlled = self.controllable(key, tx)
-            if session.non_compliant or self._over_limit(key, session):
+            if self._at_draw(key, session):
                 # It draws clearly more than it accepted: it counts at what it draws from
-                # that first reading, and the others share the rest. Each reading judged
-                # so until it is non-compliant sends its limit again (its charger may
-                # have lost it).
-                if (controlled and session.overdraw_readings and not session.non_compliant
-                        and limit is not None
-                        and limit.accepted is not None and limit.queued is None
-                        and limit.in_flight is None
-                        and self._resent.get(key) != (tx, session.samples)):
-                    self._resend[key] = limit.accepted
-                    self._resent[key] = (tx, session.samples)
+                # that first reading, and the others share the rest.
                 controlled = False
                 fixed = max(fixed, session.power_w or 0.0)
-                self.at_draw.add(key)
+                at_draw.add(key)
             elif self._idle(session, fixed, min_power_w(phases)):
                 # Full or waiting for a while, its limit down to the floor: the floor goes
                 # to the others until it draws again (then it is counted again at once).
@@ -307,7 +301,29 @@ class SmartCharging:
                 controlled=controlled,
                 fixed_w=fixed,
             ))
-        return result
+        return result, at_draw
+
+    def _at_draw(self, key: EvseKey, session: Session) -> bool:
+        """Whether the session counts at what it draws: non-compliant, or over its limit."""
+        return session.non_compliant or self._over_limit(key, session)
+
+    def _resends(self, at_draw: set[EvseKey]) -> dict[EvseKey, float]:
+        """The limits to send again, once per reading the domain judged clearly above
+        the limit its charger accepted, until it is non-compliant (a charger may have
+        lost its limit); none while one is on its way or the session is uncontrolled."""
+        resend: dict[EvseKey, float] = {}
+        for key in sorted(at_draw):
+            tx = self.state.open_sessions[key]
+            session = self.state.sessions[tx]
+            limit = self.ledger.find(key, tx)
+            if (session.overdraw_readings and not session.non_compliant
+                    and limit is not None and limit.accepted is not None
+                    and limit.queued is None and limit.in_flight is None
+                    and self.controllable(key, tx)
+                    and self._resent.get(key) != (tx, session.samples)):
+                resend[key] = limit.accepted
+                self._resent[key] = (tx, session.samples)
+        return resend
 
     def _over_limit(self, key: EvseKey, session: Session) -> bool:
         """Whether a reading taken since its charger accepted its limit shows the session
@@ -387,9 +403,7 @@ class SmartCharging:
             time_now = trio.current_time()
             for retry in self._retries.values():
                 retry.due = retry.due or retry.at <= time_now
-        self.at_draw.clear()
-        self._resend.clear()
-        demands = self.demands()
+        demands, self.at_draw = self._demands()
         rotation = int(self._clock().timestamp() // self.site.rotation_interval_s)
         # Within a rotation interval the pauses hold, whatever starts or stops.
         previous = self.allocation if rotation == self._rotation else None
@@ -417,7 +431,7 @@ class SmartCharging:
         self.bounds = {d.key: d.fixed_load_w for d in demands}
         scopes = self._scopes(set(self.bounds)) + phase_scopes
         now, self.held = admit(self._to_send(demands, scopes, capabilities), self.bounds, scopes)
-        now.update(self._resend)  # no more than it accepted: nothing to admit
+        now.update(self._resends(self.at_draw))  # no more than accepted: nothing to admit
         for key, watts in sorted(now.items()):
             tx = open_sessions[key]
             _, phases, _ = self.site.rating(*key)
