@@ -24,7 +24,7 @@ from ocppj import frames
 from ocppj.errors import FrameError, PayloadError
 from ocppj.payloads import request_from_payload, response_from_payload
 from ocppj.schemas import ACTIONS, validate_request, validate_response
-from ocppj.session import LATE_ANSWERS_KEPT
+from ocppj.session import keep_given_up
 
 
 @attrs.frozen
@@ -120,9 +120,7 @@ def _give_up(ours: dict[str, tuple[str, str, dict[str, Any]]],
     mine = ours.get(row.charger_id)
     if mine is not None and mine[0] == orjson.loads(row.frame).get("uniqueId"):
         del ours[row.charger_id]
-        late[mine[0]] = mine
-        while len(late) > LATE_ANSWERS_KEPT:
-            del late[next(iter(late))]
+        keep_given_up(late, mine[0], mine)
 
 
 def _answer_of(

@@ -25,7 +25,7 @@ import enum
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import attrs
 import orjson
@@ -85,6 +85,16 @@ class Direction(enum.StrEnum):
 #: How many of our CALLs given up (with an ``on_answer``) a session remembers, so that a
 #: late answer to one is still recorded; replay keeps the same number.
 LATE_ANSWERS_KEPT = 8
+
+_T = TypeVar("_T")
+
+
+def keep_given_up(given_up: dict[str, _T], unique_id: str, call: _T) -> None:
+    """Remember a CALL given up, forgetting the oldest beyond :data:`LATE_ANSWERS_KEPT`:
+    the live session and replay keep the same ones."""
+    given_up[unique_id] = call
+    while len(given_up) > LATE_ANSWERS_KEPT:
+        del given_up[next(iter(given_up))]
 
 #: Awaited with every frame, in and out: its direction, its text on the wire and the
 #: moment (the session's clock) it was read or is about to be sent (and with every
@@ -381,9 +391,7 @@ class RpcSession:
                 # observer hears it before any later frame is read.
                 self._pending = None
                 if not pending.done.is_set() and pending.on_answer is not None:
-                    self._given_up[pending.unique_id] = pending
-                    while len(self._given_up) > LATE_ANSWERS_KEPT:
-                        del self._given_up[next(iter(self._given_up))]
+                    keep_given_up(self._given_up, pending.unique_id, pending)
                 if not pending.done.is_set() and self._observer is not None:
                     given_up = {"uniqueId": pending.unique_id, "action": action}
                     with trio.CancelScope(shield=True):
