@@ -86,13 +86,15 @@ async def settled(s: VirtualSite, chargers: list[SimChargePoint]) -> None:
     await trio.sleep(5)
 
 
-async def two_of_three_charging(s: VirtualSite) -> tuple[list[SimChargePoint], InForceWatch]:
-    """Three chargers on a 22 kW site; CP_01 and CP_02 charge, watched."""
-    chargers = await s.fleet.spawn(3, evses=1)
+async def watched_charging(s: VirtualSite, count: int, limit_w: float, tags: list[str]
+                           ) -> tuple[list[SimChargePoint], InForceWatch]:
+    """``count`` chargers of one EVSE, watched against ``limit_w``; the first ones start a
+    session each, with ``tags``, and settle."""
+    chargers = await s.fleet.spawn(count, evses=1)
     await settled(s, chargers)
-    watch = InForceWatch(chargers, 22_000.0)
-    await watch.start(chargers[0], 1, "TAG-1")
-    await watch.start(chargers[1], 1, "TAG-2")
+    watch = InForceWatch(chargers, limit_w)
+    for cp, tag in zip(chargers, tags, strict=False):
+        await watch.start(cp, 1, tag)
     await settled(s, chargers)
     return chargers, watch
 
@@ -102,7 +104,7 @@ async def test_a_charger_offline_counts_at_the_limit_it_holds(
 ) -> None:
     site = SiteConfig(limit_kw=22.0)
     async with smart_site(tmp_path, virtual_clock, site=site) as s:
-        chargers, watch = await two_of_three_charging(s)
+        chargers, watch = await watched_charging(s, 3, 22_000.0, ["TAG-1", "TAG-2"])
         cp1, cp2, cp3 = chargers
         # 11,000 W each: 15.9 A (11,000 / 690 = 15.94, rounded down).
         assert cp1.evse(1).limit_w == pytest.approx(15.9 * W_PER_A)
@@ -137,12 +139,8 @@ async def test_decreases_are_confirmed_before_the_increases_go_out(
 ) -> None:
     site = SiteConfig(limit_kw=40.0)
     async with smart_site(tmp_path, virtual_clock, site=site) as s:
-        chargers = await s.fleet.spawn(2, evses=1)
+        chargers, watch = await watched_charging(s, 2, 40_000.0, ["TAG-SLOW"])
         slow, other = chargers
-        await settled(s, chargers)
-        watch = InForceWatch(chargers, 40_000.0)
-        await watch.start(slow, 1, "TAG-SLOW")
-        await settled(s, chargers)
         assert slow.evse(1).limit_w == pytest.approx(31.8 * W_PER_A)  # 22 kW, its maximum
         # The slow charger takes 20 s to apply and answer each profile. When the second
         # session starts, both are to get 20,000 W: the slow one's decrease goes out at
@@ -169,13 +167,8 @@ async def test_a_session_its_charger_lost_in_a_reboot_is_closed_and_its_share_go
 ) -> None:
     site = SiteConfig(limit_kw=22.0)
     async with smart_site(tmp_path, virtual_clock, site=site) as s:
-        chargers = await s.fleet.spawn(2, evses=1)
+        chargers, watch = await watched_charging(s, 2, 22_000.0, ["TAG-1", "TAG-2"])
         forgetful, other = chargers
-        await settled(s, chargers)
-        watch = InForceWatch(chargers, 22_000.0)
-        await watch.start(forgetful, 1, "TAG-1")
-        await watch.start(other, 1, "TAG-2")
-        await settled(s, chargers)
         state = s.running_csms.state
         lost = state.open_sessions[("CP_01", 1)]
         assert other.evse(1).limit_w == pytest.approx(15.9 * W_PER_A)  # 11,000 W each
@@ -314,7 +307,7 @@ async def test_a_restarted_csms_budgets_by_the_limits_its_chargers_accepted(
 ) -> None:
     site = SiteConfig(limit_kw=22.0)
     async with smart_site(tmp_path, virtual_clock, site=site) as s:
-        chargers, watch = await two_of_three_charging(s)
+        chargers, watch = await watched_charging(s, 3, 22_000.0, ["TAG-1", "TAG-2"])
         cp1, _, cp3 = chargers
         assert cp1.evse(1).limit_w == pytest.approx(15.9 * W_PER_A)
         sent_before = len(tx_profiles(await s.log()))
@@ -352,7 +345,7 @@ async def test_a_restarted_csms_counts_an_increase_that_was_never_answered(
 ) -> None:
     site = SiteConfig(limit_kw=22.0)
     async with smart_site(tmp_path, virtual_clock, site=site) as s:
-        chargers, watch = await two_of_three_charging(s)
+        chargers, watch = await watched_charging(s, 3, 22_000.0, ["TAG-1", "TAG-2"])
         cp1, cp2, cp3 = chargers
         # CP_01 stops answering SetChargingProfile; CP_02's session ends, so CP_01 is sent
         # 31.8 A (22 kW): no answer within the 30 s call timeout.
