@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from api_helpers import api, running_csms
 from csms.api import CSMS_ACTIONS, build_app
+from csms.api.app import QUERY_PARAMETERS
 from csms.api.openapi import openapi_document
 from csms.app import Csms
 from csms.config import CsmsConfig
@@ -22,7 +23,7 @@ def test_the_document_is_valid_openapi() -> None:
 
 
 def test_every_route_is_documented_with_its_methods() -> None:
-    app = build_app(Csms(CsmsConfig()))
+    app = build_app(Csms(CsmsConfig())).app
     assert isinstance(app, Starlette)
     paths = openapi_document()["paths"]
     for route in app.routes:
@@ -60,3 +61,19 @@ async def test_it_is_served(tmp_path: Path) -> None:
             served = await api(csms, "GET", "/api/openapi.json")
             assert served.status == 200
             assert served.body == openapi_document()
+
+
+def test_every_route_takes_exactly_the_query_parameters_documented() -> None:
+    app = build_app(Csms(CsmsConfig())).app
+    assert isinstance(app, Starlette)
+    paths = openapi_document()["paths"]
+    for route in app.routes:
+        assert isinstance(route, Route)
+        path = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), route.path)
+        for method in route.methods or ():
+            if method == "HEAD":
+                continue
+            operation = paths[path][method.lower()]
+            documented = {p["name"] for p in operation.get("parameters", [])
+                          if p["in"] == "query"}
+            assert documented == QUERY_PARAMETERS.get(route.path, set()), path

@@ -192,11 +192,11 @@ async def test_the_charge_point_id_is_the_percent_decoded_last_path_segment(
     service, port = csms
     with trio.fail_after(10):
         async with open_websocket_url(
-            f"ws://127.0.0.1:{port}/ocpp/CP%20%C3%A9-1?token=x", subprotocols=[OCPP16]
+            f"ws://127.0.0.1:{port}/ocpp/CP%3A01%7Ca@b?token=x", subprotocols=[OCPP16]
         ) as ws:
             assert ws.subprotocol == OCPP16
             await assert_session_works(ws, "pct")
-            assert service.connections.connected == ["CP é-1"]
+            assert service.connections.connected == ["CP:01|a@b"]
 
 
 # -- (b) oversized frames ------------------------------------------------------------------

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 from collections.abc import Callable, Mapping
 
 import trio
 import trio_websocket
 
 from csms.api import build_app, serve_api
+from csms.api.guard import exposure_problem, resolve_token
 from csms.authorization import AuthorizationPolicy
 from csms.config import CsmsConfig
 from csms.domain.state import DomainState
@@ -116,7 +116,16 @@ class Csms:
         )
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run until :meth:`shutdown` or cancellation; reports the listening port."""
+        """Run until :meth:`shutdown` or cancellation; reports the listening port.
+
+        Raises:
+            ValueError: the configuration is not safe to serve (see
+                :func:`csms.api.guard.exposure_problem`); nothing was started.
+        """
+        if self.config.api_port is not None:
+            problem = exposure_problem(self.config.api_host, resolve_token(self.config.api_token))
+            if problem is not None:
+                raise ValueError(problem)
         try:
             with trio.CancelScope() as self._cancel_scope:
                 async with (
@@ -146,9 +155,9 @@ class Csms:
                         self.config.path_prefix,
                     )
                     if self.config.api_port is not None:
-                        token = self.config.api_token or os.environ.get("CSMS_API_TOKEN")
+                        token = resolve_token(self.config.api_token)
                         self.api_port = await nursery.start(
-                            serve_api, build_app(self, token=token or None),
+                            serve_api, build_app(self, token=token),
                             self.config.api_host, self.config.api_port,
                         )
                     task_status.started(server.port)

@@ -26,6 +26,7 @@ import yaml
 
 from csms.api.actions import CSMS_ACTIONS
 from csms.api.client import DEFAULT_API, ApiResponse, ApiUnreachable, call_api, quote
+from csms.api.guard import exposure_problem, resolve_token
 from csms.app import Csms
 from csms.authorization import STATUSES
 from csms.config import DEFAULT_MAX_FRAME_SIZE, CsmsConfig
@@ -56,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
         "--path-prefix",
         default="/ocpp/",
         help="URL path before the charge point id (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--relaxed-ids",
+        action="store_true",
+        help="accept legacy charge point ids: any printable character but '/' (default: "
+        "only letters, digits and -._~*=:+|@, at most 48)",
     )
     parser.add_argument(
         "--max-frame-size",
@@ -118,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="address the operator HTTP API binds (default: %(default)s)")
     parser.add_argument("--api-port", type=int, default=8180,
                         help="its port (default: %(default)s; 0 = any)")
+    parser.add_argument("--api-allowed-host", action="append", default=[], metavar="NAME",
+                        help="a host name operators reach the API by, allowed in the Host "
+                        "header besides loopback's (repeatable)")
     parser.add_argument("--no-api", action="store_true", help="serve no operator API")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _client_commands(commands)
@@ -337,6 +347,7 @@ def _config(args: argparse.Namespace) -> CsmsConfig:
         host=args.host,
         port=args.port,
         path_prefix=prefix,
+        relaxed_ids=args.relaxed_ids,
         max_frame_size=args.max_frame_size,
         heartbeat_interval=args.heartbeat_interval,
         call_timeout=args.call_timeout,
@@ -347,6 +358,7 @@ def _config(args: argparse.Namespace) -> CsmsConfig:
         site=args.site,
         api_host=args.api_host,
         api_port=None if args.no_api else args.api_port,
+        api_allowed_hosts=tuple(args.api_allowed_host),
     )
 
 
@@ -393,6 +405,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         zero_allowed = name in ("--port", "--api-port", "--ping-interval")
         if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
             parser.error(f"{name} must be positive, got {value}")
+    problem = None if args.no_api else exposure_problem(args.api_host, resolve_token(None))
+    if problem is not None:
+        print(f"python -m csms: {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

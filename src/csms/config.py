@@ -20,6 +20,8 @@ class CsmsConfig:
         host: address the OCPP WebSocket server binds.
         port: its port (0 picks a free one).
         path_prefix: charge points connect to ``ws://host:port{path_prefix}{chargePointId}``.
+        relaxed_ids: accept legacy charge point ids (any printable character but ``/``)
+            instead of only letters, digits and ``-._~*=:+|@``; see :mod:`ocppj.identity`.
         max_frame_size: largest incoming WebSocket message, in bytes.
         heartbeat_interval: seconds, sent in the BootNotification answer.
         call_timeout: seconds to wait for a charge point's answer to a CALL of ours.
@@ -45,12 +47,16 @@ class CsmsConfig:
         api_port: its port (0 picks a free one); None runs no API. The library default
             is None; ``python -m csms`` serves it on 8180 unless ``--no-api``.
         api_token: a bearer token every API request must carry; None: the environment's
-            ``CSMS_API_TOKEN``, if set, else no token is asked for.
+            ``CSMS_API_TOKEN``, if set, else no token is asked for. Without one, the API
+            refuses to start on an address beyond loopback.
+        api_allowed_hosts: host names, besides loopback's and ``api_host``, that requests
+            may carry in ``Host`` (the names operators reach the API by).
     """
 
     host: str = "127.0.0.1"
     port: int = 9000
     path_prefix: str = "/ocpp/"
+    relaxed_ids: bool = False
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     heartbeat_interval: int = 300
     call_timeout: float = 30.0
@@ -65,3 +71,4 @@ class CsmsConfig:
     api_host: str = "127.0.0.1"
     api_port: int | None = None
     api_token: str | None = None
+    api_allowed_hosts: tuple[str, ...] = ()

@@ -16,6 +16,7 @@ from ocpp.v16 import call
 from ocpp.v16.enums import RegistrationStatus
 
 from ocppj import SUBPROTOCOL, CallError, CallTimeout, RpcSession
+from ocppj.identity import charge_point_url
 from sim.link import Link, open_link
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class Uplink:
     async def run(self) -> None:
         """Connect, serve and reconnect with backoff until :meth:`close`."""
         config = self._cp.config
-        url = f"{config.url.rstrip('/')}/{self._cp.id}"
+        url = charge_point_url(config.url, self._cp.id)
         attempt = 0
         while not self._stopping:
             if trio.current_time() < self._offline_until:

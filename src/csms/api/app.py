@@ -6,9 +6,13 @@ changes the domain itself: a command's effect comes from the charger's answer, r
 through the recorder like any OCPP message (and so rebuilt by replay); idTag data is the
 operator's own, kept in its table.
 
+Every request first passes :mod:`csms.api.guard` (Host, Origin, token, content type).
+
 Status codes: 200 answered (a CALLRESULT or a CALLERROR, marked ``result`` / ``error``);
-400 bad request (unknown action, invalid JSON, a payload that breaks the 1.6 schema:
-nothing was sent); 401 missing or wrong bearer token; 404 unknown record, or the charge
+400 bad request (unknown action, invalid JSON, a payload that breaks the 1.6 schema,
+an invalid charge point id, an unknown or repeated query parameter: nothing was sent);
+401 missing or wrong bearer token; 403 a Host or Origin not allowed; 415 a body not sent
+as ``application/json``; 404 unknown record, or the charge
 point is not connected; 502 the connection closed before the answer; 504 no answer in
 time (``timeout: true``).
 """
@@ -16,7 +20,6 @@ time (``timeout: true``).
 from __future__ import annotations
 
 import datetime
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -26,14 +29,15 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from csms.api import render
 from csms.api.actions import CSMS_ACTIONS
+from csms.api.guard import EdgeGuard, allowed_hosts
 from csms.api.openapi import openapi_document
 from csms.authorization import STATUSES
 from csms.storage.base import IdTagRow
 from ocppj import Answer, CallTimeout, PayloadError, SessionClosed
+from ocppj.identity import BadChargePointId, check_charge_point_id, decode_charge_point_id
 from ocppj.payloads import in_schema_order
 from ocppj.schemas import validate_request
 from ocppj.timestamps import parse_timestamp
@@ -67,35 +71,30 @@ class ApiError(Exception):
         return JSONResponse(body, status_code=self.status)
 
 
-def _guard(endpoint: Endpoint) -> Endpoint:
+def _guard(endpoint: Endpoint, query: frozenset[str] = frozenset()) -> Endpoint:
+    """``endpoint`` answering :class:`ApiError` as JSON, and 400 to a query parameter
+    that is not in ``query`` or is repeated (a misspelt filter must not widen a list)."""
+
     async def guarded(request: Request) -> Response:
         try:
+            names = [name for name, _ in request.query_params.multi_items()]
+            unknown = sorted(set(names) - query)
+            if unknown:
+                known = ", ".join(sorted(query)) or "none"
+                raise ApiError(
+                    400, "BadRequest",
+                    f"unknown query parameters: {', '.join(unknown)} (known: {known})",
+                )
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise ApiError(
+                    400, "BadRequest", f"repeated query parameters: {', '.join(repeated)}"
+                )
             return await endpoint(request)
         except ApiError as exc:
             return exc.response()
 
     return guarded
-
-
-class BearerAuth:
-    """ASGI middleware: every ``/api`` request but the OpenAPI document needs the token."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self.expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] != "/api/openapi.json":
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                response = JSONResponse(
-                    {"error": "Unauthorized", "message": "a valid bearer token is required"},
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 # -- parameters -------------------------------------------------------------------------
@@ -153,11 +152,38 @@ class Api:
         """The CSMS's clock."""
         return self.csms.clock()
 
+    def path_charge_point(self, request: Request) -> str:
+        """The charge point id of a ``/api/charge-points/{id}`` path, decoded once from
+        the raw path by the OCPP server's own rule (400 when it is not a valid id)."""
+        relaxed = self.csms.config.relaxed_ids
+        raw = request.scope.get("raw_path")
+        try:
+            if isinstance(raw, bytes):
+                segment = raw.split(b"/")[3].decode("ascii", errors="strict")
+                return decode_charge_point_id(segment, relaxed=relaxed)
+            return check_charge_point_id(request.path_params["charge_point_id"], relaxed=relaxed)
+        except UnicodeDecodeError:
+            raise ApiError(
+                400, "BadChargePointId", "the charge point id is not percent-encoded"
+            ) from None
+        except BadChargePointId as exc:
+            raise ApiError(400, "BadChargePointId", str(exc)) from None
+
+    def query_charge_point(self, request: Request) -> str | None:
+        """The ``chargePoint`` filter, checked as an id (None: no filter)."""
+        cp_id = request.query_params.get("chargePoint") or None
+        if cp_id is None:
+            return None
+        try:
+            return check_charge_point_id(cp_id, relaxed=self.csms.config.relaxed_ids)
+        except BadChargePointId as exc:
+            raise ApiError(400, "BadChargePointId", str(exc)) from None
+
     # -- commands -----------------------------------------------------------------------
 
     async def send(self, request: Request) -> Response:
         """POST /api/charge-points/{id}/ocpp16/{action}: send a CALL, return the answer."""
-        cp_id = request.path_params["charge_point_id"]
+        cp_id = self.path_charge_point(request)
         action = request.path_params["action"]
         if action not in CSMS_ACTIONS:
             raise ApiError(
@@ -246,14 +272,14 @@ class Api:
 
     async def charge_point(self, request: Request) -> Response:
         """GET /api/charge-points/{id}."""
-        cp_id = request.path_params["charge_point_id"]
+        cp_id = self.path_charge_point(request)
         if cp_id not in self.csms.state.chargers:
             raise ApiError(404, "NotFound", f"no charge point {cp_id!r}")
         return JSONResponse(self._charger(cp_id))
 
     async def transactions(self, request: Request) -> Response:
         """GET /api/transactions?chargePoint=&idTag=&active=&limit=, newest first."""
-        cp_id = request.query_params.get("chargePoint") or None
+        cp_id = self.query_charge_point(request)
         tag = request.query_params.get("idTag") or None
         active = _flag(request, "active")
         limit = _limit(request)
@@ -276,7 +302,7 @@ class Api:
 
     async def reservations(self, request: Request) -> Response:
         """GET /api/reservations?chargePoint=&state=, newest first."""
-        cp_id = request.query_params.get("chargePoint") or None
+        cp_id = self.query_charge_point(request)
         wanted = request.query_params.get("state") or None
         now = self.now()
         records = [
@@ -297,7 +323,7 @@ class Api:
 
     async def remote_commands(self, request: Request) -> Response:
         """GET /api/remote-commands?chargePoint=&limit=, newest first."""
-        cp_id = request.query_params.get("chargePoint") or None
+        cp_id = self.query_charge_point(request)
         records = [
             r for r in reversed(self.csms.state.remote_commands)
             if cp_id is None or r.charger_id == cp_id
@@ -306,7 +332,7 @@ class Api:
 
     async def messages(self, request: Request) -> Response:
         """GET /api/messages?chargePoint=&limit=: the OCPP message log, newest first."""
-        cp_id = request.query_params.get("chargePoint") or None
+        cp_id = self.query_charge_point(request)
         rows = await self.csms.store.read_messages(cp_id, _limit(request))
         return JSONResponse([render.message(row) for row in rows])
 
@@ -384,27 +410,47 @@ class Api:
         return JSONResponse(openapi_document())
 
 
-def build_app(csms: Csms, *, token: str | None = None) -> ASGIApp:
-    """The ASGI app of the operator API for ``csms``; with ``token``, bearer-protected."""
+_LISTING = frozenset({"chargePoint", "limit"})
+#: The query parameters each route takes (none where absent); any other is a 400.
+QUERY_PARAMETERS: dict[str, frozenset[str]] = {
+    "/api/charge-points/{charge_point_id}/ocpp16/{action}": frozenset({"timeout"}),
+    "/api/transactions": _LISTING | {"idTag", "active"},
+    "/api/reservations": _LISTING | {"state"},
+    "/api/remote-commands": _LISTING,
+    "/api/messages": _LISTING,
+}
+
+
+def build_app(
+    csms: Csms, *, token: str | None = None, hosts: frozenset[str] | None = None
+) -> EdgeGuard:
+    """The ASGI app of the operator API for ``csms``, behind its
+    :class:`~csms.api.guard.EdgeGuard`: with ``token``, bearer-protected; ``hosts`` are
+    the names allowed in ``Host`` (default: loopback and the configured ones)."""
     api = Api(csms)
     cp = "/api/charge-points/{charge_point_id}"
+
+    def route(path: str, endpoint: Endpoint, method: str) -> Route:
+        return Route(path, _guard(endpoint, QUERY_PARAMETERS.get(path, frozenset())),
+                     methods=[method])
+
     routes = [
-        Route("/api/openapi.json", _guard(api.openapi), methods=["GET"]),
-        Route("/api/charge-points", _guard(api.charge_points), methods=["GET"]),
-        Route(cp, _guard(api.charge_point), methods=["GET"]),
-        Route(cp + "/ocpp16/{action}", _guard(api.send), methods=["POST"]),
-        Route("/api/transactions", _guard(api.transactions), methods=["GET"]),
-        Route("/api/transactions/{transaction_id}", _guard(api.transaction), methods=["GET"]),
-        Route("/api/reservations", _guard(api.reservations), methods=["GET"]),
-        Route("/api/reservations/{reservation_id}", _guard(api.reservation), methods=["GET"]),
-        Route("/api/remote-commands", _guard(api.remote_commands), methods=["GET"]),
-        Route("/api/messages", _guard(api.messages), methods=["GET"]),
-        Route("/api/id-tags", _guard(api.id_tags), methods=["GET"]),
-        Route("/api/id-tags/{id_tag}", _guard(api.get_id_tag), methods=["GET"]),
-        Route("/api/id-tags/{id_tag}", _guard(api.put_id_tag), methods=["PUT"]),
-        Route("/api/id-tags/{id_tag}", _guard(api.delete_id_tag), methods=["DELETE"]),
+        route("/api/openapi.json", api.openapi, "GET"),
+        route("/api/charge-points", api.charge_points, "GET"),
+        route(cp, api.charge_point, "GET"),
+        route(cp + "/ocpp16/{action}", api.send, "POST"),
+        route("/api/transactions", api.transactions, "GET"),
+        route("/api/transactions/{transaction_id}", api.transaction, "GET"),
+        route("/api/reservations", api.reservations, "GET"),
+        route("/api/reservations/{reservation_id}", api.reservation, "GET"),
+        route("/api/remote-commands", api.remote_commands, "GET"),
+        route("/api/messages", api.messages, "GET"),
+        route("/api/id-tags", api.id_tags, "GET"),
+        route("/api/id-tags/{id_tag}", api.get_id_tag, "GET"),
+        route("/api/id-tags/{id_tag}", api.put_id_tag, "PUT"),
+        route("/api/id-tags/{id_tag}", api.delete_id_tag, "DELETE"),
     ]
-    app: ASGIApp = Starlette(routes=routes)
-    if token:
-        app = BearerAuth(app, token)
-    return app
+    config = csms.config
+    if hosts is None:
+        hosts = allowed_hosts(config.api_host, config.api_allowed_hosts)
+    return EdgeGuard(Starlette(routes=routes), token=token, hosts=hosts)

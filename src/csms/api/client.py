@@ -10,6 +10,8 @@ from typing import Any
 
 from attrs import frozen
 
+from ocppj.identity import encode_charge_point_id
+
 #: Where ``python -m csms`` serves the API by default.
 DEFAULT_API = "http://127.0.0.1:8180"
 
@@ -69,5 +71,5 @@ def call_api(
 
 
 def quote(segment: str) -> str:
-    """A path segment, percent-encoded."""
-    return urllib.parse.quote(segment, safe="")
+    """A path segment, percent-encoded (as :func:`ocppj.identity.encode_charge_point_id`)."""
+    return encode_charge_point_id(segment)

@@ -37,6 +37,8 @@ _TIME = {"type": ["string", "null"], "format": "date-time"}
 _LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
                 "at most this many, newest first")
 _CP_FILTER = _query("chargePoint", _STRING, "only this charge point")
+_FORBIDDEN = _error("the Host header is not an allowed name of the API, or the request "
+                    "came from another origin")
 _UNAUTHORIZED = _error("a bearer token is configured and the request has none or another")
 
 
@@ -304,13 +306,23 @@ def openapi_document() -> dict[str, Any]:
             },
         },
     }
+    for operations in paths.values():
+        for method, operation in operations.items():
+            if method == "parameters":
+                continue
+            operation["responses"]["403"] = _FORBIDDEN
+            if method in ("post", "put"):
+                operation["responses"]["415"] = _error(
+                    "the body was not sent as application/json")
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "trio-csms operator API",
             "version": "1.0.0",
             "description": "Send OCPP 1.6 commands to connected charge points and read the "
-            "CSMS's records. See docs/api.md.",
+            "CSMS's records. Every request must name an allowed host in Host, come from no "
+            "other origin, and send bodies as application/json; an unknown or repeated query "
+            "parameter, or a charge point id that is not valid, is a 400. See docs/api.md.",
         },
         "servers": [{"url": "http://127.0.0.1:8180"}],
         "security": [{"bearer": []}, {}],

@@ -3,6 +3,8 @@
 The handshake is checked here and nowhere else:
 
 * a path outside the prefix, or without an id, is refused with HTTP 404;
+* an id that is not valid (see :mod:`ocppj.identity`) is refused with HTTP 400, the
+  reason in the body and the log;
 * a client that does not offer the ``ocpp1.6`` subprotocol gets the handshake completed
   without a subprotocol and the socket closed at once (1002), as OCPP-J 1.6 prescribes;
 * otherwise ``ocpp1.6`` is accepted and the connection goes to the
@@ -23,20 +25,20 @@ import trio_websocket
 from csms.config import CsmsConfig
 from csms.ocpp.connection_manager import ConnectionManager
 from ocppj import SUBPROTOCOL
+from ocppj.identity import BadChargePointId, decode_charge_point_id
 
 log = logging.getLogger("csms.server")
 
 
-def charge_point_id_from_path(path: str, prefix: str) -> str | None:
-    """The charge point id in a request path, or None when the path is not ours."""
+def charge_point_segment(path: str, prefix: str) -> str | None:
+    """The (still percent-encoded) id segment of a request path; None: not our path."""
     path = urllib.parse.urlsplit(path).path
     if not path.startswith(prefix):
         return None
     raw = path[len(prefix) :]
     if not raw or "/" in raw:
         return None
-    cp_id = urllib.parse.unquote(raw)
-    return cp_id if cp_id.isprintable() else None
+    return raw
 
 
 def _remote(request: trio_websocket.WebSocketRequest) -> str:
@@ -66,10 +68,16 @@ async def serve_ocpp(
 
     async def _handle(request: trio_websocket.WebSocketRequest) -> None:
         remote = _remote(request)
-        cp_id = charge_point_id_from_path(request.path, config.path_prefix)
-        if cp_id is None:
+        segment = charge_point_segment(request.path, config.path_prefix)
+        if segment is None:
             log.info("refused %s: no charge point id in path %r", remote, request.path)
             await request.reject(404, body=b"unknown path\n")
+            return
+        try:
+            cp_id = decode_charge_point_id(segment, relaxed=config.relaxed_ids)
+        except BadChargePointId as exc:
+            log.warning("refused %s: %s", remote, exc)
+            await request.reject(400, body=f"{exc}\n".encode())
             return
         if SUBPROTOCOL not in request.proposed_subprotocols:
             log.info(
