@@ -97,3 +97,30 @@ async def test_the_token(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
             assert await cli("transactions", *url) == 2  # 401
             assert await cli("send", "CP_01", "Bogus", *url) == 2  # usage: 401 before 400
             assert await cli("transactions", "--token", "t0k", *url) == 0
+
+
+async def test_chargers_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with trio.fail_after(30):
+        async with running_csms(tmp_path / "csms.db", unknown_chargers="pending") as (
+            csms, _port
+        ):
+            url = ["--api", api_url(csms)]
+            capsys.readouterr()
+            assert await cli("chargers", "add", "CP_01", "--security-profile", "1",
+                             "--generate-password", *url) == 0
+            out = capsys.readouterr().out
+            password = out.rsplit("password: ", 1)[1].strip()
+            assert len(password) == 40 and password not in out.rsplit("password: ", 1)[0]
+            assert await cli("chargers", "add", "CP_02", "--status", "pending", *url) == 0
+            assert await cli("chargers", "accept", "CP_02", *url) == 0
+            assert await cli("chargers", "disable", "CP_01", *url) == 0
+            capsys.readouterr()
+            assert await cli("chargers", "list", *url) == 0
+            rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+            assert rows == [["CP_01", "disabled", "1", "set", "no"],
+                            ["CP_02", "accepted", "0", "-", "no"]]
+            assert await cli("chargers", "remove", "CP_02", *url) == 0
+            assert await cli("chargers", "show", "CP_02", *url) == 1
+            assert await cli("chargers", "add", "CP 03", *url) == 2  # not a valid id
+            assert await cli("chargers", "password", "CP_01", *url) == 2  # which password?
+            assert set(csms.registry.records) == {"CP_01"}

@@ -14,12 +14,14 @@ from csms.api.guard import exposure_problem, resolve_token
 from csms.authorization import AuthorizationPolicy
 from csms.config import CsmsConfig
 from csms.domain.state import DomainState
+from csms.ocpp.admission import Gate
 from csms.ocpp.connection_manager import Connection, ConnectionManager
 from csms.ocpp.handlers.context import HandlerContext, VendorHandler
 from csms.ocpp.handlers.registry import build_router
 from csms.ocpp.keepalive import keepalive
 from csms.ocpp.server import serve_ocpp
 from csms.recorder import Recorder
+from csms.registry import Registry
 from csms.smart.service import SmartCharging
 from csms.storage.base import Store
 from csms.storage.sqlite import open_sqlite_store
@@ -48,6 +50,8 @@ class Csms:
         self.config = config
         self.clock = clock
         self.policy = AuthorizationPolicy(dict(config.id_tags))
+        #: Registered charge points and the policies for unknown ones.
+        self.registry = Registry(config.unknown_chargers, config.security_profile)
         self.vendors = dict(vendors or {})
         self.connections = ConnectionManager(
             config, self._router_for, self._observer_for, listener=self, clock=clock
@@ -84,7 +88,7 @@ class Csms:
     def _router_for(self, conn: Connection) -> Router:
         ctx = HandlerContext(
             conn.charge_point_id, self.config, self.recorder, self.policy, self.vendors, self.clock,
-            self.smart,
+            self.smart, self.registry,
         )
         return build_router(ctx)
 
@@ -137,6 +141,7 @@ class Csms:
                 ):
                     self._recorder = Recorder(await store.load_state(), store)
                     self.policy.load(await store.read_id_tags())
+                    self.registry.load(await store.read_registrations())
                     self._close_stale_connections()
                     site = self.config.site
                     if site.limit_w is not None or site.group_limits_w():
@@ -145,8 +150,9 @@ class Csms:
                             call_timeout=self.config.call_timeout,
                         )
                         await nursery.start(self.smart.run)
+                    gate = Gate(self.registry, store, self.clock)
                     server: trio_websocket.WebSocketServer = await nursery.start(
-                        serve_ocpp, self.config, self.connections
+                        serve_ocpp, self.config, self.connections, gate
                     )
                     log.info(
                         "OCPP 1.6J listening on ws://%s:%d%s{chargePointId}",

@@ -1,11 +1,9 @@
 """``python -m csms``: run the CSMS; ``replay`` and ``status`` read its database; ``send``,
-``tags`` and ``transactions`` are thin clients of the running CSMS's operator API.
+``tags``, ``transactions`` and ``chargers`` are thin clients of the running CSMS's operator
+API (:mod:`csms.cli_client`, which lists their exit codes).
 
-Exit codes of the API clients: 0 ok; 1 the charge point answered with a CALLERROR or
-refused (a status other than Accepted / Scheduled / RebootRequired / Unlocked), or the
-idTag has no data; 2 bad usage, or the API answered 400 / 401; 3 the API cannot be
-reached, the charge point is not connected (404), its connection closed (502) or it did
-not answer in time (504).
+Running the CSMS exits 2 on a bad option or an unsafe configuration, 3 when it cannot
+bind.
 """
 
 from __future__ import annotations
@@ -24,14 +22,14 @@ from typing import Any
 import trio
 import yaml
 
-from csms.api.actions import CSMS_ACTIONS
-from csms.api.client import DEFAULT_API, ApiResponse, ApiUnreachable, call_api, quote
-from csms.api.guard import exposure_problem, resolve_token
+from csms.api.guard import exposure_problem, is_loopback, resolve_token
 from csms.app import Csms
 from csms.authorization import STATUSES
+from csms.cli_client import CLIENT_COMMANDS, client_commands, run_client
 from csms.config import DEFAULT_MAX_FRAME_SIZE, CsmsConfig
 from csms.inspect import render_json, render_text
 from csms.oserrors import sole_os_error
+from csms.registry import UNKNOWN_POLICIES
 from csms.replay import diff, rebuild
 from csms.smart.site import SiteConfig, SiteConfigError, parse_site
 from csms.storage.sqlite import open_sqlite_store
@@ -115,6 +113,17 @@ def _parser() -> argparse.ArgumentParser:
         help="answer this idTag with this status (Accepted, Blocked, Expired, "
         "Invalid, ConcurrentTx); repeatable; other tags are accepted",
     )
+    parser.add_argument("--unknown-chargers", default="accept", choices=list(UNKNOWN_POLICIES),
+                        help="charge points with no registration: accept them (development), "
+                        "register them as pending until an operator accepts them, or reject "
+                        "them at the handshake (default: %(default)s)")
+    parser.add_argument("--security-profile", type=int, default=0, choices=[0, 1],
+                        help="OCPP security profile of charge points whose registration names "
+                        "none: 0 none, 1 HTTP Basic with the charger's password "
+                        "(default: %(default)s)")
+    parser.add_argument("--allow-unauthenticated-chargers", action="store_true",
+                        help="serve --host beyond loopback with --security-profile 0 (a "
+                        "trusted network only: any client could connect as any charger)")
     parser.add_argument("--config", type=Path, default=None,
                         help="YAML configuration file; its 'site' section is the site model "
                         "(see docs/smart-charging.md)")
@@ -130,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
                         "header besides loopback's (repeatable)")
     parser.add_argument("--no-api", action="store_true", help="serve no operator API")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _client_commands(commands)
+    client_commands(commands)
     replay = commands.add_parser(
         "replay", help="rebuild the state from the message log and compare it with the store"
     )
@@ -139,136 +148,6 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--db", default="csms.db", help="SQLite file (default: %(default)s)")
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
     return parser
-
-
-def _client_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--api", default=DEFAULT_API,
-                        help="the CSMS's operator API (default: %(default)s)")
-    parser.add_argument("--token", default=os.environ.get("CSMS_API_TOKEN"),
-                        help="bearer token (default: $CSMS_API_TOKEN)")
-
-
-def _client_commands(commands: Any) -> None:
-    send = commands.add_parser(
-        "send", help="send an OCPP 1.6 command to a connected charge point; print the answer"
-    )
-    send.add_argument("charge_point", metavar="CHARGE_POINT")
-    send.add_argument("action", metavar="ACTION", help=", ".join(CSMS_ACTIONS))
-    send.add_argument("payload", metavar="PAYLOAD", nargs="?", default="{}",
-                      help="the OCPP payload as JSON (default: {})")
-    send.add_argument("--timeout", type=float, default=None,
-                      help="seconds to wait for the answer (default: the CSMS's)")
-    _client_options(send)
-    tags = commands.add_parser("tags", help="the idTags' authorization data")
-    tag_commands = tags.add_subparsers(dest="tags_command", metavar="SUBCOMMAND", required=True)
-    tag_set = tag_commands.add_parser("set", help="set an idTag's status, expiry, parent")
-    tag_set.add_argument("id_tag", metavar="ID_TAG")
-    tag_set.add_argument("--status", default="Accepted", choices=sorted(STATUSES))
-    tag_set.add_argument("--expiry", default=None, metavar="ISO",
-                         help="expiryDate, ISO 8601 (past it, Accepted answers Expired)")
-    tag_set.add_argument("--parent", default=None, metavar="TAG", help="parentIdTag")
-    _client_options(tag_set)
-    for name, text in (("get", "print an idTag's data"), ("delete", "remove an idTag's data")):
-        command = tag_commands.add_parser(name, help=text)
-        command.add_argument("id_tag", metavar="ID_TAG")
-        _client_options(command)
-    transactions = commands.add_parser("transactions", help="list transactions, newest first")
-    transactions.add_argument("--active", action="store_true", help="only open ones")
-    transactions.add_argument("--charge-point", default=None)
-    transactions.add_argument("--id-tag", dest="tx_id_tag", default=None)
-    transactions.add_argument("--limit", type=int, default=20)
-    transactions.add_argument("--json", action="store_true", help="print JSON for scripts")
-    _client_options(transactions)
-
-
-#: Answer statuses that mean the charge point did what it was asked.
-_DONE_STATUSES = frozenset({"Accepted", "Scheduled", "RebootRequired", "Unlocked"})
-
-
-def _exit_code(response: ApiResponse) -> int:
-    """The exit code of an API client command for ``response`` (see the module doc)."""
-    if response.status in (400, 401, 405):
-        return 2
-    if response.status in (404, 502, 503, 504):
-        return 3
-    if response.status >= 300:
-        return 1
-    body = response.body
-    if isinstance(body, dict) and "error" in body:
-        return 1
-    result = body.get("result") if isinstance(body, dict) else None
-    if isinstance(result, dict) and "status" in result and result["status"] not in _DONE_STATUSES:
-        return 1
-    return 0
-
-
-def _print_response(response: ApiResponse) -> None:
-    if response.body is None:
-        return
-    stream = sys.stdout if response.status < 400 else sys.stderr
-    print(json.dumps(response.body, indent=2), file=stream)
-
-
-def run_client(args: argparse.Namespace) -> int:
-    """Run one API client command; returns the exit code."""
-    try:
-        if args.command == "send":
-            return _send(args)
-        if args.command == "tags":
-            return _tags(args)
-        return _transactions(args)
-    except ApiUnreachable as exc:
-        print(f"python -m csms {args.command}: cannot reach the API: {exc}", file=sys.stderr)
-        return 3
-
-
-def _send(args: argparse.Namespace) -> int:
-    try:
-        payload = json.loads(args.payload)
-    except ValueError as exc:
-        print(f"python -m csms send: PAYLOAD is not JSON: {exc}", file=sys.stderr)
-        return 2
-    response = call_api(
-        args.api, "POST",
-        f"/api/charge-points/{quote(args.charge_point)}/ocpp16/{quote(args.action)}",
-        body=payload, query={"timeout": args.timeout}, token=args.token,
-        timeout=(args.timeout or 60.0) + 30.0,
-    )
-    _print_response(response)
-    return _exit_code(response)
-
-
-def _tags(args: argparse.Namespace) -> int:
-    path = f"/api/id-tags/{quote(args.id_tag)}"
-    if args.tags_command == "set":
-        body = {"status": args.status, "expiryDate": args.expiry, "parentIdTag": args.parent}
-        response = call_api(args.api, "PUT", path, body=body, token=args.token)
-    elif args.tags_command == "get":
-        response = call_api(args.api, "GET", path, token=args.token)
-    else:
-        response = call_api(args.api, "DELETE", path, token=args.token)
-    _print_response(response)
-    if response.status == 404:
-        return 1  # the idTag has no data (the API was reached)
-    return _exit_code(response)
-
-
-def _transactions(args: argparse.Namespace) -> int:
-    query = {"chargePoint": args.charge_point, "idTag": args.tx_id_tag,
-             "active": True if args.active else None, "limit": args.limit}
-    response = call_api(args.api, "GET", "/api/transactions", query=query, token=args.token)
-    if response.status != 200 or args.json:
-        _print_response(response)
-        return _exit_code(response)
-    rows = response.body or []
-    print(f"{'id':>6}  {'charge point':<14} {'conn':>4}  {'idTag':<20} {'started':<24} "
-          f"{'stopped':<24} {'energy Wh':>10}  reason")
-    for tx in rows:
-        print(f"{tx['transactionId']:>6}  {tx['chargePoint']:<14} {tx['connectorId']:>4}  "
-              f"{tx['idTag']:<20} {tx['startTimestamp']:<24} "
-              f"{(tx['stopTimestamp'] or 'active'):<24} {tx['energyWh']:>10.0f}  "
-              f"{tx['stopReason'] or ''}")
-    return 0
 
 
 def load_site(path: Path | None, site_limit_kw: float | None) -> SiteConfig:
@@ -355,6 +234,8 @@ def _config(args: argparse.Namespace) -> CsmsConfig:
         ping_timeout=args.ping_timeout,
         db_path=args.db,
         id_tags=args.id_tags,
+        unknown_chargers=args.unknown_chargers,
+        security_profile=args.security_profile,
         site=args.site,
         api_host=args.api_host,
         api_port=None if args.no_api else args.api_port,
@@ -378,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command in ("send", "tags", "transactions"):
+    if args.command in CLIENT_COMMANDS:
         return run_client(args)
     if args.command in ("replay", "status"):
         if not os.path.exists(args.db):
@@ -406,6 +287,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
             parser.error(f"{name} must be positive, got {value}")
     problem = None if args.no_api else exposure_problem(args.api_host, resolve_token(None))
+    if (problem is None and not is_loopback(args.host) and args.security_profile == 0
+            and not args.allow_unauthenticated_chargers):
+        problem = (
+            f"the OCPP server would listen on {args.host}, beyond loopback, without charger "
+            "authentication: use --security-profile 1 and register each charger's password "
+            "(python -m csms chargers add), or --allow-unauthenticated-chargers on a trusted "
+            "network"
+        )
     if problem is not None:
         print(f"python -m csms: {problem}", file=sys.stderr)
         return 2

@@ -41,6 +41,13 @@ class CsmsConfig:
             CSMS), where a worker thread's wall-clock timing would decide the order of
             events at the same virtual instant; see :mod:`csms.storage.sqlite_db`.
         id_tags: idTag → idTagInfo status; tags not listed are accepted.
+        unknown_chargers: charge points with no registration: ``accept`` (as if
+            registered and accepted; the library default, for development and the
+            simulator's embedded CSMS), ``pending`` (registered as pending at their first
+            connection; BootNotification answered Pending until an operator accepts them)
+            or ``reject`` (refused at the handshake, 404). See :mod:`csms.registry`.
+        security_profile: the OCPP security profile of charge points whose registration
+            names none: 0 (no authentication), 1 (HTTP Basic with the charger's password).
         site: the site model; with a site or group limit, smart charging is on.
         api_host: address the operator HTTP API binds (loopback by default: it can send
             any command to any charger, so expose it deliberately).
@@ -67,6 +74,8 @@ class CsmsConfig:
     synchronous: str = "FULL"
     db_inline: bool = False
     id_tags: Mapping[str, str] = field(factory=dict)
+    unknown_chargers: str = "accept"
+    security_profile: int = 0
     site: SiteConfig = field(factory=SiteConfig)
     api_host: str = "127.0.0.1"
     api_port: int | None = None

@@ -58,6 +58,7 @@ class Uplink:
         self._stopping = False
         #: Until when (trio time) the network is down (see go_offline).
         self._offline_until = -math.inf
+        self._boot_wait: trio.CancelScope | None = None
 
     @property
     def online(self) -> bool:
@@ -197,7 +198,15 @@ class Uplink:
                 cp.configuration.change("HeartbeatInterval", str(interval))
                 return interval
             log.info("%s: boot %s; retrying in %s s", cp.id, result.status, result.interval)
-            await cp.wheel.sleep(max(int(result.interval), 1))
+            # A TriggerMessage BootNotification (an operator accepted us) ends the wait.
+            with trio.CancelScope() as self._boot_wait:
+                await cp.wheel.sleep(max(int(result.interval), 1))
+            self._boot_wait = None
+
+    def boot_now(self) -> None:
+        """Send the next BootNotification at once, if one is waiting (not yet accepted)."""
+        if self._boot_wait is not None:
+            self._boot_wait.cancel()
 
     async def _heartbeat_loop(self, session: RpcSession, interval: int) -> None:
         # OCPP 1.6 lets a charge point skip a Heartbeat when it sent another message within

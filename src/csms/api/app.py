@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,12 +30,24 @@ from starlette.routing import Route
 
 from csms.api import render
 from csms.api.actions import CSMS_ACTIONS
+from csms.api.common import (
+    ID_TAG_MAX,
+    ApiError,
+    Endpoint,
+    flag_param,
+    guard_endpoint,
+    int_param,
+    json_object,
+    limit_param,
+    path_charge_point,
+    query_charge_point,
+)
 from csms.api.guard import EdgeGuard, allowed_hosts
 from csms.api.openapi import openapi_document
+from csms.api.registrations import Registrations
 from csms.authorization import STATUSES
 from csms.storage.base import IdTagRow
 from ocppj import Answer, CallTimeout, PayloadError, SessionClosed
-from ocppj.identity import BadChargePointId, check_charge_point_id, decode_charge_point_id
 from ocppj.payloads import in_schema_order
 from ocppj.schemas import validate_request
 from ocppj.timestamps import parse_timestamp
@@ -47,99 +57,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("csms.api")
 
-#: Largest ``limit`` a list endpoint accepts.
-MAX_LIMIT = 1000
-#: idTags are CiString20 in OCPP 1.6.
-ID_TAG_MAX = 20
-
-Endpoint = Callable[[Request], Awaitable[Response]]
-
 #: Operator actions that change what a charger enforces.
 _PROFILE_ACTIONS = frozenset({"SetChargingProfile", "ClearChargingProfile"})
-
-
-class ApiError(Exception):
-    """An error answer: HTTP status, a short code and a message."""
-
-    def __init__(self, status: int, error: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status, self.error, self.message, self.extra = status, error, message, extra
-
-    def response(self) -> JSONResponse:
-        """The JSON error response."""
-        body = {"error": self.error, "message": self.message, **self.extra}
-        return JSONResponse(body, status_code=self.status)
-
-
-def _guard(endpoint: Endpoint, query: frozenset[str] = frozenset()) -> Endpoint:
-    """``endpoint`` answering :class:`ApiError` as JSON, and 400 to a query parameter
-    that is not in ``query`` or is repeated (a misspelt filter must not widen a list)."""
-
-    async def guarded(request: Request) -> Response:
-        try:
-            names = [name for name, _ in request.query_params.multi_items()]
-            unknown = sorted(set(names) - query)
-            if unknown:
-                known = ", ".join(sorted(query)) or "none"
-                raise ApiError(
-                    400, "BadRequest",
-                    f"unknown query parameters: {', '.join(unknown)} (known: {known})",
-                )
-            repeated = sorted({name for name in names if names.count(name) > 1})
-            if repeated:
-                raise ApiError(
-                    400, "BadRequest", f"repeated query parameters: {', '.join(repeated)}"
-                )
-            return await endpoint(request)
-        except ApiError as exc:
-            return exc.response()
-
-    return guarded
-
-
-# -- parameters -------------------------------------------------------------------------
-
-
-def _limit(request: Request, default: int = 100) -> int:
-    text = request.query_params.get("limit")
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_LIMIT:
-        raise ApiError(400, "BadRequest", f"limit must be an integer from 1 to {MAX_LIMIT}")
-    return value
-
-
-def _flag(request: Request, name: str) -> bool | None:
-    text = request.query_params.get(name)
-    if text is None or text == "":
-        return None
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise ApiError(400, "BadRequest", f"{name} must be true or false")
-
-
-def _int_param(request: Request, name: str) -> int:
-    try:
-        return int(request.path_params[name])
-    except ValueError:
-        raise ApiError(404, "NotFound", f"{name} must be an integer") from None
-
-
-async def _json_object(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    try:
-        data = orjson.loads(body or b"{}")
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "BadRequest", f"the body is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "BadRequest", "the body must be a JSON object")
-    return data
 
 
 class Api:
@@ -153,33 +72,49 @@ class Api:
         return self.csms.clock()
 
     def path_charge_point(self, request: Request) -> str:
-        """The charge point id of a ``/api/charge-points/{id}`` path, decoded once from
-        the raw path by the OCPP server's own rule (400 when it is not a valid id)."""
-        relaxed = self.csms.config.relaxed_ids
-        raw = request.scope.get("raw_path")
-        try:
-            if isinstance(raw, bytes):
-                segment = raw.split(b"/")[3].decode("ascii", errors="strict")
-                return decode_charge_point_id(segment, relaxed=relaxed)
-            return check_charge_point_id(request.path_params["charge_point_id"], relaxed=relaxed)
-        except UnicodeDecodeError:
-            raise ApiError(
-                400, "BadChargePointId", "the charge point id is not percent-encoded"
-            ) from None
-        except BadChargePointId as exc:
-            raise ApiError(400, "BadChargePointId", str(exc)) from None
+        """The charge point id of a ``/api/charge-points/{id}`` path (see
+        :func:`~csms.api.common.path_charge_point`)."""
+        return path_charge_point(request, relaxed=self.csms.config.relaxed_ids)
 
     def query_charge_point(self, request: Request) -> str | None:
         """The ``chargePoint`` filter, checked as an id (None: no filter)."""
-        cp_id = request.query_params.get("chargePoint") or None
-        if cp_id is None:
-            return None
-        try:
-            return check_charge_point_id(cp_id, relaxed=self.csms.config.relaxed_ids)
-        except BadChargePointId as exc:
-            raise ApiError(400, "BadChargePointId", str(exc)) from None
+        return query_charge_point(request, relaxed=self.csms.config.relaxed_ids)
 
     # -- commands -----------------------------------------------------------------------
+
+    async def exchange(
+        self, cp_id: str, action: str, sent: dict[str, Any], call_timeout: float
+    ) -> Answer:
+        """Send one CALL of ours to ``cp_id``; its answer, recorded like any OCPP message.
+
+        Raises:
+            ApiError: 404 not connected, 502 the connection closed before the answer.
+            CallTimeout: no answer within ``call_timeout`` seconds.
+        """
+        conn = self.csms.connections.get(cp_id)
+        session = conn.session if conn is not None else None
+        if session is None or session.closed:
+            raise ApiError(404, "NotConnected", f"charge point {cp_id!r} is not connected")
+        recorder = self.csms.recorder
+        smart = self.csms.smart
+
+        def record(answer: Answer) -> None:
+            # Called by the session's reader as the answer is read, in log order.
+            error = str(answer.error.code) if answer.error is not None else None
+            recorder.answer(cp_id, action, sent, answer.payload, error, answer.answered_at)
+            if (smart is not None and action in _PROFILE_ACTIONS
+                    and (answer.payload or {}).get("status") == "Accepted"):
+                # The operator changed what the charger enforces: smart charging counts
+                # it as unknown and sends its limits again.
+                smart.profiles_changed(cp_id)
+
+        try:
+            return await session.exchange(action, sent, timeout=call_timeout, on_answer=record)
+        except SessionClosed:
+            raise ApiError(
+                502, "ConnectionClosed",
+                f"the connection of {cp_id!r} closed before the answer came",
+            ) from None
 
     async def send(self, request: Request) -> Response:
         """POST /api/charge-points/{id}/ocpp16/{action}: send a CALL, return the answer."""
@@ -191,7 +126,7 @@ class Api:
                 f"{action!r} is not an action the Central System sends in OCPP 1.6",
                 actions=list(CSMS_ACTIONS),
             )
-        payload = await _json_object(request)
+        payload = await json_object(request)
         timeout = self.csms.config.call_timeout
         if "timeout" in request.query_params:
             try:
@@ -206,38 +141,15 @@ class Api:
             raise ApiError(
                 400, "PayloadError", exc.description, code=str(exc.code), path=exc.path
             ) from None
-        conn = self.csms.connections.get(cp_id)
-        session = conn.session if conn is not None else None
-        if session is None or session.closed:
-            raise ApiError(404, "NotConnected", f"charge point {cp_id!r} is not connected")
         sent = in_schema_order(action, payload)
-        recorder = self.csms.recorder
-
-        smart = self.csms.smart
-
-        def record(answer: Answer) -> None:
-            # Called by the session's reader as the answer is read, in log order.
-            error = str(answer.error.code) if answer.error is not None else None
-            recorder.answer(cp_id, action, sent, answer.payload, error, answer.answered_at)
-            if (smart is not None and action in _PROFILE_ACTIONS
-                    and (answer.payload or {}).get("status") == "Accepted"):
-                # The operator changed what the charger enforces: smart charging counts
-                # it as unknown and sends its limits again.
-                smart.profiles_changed(cp_id)
-
         try:
-            answer = await session.exchange(action, sent, timeout=timeout, on_answer=record)
+            answer = await self.exchange(cp_id, action, sent, timeout)
         except CallTimeout as exc:
             return JSONResponse(
                 {"uniqueId": exc.unique_id, "action": action, "chargePoint": cp_id,
                  "timeout": True, "message": f"no answer within {timeout:g} s"},
                 status_code=504,
             )
-        except SessionClosed:
-            raise ApiError(
-                502, "ConnectionClosed",
-                f"the connection of {cp_id!r} closed before the answer came",
-            ) from None
         await self.csms.store.flush()
         body: dict[str, Any] = {"uniqueId": answer.unique_id, "action": action,
                                 "chargePoint": cp_id}
@@ -281,8 +193,8 @@ class Api:
         """GET /api/transactions?chargePoint=&idTag=&active=&limit=, newest first."""
         cp_id = self.query_charge_point(request)
         tag = request.query_params.get("idTag") or None
-        active = _flag(request, "active")
-        limit = _limit(request)
+        active = flag_param(request, "active")
+        limit = limit_param(request)
         sessions = [
             s for s in self.csms.state.sessions.values()
             if (cp_id is None or s.charger_id == cp_id)
@@ -294,7 +206,7 @@ class Api:
 
     async def transaction(self, request: Request) -> Response:
         """GET /api/transactions/{id}."""
-        tx = _int_param(request, "transaction_id")
+        tx = int_param(request, "transaction_id")
         session = self.csms.state.sessions.get(tx)
         if session is None:
             raise ApiError(404, "NotFound", f"no transaction {tx}")
@@ -311,11 +223,11 @@ class Api:
             and (wanted is None or r.state_at(now) == wanted)
         ]
         records.sort(key=lambda r: (r.requested_at, r.reservation_id), reverse=True)
-        return JSONResponse([render.reservation(r, now) for r in records[: _limit(request)]])
+        return JSONResponse([render.reservation(r, now) for r in records[: limit_param(request)]])
 
     async def reservation(self, request: Request) -> Response:
         """GET /api/reservations/{id}."""
-        rid = _int_param(request, "reservation_id")
+        rid = int_param(request, "reservation_id")
         record = self.csms.state.reservations.get(rid)
         if record is None:
             raise ApiError(404, "NotFound", f"no reservation {rid}")
@@ -328,12 +240,12 @@ class Api:
             r for r in reversed(self.csms.state.remote_commands)
             if cp_id is None or r.charger_id == cp_id
         ]
-        return JSONResponse([render.remote_command(r) for r in records[: _limit(request)]])
+        return JSONResponse([render.remote_command(r) for r in records[: limit_param(request)]])
 
     async def messages(self, request: Request) -> Response:
         """GET /api/messages?chargePoint=&limit=: the OCPP message log, newest first."""
         cp_id = self.query_charge_point(request)
-        rows = await self.csms.store.read_messages(cp_id, _limit(request))
+        rows = await self.csms.store.read_messages(cp_id, limit_param(request))
         return JSONResponse([render.message(row) for row in rows])
 
     # -- authorization data -------------------------------------------------------------
@@ -366,7 +278,7 @@ class Api:
     async def put_id_tag(self, request: Request) -> Response:
         """PUT /api/id-tags/{idTag} with {status, expiryDate, parentIdTag}."""
         tag = self._tag_param(request)
-        body = await _json_object(request)
+        body = await json_object(request)
         unknown = set(body) - {"status", "expiryDate", "parentIdTag"}
         if unknown:
             raise ApiError(400, "BadRequest", f"unknown fields: {', '.join(sorted(unknown))}")
@@ -428,10 +340,12 @@ def build_app(
     :class:`~csms.api.guard.EdgeGuard`: with ``token``, bearer-protected; ``hosts`` are
     the names allowed in ``Host`` (default: loopback and the configured ones)."""
     api = Api(csms)
+    registrations = Registrations(api)
     cp = "/api/charge-points/{charge_point_id}"
+    registration = "/api/registrations/{charge_point_id}"
 
     def route(path: str, endpoint: Endpoint, method: str) -> Route:
-        return Route(path, _guard(endpoint, QUERY_PARAMETERS.get(path, frozenset())),
+        return Route(path, guard_endpoint(endpoint, QUERY_PARAMETERS.get(path, frozenset())),
                      methods=[method])
 
     routes = [
@@ -449,6 +363,10 @@ def build_app(
         route("/api/id-tags/{id_tag}", api.get_id_tag, "GET"),
         route("/api/id-tags/{id_tag}", api.put_id_tag, "PUT"),
         route("/api/id-tags/{id_tag}", api.delete_id_tag, "DELETE"),
+        route("/api/registrations", registrations.list, "GET"),
+        route(registration, registrations.get, "GET"),
+        route(registration, registrations.put, "PUT"),
+        route(registration, registrations.delete, "DELETE"),
     ]
     config = csms.config
     if hosts is None:

@@ -183,6 +183,32 @@ def _schemas() -> dict[str, Any]:
                 "parentIdTag": {"type": ["string", "null"], "maxLength": 20},
             },
         },
+        "Registration": {
+            "type": "object",
+            "properties": {
+                "chargePoint": _STRING,
+                "status": {"enum": ["accepted", "pending", "disabled"]},
+                "securityProfile": {"type": ["integer", "null"], "enum": [0, 1, 2, 3, None]},
+                "effectiveSecurityProfile": {"enum": [0, 1, 2, 3]},
+                "passwordSet": {"type": "boolean"},
+                "connected": {"type": "boolean"},
+                "updatedAt": _TIME,
+                "bootTriggered": {"type": ["object", "null"],
+                                  "description": "PUT only: the TriggerMessage's answer"},
+            },
+        },
+        "RegistrationInput": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "status": {"enum": ["accepted", "pending", "disabled"],
+                           "default": "accepted"},
+                "securityProfile": {"type": ["integer", "null"], "enum": [0, 1, 2, 3, None]},
+                "password": {"type": ["string", "null"], "minLength": 16, "maxLength": 40,
+                             "description": "the charger's AuthorizationKey (profiles 1 "
+                             "and 2); stored hashed; null removes it"},
+            },
+        },
     }
 
 
@@ -207,6 +233,38 @@ def _one(schema: str, summary: str) -> dict[str, Any]:
             "404": _error("no such record"),
         },
     }}
+
+
+def _registration_paths(cp_param: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "/api/registrations": _list("Registration", "Every registered charge point", []),
+        "/api/registrations/{chargePointId}": {
+            "parameters": [cp_param],
+            **_one("Registration", "One charge point's registration"),
+            "put": {
+                "summary": "Register a charge point or change its registration",
+                "description": "Only the fields given change; a new registration is "
+                "accepted unless `status` says otherwise. Accepting a connected charge "
+                "point that was not accepted triggers its BootNotification "
+                "(`bootTriggered`); disabling one closes its connection.",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref("RegistrationInput")}}},
+                "responses": {
+                    "200": _json(_ref("Registration"), "stored"),
+                    "400": _error("invalid field"),
+                    "401": _UNAUTHORIZED,
+                },
+            },
+            "delete": {
+                "summary": "Remove a charge point's registration",
+                "responses": {
+                    "204": {"description": "removed"},
+                    "401": _UNAUTHORIZED,
+                    "404": _error("no registration for this charge point"),
+                },
+            },
+        },
+    }
 
 
 @functools.cache
@@ -306,6 +364,7 @@ def openapi_document() -> dict[str, Any]:
             },
         },
     }
+    paths.update(_registration_paths(cp_param))
     for operations in paths.values():
         for method, operation in operations.items():
             if method == "parameters":

@@ -5,6 +5,8 @@ The handshake is checked here and nowhere else:
 * a path outside the prefix, or without an id, is refused with HTTP 404;
 * an id that is not valid (see :mod:`ocppj.identity`) is refused with HTTP 400, the
   reason in the body and the log;
+* then the :class:`~csms.ocpp.admission.Gate` checks registration and credentials (401,
+  403 or 404, the reason in the body and the log);
 * a client that does not offer the ``ocpp1.6`` subprotocol gets the handshake completed
   without a subprotocol and the socket closed at once (1002), as OCPP-J 1.6 prescribes;
 * otherwise ``ocpp1.6`` is accepted and the connection goes to the
@@ -23,6 +25,7 @@ import trio
 import trio_websocket
 
 from csms.config import CsmsConfig
+from csms.ocpp.admission import BASIC_CHALLENGE, Gate
 from csms.ocpp.connection_manager import ConnectionManager
 from ocppj import SUBPROTOCOL
 from ocppj.identity import BadChargePointId, decode_charge_point_id
@@ -51,6 +54,7 @@ def _remote(request: trio_websocket.WebSocketRequest) -> str:
 async def serve_ocpp(
     config: CsmsConfig,
     manager: ConnectionManager,
+    gate: Gate | None = None,
     *,
     task_status: trio.TaskStatus[trio_websocket.WebSocketServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -79,6 +83,15 @@ async def serve_ocpp(
             log.warning("refused %s: %s", remote, exc)
             await request.reject(400, body=f"{exc}\n".encode())
             return
+        if gate is not None:
+            refusal = await gate.admit(cp_id, request.headers, remote)
+            if refusal is not None:
+                log.warning("refused %s (%s): %s", cp_id, remote, refusal.reason)
+                headers = [BASIC_CHALLENGE] if refusal.status == 401 else None
+                await request.reject(
+                    refusal.status, extra_headers=headers, body=f"{refusal.reason}\n".encode()
+                )
+                return
         if SUBPROTOCOL not in request.proposed_subprotocols:
             log.info(
                 "refused %s (%s): subprotocol %s not offered (offered: %s)",

@@ -18,6 +18,7 @@ from csms.domain.model import (
     Session,
 )
 from csms.domain.state import DomainState
+from csms.registry import Registration
 
 
 @frozen
@@ -134,6 +135,15 @@ class Store(Protocol):
 
     async def read_id_tags(self) -> list[IdTagRow]:
         """Every idTag the operator set, by idTag."""
+
+    def put_registration(self, registration: Registration) -> None:
+        """Queue a charger's registration (insert or replace)."""
+
+    def delete_registration(self, charger_id: str) -> None:
+        """Queue the removal of a charger's registration."""
+
+    async def read_registrations(self) -> list[Registration]:
+        """Every registration, by charger id."""
 
     def statistics(self) -> StoreStatistics:
         """A snapshot of the writer's counters."""

@@ -111,4 +111,9 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE message_log_v5 RENAME TO message_log;
     CREATE INDEX message_log_by_charger ON message_log (charger_id, seq);
     """,
+    # 6: the operator's charger registry (status, security profile, password hash; not
+    # OCPP-derived: not replayed).
+    """
+    CREATE TABLE registrations (charger_id TEXT PRIMARY KEY, data TEXT NOT NULL);
+    """,
 )

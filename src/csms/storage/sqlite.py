@@ -30,6 +30,7 @@ from csms.domain.model import (
     Session,
 )
 from csms.domain.state import DomainState, start_key
+from csms.registry import Registration
 from csms.storage import codec
 from csms.storage.base import Changes, IdTagRow, LogRow, SampleRow, StoreStatistics
 from csms.storage.migrations import MIGRATIONS
@@ -75,6 +76,8 @@ _UPSERT_ID_TAG = (
     "VALUES (?, ?, ?, ?, ?)"
 )
 _DELETE_ID_TAG = "DELETE FROM id_tags WHERE id_tag = ?"
+_UPSERT_REGISTRATION = "INSERT OR REPLACE INTO registrations (charger_id, data) VALUES (?, ?)"
+_DELETE_REGISTRATION = "DELETE FROM registrations WHERE charger_id = ?"
 
 
 #: Seconds (trio time) that rows nobody flushes wait for a flush to take them along.
@@ -203,6 +206,15 @@ class SqliteStore:
     def delete_id_tag(self, id_tag: str) -> None:
         """Queue the removal of an idTag's authorization data."""
         self._put(_DELETE_ID_TAG, (id_tag,))
+
+    def put_registration(self, registration: Registration) -> None:
+        """Queue a charger's registration (insert or replace)."""
+        self._put(_UPSERT_REGISTRATION,
+                  (registration.charge_point_id, codec.dumps(registration)))
+
+    def delete_registration(self, charger_id: str) -> None:
+        """Queue the removal of a charger's registration."""
+        self._put(_DELETE_REGISTRATION, (charger_id,))
 
     async def flush(self) -> None:
         """Return once everything queued so far is committed.
@@ -413,6 +425,11 @@ class SqliteStore:
             )
             for tag, status, expiry, parent, updated in rows
         ]
+
+    async def read_registrations(self) -> list[Registration]:
+        """Every registration, by charger id."""
+        rows = await self._fetchall("SELECT data FROM registrations ORDER BY charger_id")
+        return [codec.loads(data, Registration) for (data,) in rows]
 
     async def read_samples(self, measurand: str | None = None) -> list[SampleRow]:
         """Every stored sampled value (of one measurand, if given), in order."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from ocpp.v16 import call, call_result
@@ -105,7 +106,11 @@ async def trigger_message(
     connector_id = request.connector_id
     if connector_id is not None and connector_id != 0 and connector_id not in cp.evses:
         return call_result.TriggerMessage(status=TriggerMessageStatus.rejected)
-    if what == MessageTrigger.boot_notification:
+    if what == MessageTrigger.boot_notification and not cp.uplink.booted:
+        # Pending (or rejected): the boot loop sends it, after this answer, and goes on
+        # if it is accepted.
+        cp.after(_boot_now(cp))
+    elif what == MessageTrigger.boot_notification:
         cp.after(functools.partial(cp.call, cp.boot_request()))
     elif what == MessageTrigger.heartbeat:
         cp.after(functools.partial(cp.call, call.Heartbeat()))
@@ -123,6 +128,13 @@ async def trigger_message(
     else:
         return call_result.TriggerMessage(status=TriggerMessageStatus.not_implemented)
     return call_result.TriggerMessage(status=TriggerMessageStatus.accepted)
+
+
+def _boot_now(cp: SimChargePoint) -> Callable[[], Awaitable[None]]:
+    async def boot_now() -> None:
+        cp.uplink.boot_now()
+
+    return boot_now
 
 
 async def _triggered_meter_values(cp: SimChargePoint, connectors: list[int]) -> None:

@@ -15,6 +15,7 @@ from csms.authorization import AuthorizationPolicy
 from csms.config import CsmsConfig
 from csms.domain.state import DomainState
 from csms.recorder import Recorder
+from csms.registry import Registry
 from csms.smart.service import SmartCharging
 from ocppj import current_call
 from ocppj.session import utc_now
@@ -35,6 +36,9 @@ class HandlerContext:
         policy: which idTags are accepted.
         vendors: DataTransfer handlers by vendorId.
         now: the wall clock.
+        smart: smart charging, when on.
+        registry: the charger registry (BootNotification's status, pending chargers'
+            idTags refused).
     """
 
     charge_point_id: str
@@ -44,9 +48,15 @@ class HandlerContext:
     vendors: Mapping[str, VendorHandler] = field(factory=dict)
     now: Callable[[], datetime.datetime] = utc_now
     smart: SmartCharging | None = None
+    registry: Registry = field(factory=Registry)
 
     def id_tag_info(self, id_tag: str) -> IdTagInfo:
-        """The idTagInfo for ``id_tag`` now: status, expiryDate and parentIdTag."""
+        """The idTagInfo for ``id_tag`` now: status, expiryDate and parentIdTag.
+
+        A charge point not accepted (pending registration) may not charge: Invalid.
+        """
+        if not self.registry.accepted(self.charge_point_id):
+            return IdTagInfo(status=AuthorizationStatus.invalid)
         answer = self.policy.answer(id_tag, self.now())
         return IdTagInfo(
             status=AuthorizationStatus(answer.status),
