@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 
 import trio
-import trio_websocket
 
 from csms.api import build_app, serve_api
 from csms.api.guard import exposure_problem, resolve_token
@@ -20,6 +21,7 @@ from csms.ocpp.handlers.context import HandlerContext, VendorHandler
 from csms.ocpp.handlers.registry import build_router
 from csms.ocpp.keepalive import keepalive
 from csms.ocpp.server import serve_ocpp
+from csms.ocpp.tls import server_context
 from csms.recorder import Recorder
 from csms.registry import Registry
 from csms.smart.service import SmartCharging
@@ -65,6 +67,7 @@ class Csms:
         self.smart: SmartCharging | None = None
         self._cancel_scope: trio.CancelScope | None = None
         self._stopped = trio.Event()
+        self._tls: ssl.SSLContext | None = None
         #: The operator API's bound port, once serving (None: no API).
         self.api_port: int | None = None
 
@@ -124,8 +127,19 @@ class Csms:
 
         Raises:
             ValueError: the configuration is not safe to serve (see
-                :func:`csms.api.guard.exposure_problem`); nothing was started.
+                :func:`csms.api.guard.exposure_problem`), or a TLS file cannot be used
+                (:class:`~csms.ocpp.tls.TlsConfigError`); nothing was started.
         """
+        self._tls = None
+        if self.config.tls_cert is not None and self.config.tls_key is not None:
+            self._tls = server_context(
+                self.config.tls_cert, self.config.tls_key, self.config.tls_client_ca
+            )
+        if self.config.security_profile >= 2 and self._tls is None:
+            raise ValueError(f"security profile {self.config.security_profile} needs TLS "
+                             "(tls_cert and tls_key)")
+        if self.config.security_profile == 3 and self.config.tls_client_ca is None:
+            raise ValueError("security profile 3 needs a client CA (tls_client_ca)")
         if self.config.api_port is not None:
             problem = exposure_problem(self.config.api_host, resolve_token(self.config.api_token))
             if problem is not None:
@@ -151,13 +165,14 @@ class Csms:
                         )
                         await nursery.start(self.smart.run)
                     gate = Gate(self.registry, store, self.clock)
-                    server: trio_websocket.WebSocketServer = await nursery.start(
-                        serve_ocpp, self.config, self.connections, gate
-                    )
+                    port: int = await nursery.start(functools.partial(
+                        serve_ocpp, self.config, self.connections, gate, tls=self._tls
+                    ))
                     log.info(
-                        "OCPP 1.6J listening on ws://%s:%d%s{chargePointId}",
+                        "OCPP 1.6J listening on %s://%s:%d%s{chargePointId}",
+                        "ws" if self._tls is None else "wss",
                         self.config.host,
-                        server.port,
+                        port,
                         self.config.path_prefix,
                     )
                     if self.config.api_port is not None:
@@ -166,7 +181,7 @@ class Csms:
                             serve_api, build_app(self, token=token),
                             self.config.api_host, self.config.api_port,
                         )
-                    task_status.started(server.port)
+                    task_status.started(port)
         finally:
             self._stopped.set()
 

@@ -28,6 +28,7 @@ from csms.authorization import STATUSES
 from csms.cli_client import CLIENT_COMMANDS, client_commands, run_client
 from csms.config import DEFAULT_MAX_FRAME_SIZE, CsmsConfig
 from csms.inspect import render_json, render_text
+from csms.ocpp.tls import TlsConfigError, server_context
 from csms.oserrors import sole_os_error
 from csms.registry import UNKNOWN_POLICIES
 from csms.replay import diff, rebuild
@@ -117,10 +118,15 @@ def _parser() -> argparse.ArgumentParser:
                         help="charge points with no registration: accept them (development), "
                         "register them as pending until an operator accepts them, or reject "
                         "them at the handshake (default: %(default)s)")
-    parser.add_argument("--security-profile", type=int, default=0, choices=[0, 1],
+    parser.add_argument("--security-profile", type=int, default=0, choices=[0, 1, 2, 3],
                         help="OCPP security profile of charge points whose registration names "
-                        "none: 0 none, 1 HTTP Basic with the charger's password "
-                        "(default: %(default)s)")
+                        "none: 0 none, 1 HTTP Basic with the charger's password, 2 the same "
+                        "over TLS, 3 TLS with a client certificate (default: %(default)s)")
+    parser.add_argument("--tls-cert", default=None, metavar="PEM",
+                        help="the server's certificate chain: serve wss:// only (with --tls-key)")
+    parser.add_argument("--tls-key", default=None, metavar="PEM", help="the server's key")
+    parser.add_argument("--tls-client-ca", default=None, metavar="PEM",
+                        help="the CA client certificates must chain to (security profile 3)")
     parser.add_argument("--allow-unauthenticated-chargers", action="store_true",
                         help="serve --host beyond loopback with --security-profile 0 (a "
                         "trusted network only: any client could connect as any charger)")
@@ -218,6 +224,24 @@ async def print_status(path: str, *, as_json: bool) -> int:
     return 0
 
 
+def _tls_problem(args: argparse.Namespace) -> str | None:
+    """Why the TLS options and the security profile do not fit; None when they do."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        return "--tls-cert and --tls-key go together"
+    if args.tls_client_ca is not None and args.tls_cert is None:
+        return "--tls-client-ca needs --tls-cert and --tls-key"
+    if args.security_profile >= 2 and args.tls_cert is None:
+        return f"--security-profile {args.security_profile} needs --tls-cert and --tls-key"
+    if args.security_profile == 3 and args.tls_client_ca is None:
+        return "--security-profile 3 needs --tls-client-ca"
+    if args.tls_cert is not None:
+        try:
+            server_context(args.tls_cert, args.tls_key, args.tls_client_ca)
+        except TlsConfigError as exc:
+            return str(exc)
+    return None
+
+
 def _config(args: argparse.Namespace) -> CsmsConfig:
     prefix = args.path_prefix if args.path_prefix.endswith("/") else args.path_prefix + "/"
     if not prefix.startswith("/"):
@@ -236,6 +260,9 @@ def _config(args: argparse.Namespace) -> CsmsConfig:
         id_tags=args.id_tags,
         unknown_chargers=args.unknown_chargers,
         security_profile=args.security_profile,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
         site=args.site,
         api_host=args.api_host,
         api_port=None if args.no_api else args.api_port,
@@ -287,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
             parser.error(f"{name} must be positive, got {value}")
     problem = None if args.no_api else exposure_problem(args.api_host, resolve_token(None))
+    problem = problem or _tls_problem(args)
     if (problem is None and not is_loopback(args.host) and args.security_profile == 0
             and not args.allow_unauthenticated_chargers):
         problem = (

@@ -47,7 +47,12 @@ class CsmsConfig:
             connection; BootNotification answered Pending until an operator accepts them)
             or ``reject`` (refused at the handshake, 404). See :mod:`csms.registry`.
         security_profile: the OCPP security profile of charge points whose registration
-            names none: 0 (no authentication), 1 (HTTP Basic with the charger's password).
+            names none: 0 (no authentication), 1 (HTTP Basic with the charger's
+            password), 2 (the same over TLS), 3 (TLS with a client certificate).
+        tls_cert, tls_key: PEM files of the server's certificate chain and key; with both,
+            the OCPP server speaks TLS only (``wss://``).
+        tls_client_ca: PEM file of the CA that client certificates must chain to
+            (profile 3); certificates are then asked for, and optional for others.
         site: the site model; with a site or group limit, smart charging is on.
         api_host: address the operator HTTP API binds (loopback by default: it can send
             any command to any charger, so expose it deliberately).
@@ -76,6 +81,9 @@ class CsmsConfig:
     id_tags: Mapping[str, str] = field(factory=dict)
     unknown_chargers: str = "accept"
     security_profile: int = 0
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
     site: SiteConfig = field(factory=SiteConfig)
     api_host: str = "127.0.0.1"
     api_port: int | None = None

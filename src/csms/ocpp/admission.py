@@ -8,7 +8,8 @@ credentials its security profile demands:
 * profile 1: HTTP Basic, user = the charge point id, password = its AuthorizationKey,
   checked against the stored hash; 401 with ``WWW-Authenticate: Basic`` otherwise;
 * profile 2: the same, over TLS; 403 on a plain connection;
-* profile 3: TLS with a client certificate; 403 until the server is given a client CA.
+* profile 3: TLS with a client certificate that chains to the client CA (checked in the
+  TLS handshake) and whose subject commonName is the charge point id; 403 otherwise.
 
 A wrong password is logged (the id and the address, never the password). Only after
 every check passes is the connection handed over, so a second connection under a live
@@ -67,14 +68,12 @@ class Gate:
         registry: the registrations and policies.
         store: where a new pending registration is stored (and flushed) before admission.
         clock: the wall clock (registration times).
-        tls: whether the server's connections are TLS.
     """
 
     def __init__(
         self, registry: Registry, store: Store, clock: Callable[[], datetime.datetime],
-        *, tls: bool = False,
     ) -> None:
-        self.registry, self.store, self.clock, self.tls = registry, store, clock, tls
+        self.registry, self.store, self.clock = registry, store, clock
         self._limiter = trio.CapacityLimiter(VERIFY_THREADS)
         # A password verified once is recognised again without scrypt (a fleet
         # reconnecting after a restart must not cost a minute of CPU): per id, the
@@ -83,17 +82,24 @@ class Gate:
         self._verified: dict[str, tuple[str, bytes]] = {}
 
     async def admit(
-        self, cp_id: str, headers: Sequence[tuple[bytes, bytes]], remote: str
+        self, cp_id: str, headers: Sequence[tuple[bytes, bytes]], remote: str, *,
+        tls: bool = False, certificate_name: str | None = None,
     ) -> Refusal | None:
-        """None when the connection may proceed; else why it is refused."""
+        """None when the connection may proceed; else why it is refused.
+
+        ``tls``: the connection is TLS; ``certificate_name``: the subject commonName of
+        the client certificate it presented (already verified against the client CA).
+        """
         need = self.registry.requirement(cp_id)
         if isinstance(need, Refusal):
             return need
-        if need.profile >= 2 and not self.tls:
+        if need.profile >= 2 and not tls:
             return Refusal(403, f"charge point {cp_id!r} must connect over TLS "
                                 f"(security profile {need.profile})")
-        if need.profile == 3:
-            return Refusal(403, f"charge point {cp_id!r} needs a client certificate "
+        if need.profile == 3 and certificate_name != cp_id:
+            shown = "no client certificate" if certificate_name is None else (
+                f"a client certificate for {certificate_name!r}")
+            return Refusal(403, f"charge point {cp_id!r} presented {shown} "
                                 "(security profile 3)")
         if need.profile in (1, 2):
             password = basic_password(headers, cp_id)

@@ -19,14 +19,18 @@ makes sure no exception of one connection can escape into that nursery.
 from __future__ import annotations
 
 import logging
+import ssl
 import urllib.parse
+from typing import Any
 
 import trio
 import trio_websocket
+from attrs import frozen
 
 from csms.config import CsmsConfig
 from csms.ocpp.admission import BASIC_CHALLENGE, Gate
 from csms.ocpp.connection_manager import ConnectionManager
+from csms.ocpp.tls import peer_common_name
 from ocppj import SUBPROTOCOL
 from ocppj.identity import BadChargePointId, decode_charge_point_id
 
@@ -51,18 +55,53 @@ def _remote(request: trio_websocket.WebSocketRequest) -> str:
     return str(remote)
 
 
+@frozen
+class Peer:
+    """What the transport says about a connecting client."""
+
+    tls: bool = False
+    #: The subject commonName of its verified client certificate (profile 3).
+    certificate_name: str | None = None
+
+
 async def serve_ocpp(
     config: CsmsConfig,
     manager: ConnectionManager,
     gate: Gate | None = None,
     *,
-    task_status: trio.TaskStatus[trio_websocket.WebSocketServer] = trio.TASK_STATUS_IGNORED,
+    tls: ssl.SSLContext | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve OCPP 1.6J until cancelled; reports the listening server when ready."""
+    """Serve OCPP 1.6J (over TLS with ``tls``) until cancelled; reports the port.
 
-    async def handle(request: trio_websocket.WebSocketRequest) -> None:
+    Each TCP connection runs in its own task under :func:`trio.serve_listeners`; the
+    WebSocket is opened with trio-websocket's public :func:`wrap_server_stream`, so that
+    the TLS stream (its client certificate) stays in hand.
+    """
+
+    async def connection(stream: trio.abc.Stream) -> None:
         try:
-            await _handle(request)
+            async with trio.open_nursery() as nursery:
+                request = None
+                with trio.move_on_after(config.close_timeout):
+                    request = await trio_websocket.wrap_server_stream(
+                        nursery, stream, max_message_size=config.max_frame_size
+                    )
+                if request is not None:
+                    peer = Peer(tls is not None, peer_common_name(stream))
+                    await handle(request, peer)
+                nursery.cancel_scope.cancel()
+        except Exception:
+            # A TLS handshake that failed (an untrusted client certificate), a peer
+            # that vanished: the other connections must not notice.
+            log.info("connection from %s ended before the handshake completed",
+                     _stream_remote(stream), exc_info=True)
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def handle(request: trio_websocket.WebSocketRequest, peer: Peer) -> None:
+        try:
+            await _handshake(config, manager, gate, request, peer)
         except trio_websocket.ConnectionClosed:
             pass
         except Exception:
@@ -70,49 +109,72 @@ async def serve_ocpp(
             # the other connections must not notice.
             log.exception("handshake from %s failed", _remote(request))
 
-    async def _handle(request: trio_websocket.WebSocketRequest) -> None:
-        remote = _remote(request)
-        segment = charge_point_segment(request.path, config.path_prefix)
-        if segment is None:
-            log.info("refused %s: no charge point id in path %r", remote, request.path)
-            await request.reject(404, body=b"unknown path\n")
-            return
-        try:
-            cp_id = decode_charge_point_id(segment, relaxed=config.relaxed_ids)
-        except BadChargePointId as exc:
-            log.warning("refused %s: %s", remote, exc)
-            await request.reject(400, body=f"{exc}\n".encode())
-            return
-        if gate is not None:
-            refusal = await gate.admit(cp_id, request.headers, remote)
-            if refusal is not None:
-                log.warning("refused %s (%s): %s", cp_id, remote, refusal.reason)
-                headers = [BASIC_CHALLENGE] if refusal.status == 401 else None
-                await request.reject(
-                    refusal.status, extra_headers=headers, body=f"{refusal.reason}\n".encode()
-                )
-                return
-        if SUBPROTOCOL not in request.proposed_subprotocols:
-            log.info(
-                "refused %s (%s): subprotocol %s not offered (offered: %s)",
-                cp_id,
-                remote,
-                SUBPROTOCOL,
-                ", ".join(request.proposed_subprotocols) or "none",
-            )
-            ws = await request.accept()
-            await ws.aclose(1002, f"subprotocol {SUBPROTOCOL} required")
-            return
-        ws = await request.accept(subprotocol=SUBPROTOCOL)
-        await manager.serve(cp_id, ws, remote)
-
-    await trio_websocket.serve_websocket(
-        handle,
-        config.host,
-        config.port,
-        ssl_context=None,
-        max_message_size=config.max_frame_size,
-        connect_timeout=config.close_timeout,
-        disconnect_timeout=config.close_timeout,
-        task_status=task_status,
+    listeners: list[trio.abc.Listener[Any]] = list(
+        await trio.open_tcp_listeners(config.port, host=config.host)
     )
+    port = listeners[0].socket.getsockname()[1]  # type: ignore[attr-defined]
+    if tls is not None:
+        listeners = [trio.SSLListener(listener, tls, https_compatible=True)
+                     for listener in listeners]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, connection, listeners)
+        task_status.started(port)
+        await trio.sleep_forever()
+
+
+async def _handshake(
+    config: CsmsConfig,
+    manager: ConnectionManager,
+    gate: Gate | None,
+    request: trio_websocket.WebSocketRequest,
+    peer: Peer,
+) -> None:
+    """Check one WebSocket handshake; refuse it, or accept it and serve the connection."""
+    remote = _remote(request)
+    segment = charge_point_segment(request.path, config.path_prefix)
+    if segment is None:
+        log.info("refused %s: no charge point id in path %r", remote, request.path)
+        await request.reject(404, body=b"unknown path\n")
+        return
+    try:
+        cp_id = decode_charge_point_id(segment, relaxed=config.relaxed_ids)
+    except BadChargePointId as exc:
+        log.warning("refused %s: %s", remote, exc)
+        await request.reject(400, body=f"{exc}\n".encode())
+        return
+    if gate is not None:
+        refusal = await gate.admit(
+            cp_id, request.headers, remote, tls=peer.tls,
+            certificate_name=peer.certificate_name,
+        )
+        if refusal is not None:
+            log.warning("refused %s (%s): %s", cp_id, remote, refusal.reason)
+            headers = [BASIC_CHALLENGE] if refusal.status == 401 else None
+            await request.reject(
+                refusal.status, extra_headers=headers, body=f"{refusal.reason}\n".encode()
+            )
+            return
+    if SUBPROTOCOL not in request.proposed_subprotocols:
+        log.info(
+            "refused %s (%s): subprotocol %s not offered (offered: %s)",
+            cp_id,
+            remote,
+            SUBPROTOCOL,
+            ", ".join(request.proposed_subprotocols) or "none",
+        )
+        ws = await request.accept()
+        await ws.aclose(1002, f"subprotocol {SUBPROTOCOL} required")
+        return
+    ws = await request.accept(subprotocol=SUBPROTOCOL)
+    await manager.serve(cp_id, ws, remote)
+
+
+def _stream_remote(stream: trio.abc.Stream) -> str:
+    transport = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    if not isinstance(transport, trio.SocketStream):
+        return "?"
+    try:
+        host, port = transport.socket.getpeername()[:2]
+    except OSError:
+        return "?"
+    return f"{host}:{port}"
