@@ -95,9 +95,10 @@ async def wait_until(predicate: Callable[[], bool]) -> None:
 def sim_charge_point(port: int, cp_id: str = "CP_01", **config: Any) -> SimChargePoint:
     settings: dict[str, Any] = {"evses": 2, "meter_interval": 3600,
                                 "heartbeat_interval": 3600, "status_step_delay": 0.05,
-                                "backoff_min": 0.05, "backoff_max": 0.2, **config}
+                                "backoff_min": 0.05, "backoff_max": 0.2,
+                                "url": f"ws://127.0.0.1:{port}/ocpp", **config}
     return SimChargePoint(
-        ChargePointConfig(id=cp_id, url=f"ws://127.0.0.1:{port}/ocpp", **settings),
+        ChargePointConfig(id=cp_id, **settings),
         clock=utc_now, rng=random.Random(7),
     )
 

@@ -8,7 +8,6 @@ Real loopback WebSockets and HTTP, a real SQLite file; real time (see ``api_help
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime
 import functools
 import json
@@ -26,8 +25,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
-from api_helpers import api, running_csms, sim_charge_point, wait_until
+from api_helpers import api, online_sim, running_csms, sim_charge_point, wait_until
 from csms.app import Csms
+from csms.secrets import redact_frame
+from ocppj.identity import basic_authorization
 from raw_cp_helpers import ServingChargePoint, Wire
 from sim.ev import Ev
 
@@ -41,8 +42,7 @@ def now_iso() -> str:
 
 
 def basic(cp_id: str, password: str) -> list[tuple[bytes, bytes]]:
-    token = base64.b64encode(f"{cp_id}:{password}".encode())
-    return [(b"Authorization", b"Basic " + token)]
+    return [basic_authorization(cp_id, password)]
 
 
 async def register(csms: Csms, cp_id: str, **fields: Any) -> dict[str, Any]:
@@ -303,3 +303,53 @@ async def test_the_csms_does_not_serve_chargers_beyond_loopback_without_authenti
     assert result.returncode == 2
     assert b"beyond loopback, without charger authentication" in result.stderr
     assert not (tmp_path / "csms.db").exists()
+
+
+# -- AuthorizationKey ---------------------------------------------------------------------
+
+
+def test_secret_values_are_redacted_from_frames() -> None:
+    set_key = '[2,"1","ChangeConfiguration",{"key":"authorizationKEY","value":"s3cret-0123456789"}]'
+    assert redact_frame(set_key) == (
+        '[2,"1","ChangeConfiguration",{"key":"authorizationKEY","value":"<redacted>"}]')
+    leaked = ('[3,"2",{"configurationKey":[{"key":"AuthorizationKey","readonly":false,'
+              '"value":"s3cret-0123456789"},{"key":"HeartbeatInterval","value":"60"}]}]')
+    assert "s3cret" not in redact_frame(leaked) and '"60"' in redact_frame(leaked)
+    for frame in ('[2,"3","Heartbeat",{}]', '[2,"4","DataTransfer",{"vendorId":"Auth'
+                  'orizationKey"}]', "not json AuthorizationKey"):
+        assert redact_frame(frame) is frame
+
+
+async def test_a_rotated_key_is_the_chargers_password_from_then_on(tmp_path: Path) -> None:
+    """The operator rotates a profile 1 charger's AuthorizationKey: the simulated charger
+    takes it, reconnects with it, and the old one no longer opens its connection; the key
+    is in no log row, no API answer and not in the database file."""
+    with trio.fail_after(60):
+        async with running_csms(tmp_path / "csms.db", security_profile=1,
+                                unknown_chargers="reject") as (csms, port):
+            await register(csms, "CP_01", password=PASSWORD)
+            async with online_sim(csms, port, "CP_01", password=PASSWORD) as cp:
+                rotated = await api(csms, "POST",
+                                    "/api/registrations/CP_01/authorization-key", {})
+                assert rotated.body["result"] == {"status": "Accepted"}, rotated
+                key = cp.configuration.keys["AuthorizationKey"].value
+                assert key != PASSWORD and len(key) == 40
+                assert key not in json.dumps(rotated.body)
+                # The charger reconnects (as after a reboot) with its new key.
+                connects = cp.connects
+                csms.connections.get("CP_01").close(1012, "restart")  # type: ignore[union-attr]
+                await wait_until(lambda: cp.connects > connects and cp.online)
+                assert (await _peer_boot(port, "CP_01", PASSWORD))[0] == 401
+                got = await api(csms, "POST", "/api/charge-points/CP_01/ocpp16/GetConfiguration",
+                                {"key": ["AuthorizationKey"]})
+                assert got.body["result"]["unknownKey"] == ["AuthorizationKey"]  # write-only
+                assert not got.body["result"]["configurationKey"]
+                # A key set through the generic endpoint must be a valid password.
+                bad = await api(csms, "POST",
+                                "/api/charge-points/CP_01/ocpp16/ChangeConfiguration",
+                                {"key": "AuthorizationKey", "value": "short"})
+                assert bad.status == 400
+            messages = await api(csms, "GET", "/api/messages", query={"limit": 1000})
+            assert key not in json.dumps(messages.body)
+            assert '"<redacted>"' in json.dumps(messages.body)
+    assert key.encode() not in (tmp_path / "csms.db").read_bytes()

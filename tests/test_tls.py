@@ -17,7 +17,7 @@ import pytest
 import trio
 import trustme
 
-from api_helpers import api, running_csms
+from api_helpers import api, online_sim, running_csms
 
 PASSWORD = "0123456789abcdef-secret"
 
@@ -157,3 +157,18 @@ async def test_bad_tls_options_exit_2_with_the_reason(
         )
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
+
+
+async def test_the_simulator_connects_with_profiles_2_and_3(tmp_path: Path, pki: Pki) -> None:
+    with trio.fail_after(60):
+        async with running_csms(tmp_path / "csms.db", security_profile=2,
+                                unknown_chargers="reject", **pki.csms_config()) as (csms, port):
+            url = f"wss://127.0.0.1:{port}/ocpp"
+            await api(csms, "PUT", "/api/registrations/CP_02", {"password": PASSWORD})
+            await api(csms, "PUT", "/api/registrations/CP_03", {"securityProfile": 3})
+            async with (
+                online_sim(csms, port, "CP_02", url=url, tls_ca=pki.ca_pem, password=PASSWORD),
+                online_sim(csms, port, "CP_03", url=url, tls_ca=pki.ca_pem,
+                           tls_cert=pki.client_cert("CP_03")),
+            ):
+                assert sorted(csms.connections.connected) == ["CP_02", "CP_03"]

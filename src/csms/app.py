@@ -24,6 +24,7 @@ from csms.ocpp.server import serve_ocpp
 from csms.ocpp.tls import server_context
 from csms.recorder import Recorder
 from csms.registry import Registry
+from csms.secrets import redact_frame
 from csms.smart.service import SmartCharging
 from csms.storage.base import Store
 from csms.storage.sqlite import open_sqlite_store
@@ -99,7 +100,8 @@ class Csms:
         store = self.recorder.store
 
         async def observe(direction: Direction, frame: str, at: datetime.datetime) -> None:
-            store.append_frame(charge_point_id, direction.value, frame, at)
+            # Secrets (an AuthorizationKey being set) are not stored (csms.secrets).
+            store.append_frame(charge_point_id, direction.value, redact_frame(frame), at)
             if direction is not Direction.IN:
                 # A profile of ours on its way, or given up: domain state (the charger
                 # may be applying it), committed with the frame.

@@ -87,6 +87,7 @@ def _charger_commands(commands: Any) -> None:
     for name, text in (("accept", "accept a pending charge point (triggers its boot)"),
                        ("disable", "refuse its connections (closes a live one)"),
                        ("remove", "delete its registration"),
+                       ("rotate-key", "send a connected charger a new AuthorizationKey"),
                        ("show", "print its registration")):
         command = sub.add_parser(name, help=text)
         command.add_argument("charge_point", metavar="CHARGE_POINT")
@@ -212,6 +213,11 @@ def _chargers(args: argparse.Namespace) -> int:
                   f"{'yes' if row['connected'] else 'no'}")
         return 0
     path = f"/api/registrations/{quote(args.charge_point)}"
+    if command == "rotate-key":
+        response = call_api(args.api, "POST", path + "/authorization-key", body={},
+                            token=args.token)
+        _print_response(response)
+        return _exit_code(response)
     if command in ("show", "remove"):
         method = "GET" if command == "show" else "DELETE"
         response = call_api(args.api, method, path, token=args.token)

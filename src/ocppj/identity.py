@@ -16,6 +16,7 @@ Both allow at most 48 characters (1.6's chargeBoxIdentity is a CiString48).
 
 from __future__ import annotations
 
+import base64
 import string
 import urllib.parse
 
@@ -82,3 +83,10 @@ def encode_charge_point_id(cp_id: str) -> str:
 def charge_point_url(base: str, cp_id: str) -> str:
     """The URL a charge point connects to: ``base`` (``ws://host:port/ocpp``) and its id."""
     return f"{base.rstrip('/')}/{encode_charge_point_id(cp_id)}"
+
+
+def basic_authorization(cp_id: str, password: str) -> tuple[bytes, bytes]:
+    """The HTTP Basic ``Authorization`` header of security profiles 1 and 2: user = the
+    charge point id, password = its AuthorizationKey."""
+    token = base64.b64encode(f"{cp_id}:{password}".encode())
+    return b"Authorization", b"Basic " + token

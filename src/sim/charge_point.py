@@ -115,6 +115,7 @@ class SimChargePoint:
             max_stack_level=config.max_stack_level,
             max_periods=config.max_periods,
             rate_units=config.rate_units,
+            authorization_key=config.password or "",
         )
         self.status = "Available"
         #: The local authorization list (idTag → idTagInfo) and its version (0: empty).

@@ -36,6 +36,10 @@ class ChargePointConfig:
         tx_profiles: False: it refuses every TxProfile.
         clock_skew_s: how far its clock is ahead (negative: behind) of the true time:
             the timestamps it sends and the moment it evaluates profiles at.
+        password: its AuthorizationKey: sent with HTTP Basic authentication (security
+            profiles 1 and 2); the CSMS may change it with ChangeConfiguration.
+        tls_ca: a PEM file of the CA it trusts for ``wss://`` (None: the system's).
+        tls_cert: a PEM file with its client certificate and key (security profile 3).
     """
 
     id: str
@@ -57,6 +61,9 @@ class ChargePointConfig:
     max_periods: int = 24
     tx_profiles: bool = True
     clock_skew_s: float = 0.0
+    password: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
 
 
 @attrs.define

@@ -25,13 +25,20 @@ def _any(value: str) -> bool:
     return len(value) <= 500
 
 
+def _authorization_key(value: str) -> bool:
+    # The security whitepaper's AuthorizationKey: 16 to 40 bytes, printable.
+    return 16 <= len(value) <= 40 and value.isascii() and value.isprintable()
+
+
 @frozen
 class Key:
-    """One key: its value, whether it is read-only, and what a new value must look like."""
+    """One key: its value, whether it is read-only, what a new value must look like, and
+    whether it is write-only (a secret GetConfiguration never returns)."""
 
     value: str
     readonly: bool = False
     valid: Callable[[str], bool] = _any
+    secret: bool = False
 
 
 @define
@@ -44,10 +51,11 @@ class Configuration:
     def default(cls, *, connectors: int, heartbeat_interval: int, meter_interval: int,
                 max_stack_level: int = 8, max_periods: int = 24,
                 rate_units: str = "Current,Power",
-                max_profiles: int = 20) -> Configuration:
+                max_profiles: int = 20, authorization_key: str = "") -> Configuration:
         """The keys a simulated charge point starts with."""
         sampled = "Energy.Active.Import.Register,Power.Active.Import,Current.Import,SoC"
         return cls({
+            "AuthorizationKey": Key(authorization_key, valid=_authorization_key, secret=True),
             "AuthorizeRemoteTxRequests": Key("false", valid=_boolean),
             "ClockAlignedDataInterval": Key("0", valid=_positive_int),
             "ConnectionTimeOut": Key("60", valid=_positive_int),
@@ -76,10 +84,11 @@ class Configuration:
 
     def get(self, names: Iterable[str] | None) -> tuple[list[dict[str, object]], list[str]]:
         """GetConfiguration: (configurationKey entries, unknownKey names)."""
-        wanted = list(names) if names else sorted(self.keys)
+        readable = {n for n, key in self.keys.items() if not key.secret}
+        wanted = list(names) if names else sorted(readable)
         known = [{"key": n, "readonly": self.keys[n].readonly, "value": self.keys[n].value}
-                 for n in wanted if n in self.keys]
-        return known, [n for n in wanted if n not in self.keys]
+                 for n in wanted if n in readable]
+        return known, [n for n in wanted if n not in readable]
 
     def change(self, name: str, value: str) -> str:
         """ChangeConfiguration: Accepted, Rejected or NotSupported."""
@@ -88,7 +97,7 @@ class Configuration:
             return "NotSupported"
         if key.readonly or not key.valid(value):
             return "Rejected"
-        self.keys[name] = Key(value, key.readonly, key.valid)
+        self.keys[name] = Key(value, key.readonly, key.valid, key.secret)
         return "Accepted"
 
     def int_value(self, name: str, default: int) -> int:

@@ -78,10 +78,13 @@ class Link(trio.abc.Stream):
 
 
 async def open_link(
-    nursery: trio.Nursery, url: str, *, connect_timeout: float
+    nursery: trio.Nursery, url: str, *, connect_timeout: float,
+    tls: ssl.SSLContext | None = None, headers: list[tuple[bytes, bytes]] | None = None,
 ) -> tuple[Link, trio_websocket.WebSocketConnection]:
     """Connect to ``url`` (``ws://`` or ``wss://``) and open the OCPP WebSocket over a
-    :class:`Link`; trio-websocket's reader runs in ``nursery``.
+    :class:`Link`; trio-websocket's reader runs in ``nursery``. ``tls``: the context for
+    ``wss://`` (default: the system's trust store); ``headers``: extra handshake headers
+    (``Authorization``).
 
     Raises:
         OSError, trio_websocket.HandshakeError, trio.TooSlowError: no connection.
@@ -94,17 +97,17 @@ async def open_link(
     with trio.fail_after(connect_timeout):
         stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
         if secure:
-            tls = trio.SSLStream(stream, ssl.create_default_context(), server_hostname=host,
-                                 https_compatible=True)
-            await tls.do_handshake()
-            stream = tls
+            secured = trio.SSLStream(stream, tls or ssl.create_default_context(),
+                                     server_hostname=host, https_compatible=True)
+            await secured.do_handshake()
+            stream = secured
         link = Link(stream)
         try:
             # trio-websocket types the stream as a socket or TLS stream; it uses only the
             # trio.abc.Stream methods.
             ws = await trio_websocket.wrap_client_stream(
                 nursery, cast(trio.SocketStream, link), host, resource,
-                subprotocols=[SUBPROTOCOL],
+                subprotocols=[SUBPROTOCOL], extra_headers=headers,
             )
         except BaseException:
             with trio.CancelScope(shield=True):

@@ -8,6 +8,7 @@ import functools
 import logging
 import math
 import random
+import ssl
 from typing import TYPE_CHECKING
 
 import trio
@@ -16,7 +17,7 @@ from ocpp.v16 import call
 from ocpp.v16.enums import RegistrationStatus
 
 from ocppj import SUBPROTOCOL, CallError, CallTimeout, RpcSession
-from ocppj.identity import charge_point_url
+from ocppj.identity import basic_authorization, charge_point_url
 from sim.link import Link, open_link
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class Uplink:
         #: Until when (trio time) the network is down (see go_offline).
         self._offline_until = -math.inf
         self._boot_wait: trio.CancelScope | None = None
+        self._tls_context: ssl.SSLContext | None = None
 
     @property
     def online(self) -> bool:
@@ -126,7 +128,8 @@ class Uplink:
     async def _connect_and_serve(self, url: str, attempt: int) -> int:
         """One connection, from the TCP connect to its end; the backoff attempt count."""
         async with trio.open_nursery() as nursery:
-            link, ws = await open_link(nursery, url, connect_timeout=10)
+            link, ws = await open_link(nursery, url, connect_timeout=10, tls=self._tls(),
+                                       headers=self._credentials())
             self._link = link
             try:
                 if ws.subprotocol != SUBPROTOCOL:
@@ -202,6 +205,25 @@ class Uplink:
             with trio.CancelScope() as self._boot_wait:
                 await cp.wheel.sleep(max(int(result.interval), 1))
             self._boot_wait = None
+
+    def _credentials(self) -> list[tuple[bytes, bytes]] | None:
+        """HTTP Basic with its current AuthorizationKey (profiles 1, 2), if it has one."""
+        key = self._cp.configuration.keys.get("AuthorizationKey")
+        if key is None or not key.value:
+            return None
+        return [basic_authorization(self._cp.id, key.value)]
+
+    def _tls(self) -> ssl.SSLContext | None:
+        """Its TLS context: the CA it trusts, and its client certificate (profile 3)."""
+        config = self._cp.config
+        if config.tls_ca is None and config.tls_cert is None:
+            return None
+        if self._tls_context is None:
+            context = ssl.create_default_context(cafile=config.tls_ca)
+            if config.tls_cert is not None:
+                context.load_cert_chain(config.tls_cert)
+            self._tls_context = context
+        return self._tls_context
 
     def boot_now(self) -> None:
         """Send the next BootNotification at once, if one is waiting (not yet accepted)."""

@@ -23,6 +23,8 @@ import datetime
 import logging
 from typing import TYPE_CHECKING, Any
 
+import attrs
+import trio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -46,6 +48,9 @@ from csms.api.guard import EdgeGuard, allowed_hosts
 from csms.api.openapi import openapi_document
 from csms.api.registrations import Registrations
 from csms.authorization import STATUSES
+from csms.passwords import BadPassword, check_password, hash_password
+from csms.registry import Registration
+from csms.secrets import SECRET_KEYS
 from csms.storage.base import IdTagRow
 from ocppj import Answer, CallTimeout, PayloadError, SessionClosed
 from ocppj.payloads import in_schema_order
@@ -87,6 +92,10 @@ class Api:
     ) -> Answer:
         """Send one CALL of ours to ``cp_id``; its answer, recorded like any OCPP message.
 
+        A ChangeConfiguration of the ``AuthorizationKey``: the key must be a valid
+        password (400 otherwise); when the charger accepts it, its registration's
+        password becomes that key (so it can still authenticate on its next connection).
+
         Raises:
             ApiError: 404 not connected, 502 the connection closed before the answer.
             CallTimeout: no answer within ``call_timeout`` seconds.
@@ -97,11 +106,15 @@ class Api:
             raise ApiError(404, "NotConnected", f"charge point {cp_id!r} is not connected")
         recorder = self.csms.recorder
         smart = self.csms.smart
+        new_key = await self._new_authorization_key(action, sent)
 
         def record(answer: Answer) -> None:
             # Called by the session's reader as the answer is read, in log order.
             error = str(answer.error.code) if answer.error is not None else None
             recorder.answer(cp_id, action, sent, answer.payload, error, answer.answered_at)
+            accepted = (answer.payload or {}).get("status") == "Accepted"
+            if new_key is not None and accepted:
+                self._set_password_hash(cp_id, new_key)
             if (smart is not None and action in _PROFILE_ACTIONS
                     and (answer.payload or {}).get("status") == "Accepted"):
                 # The operator changed what the charger enforces: smart charging counts
@@ -115,6 +128,27 @@ class Api:
                 502, "ConnectionClosed",
                 f"the connection of {cp_id!r} closed before the answer came",
             ) from None
+
+    async def _new_authorization_key(self, action: str, sent: dict[str, Any]) -> str | None:
+        """The hash of the AuthorizationKey ``sent`` sets, if it sets one."""
+        if action != "ChangeConfiguration" or str(sent.get("key", "")).lower() not in SECRET_KEYS:
+            return None
+        value = sent.get("value")
+        try:
+            password = check_password(value if isinstance(value, str) else "")
+        except BadPassword as exc:
+            raise ApiError(400, "BadRequest", f"AuthorizationKey: {exc}") from None
+        return await trio.to_thread.run_sync(hash_password, password)
+
+    def _set_password_hash(self, cp_id: str, password_hash: str) -> None:
+        """The charger took a new AuthorizationKey: it is its password from now on
+        (queued; the caller flushes)."""
+        registry = self.csms.registry
+        record = registry.records.get(cp_id) or Registration(cp_id)
+        record = attrs.evolve(record, password_hash=password_hash, updated_at=self.now())
+        registry.records[cp_id] = record
+        self.csms.store.put_registration(record)
+        log.info("%s: accepted a new AuthorizationKey; its password is updated", cp_id)
 
     async def send(self, request: Request) -> Response:
         """POST /api/charge-points/{id}/ocpp16/{action}: send a CALL, return the answer."""
@@ -367,6 +401,7 @@ def build_app(
         route(registration, registrations.get, "GET"),
         route(registration, registrations.put, "PUT"),
         route(registration, registrations.delete, "DELETE"),
+        route(registration + "/authorization-key", registrations.rotate_key, "POST"),
     ]
     config = csms.config
     if hosts is None:

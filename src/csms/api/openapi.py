@@ -264,6 +264,23 @@ def _registration_paths(cp_param: dict[str, Any]) -> dict[str, Any]:
                 },
             },
         },
+        "/api/registrations/{chargePointId}/authorization-key": {
+            "parameters": [cp_param],
+            "post": {
+                "summary": "Rotate a connected charge point's AuthorizationKey",
+                "description": "Sends ChangeConfiguration AuthorizationKey with a new "
+                "random 40-character key; when the charger accepts it, it is its password "
+                "from then on (profiles 1, 2). The key is never shown or logged.",
+                "responses": {
+                    "200": _json({"type": "object"}, "the charger answered (`result` or "
+                                 "`error`) and the registration as it is now"),
+                    "401": _UNAUTHORIZED,
+                    "404": _error("the charge point is not connected"),
+                    "502": _error("the connection closed before the answer"),
+                    "504": _error("no answer in time: the password is unchanged"),
+                },
+            },
+        },
     }
 
 

@@ -10,7 +10,8 @@ charge point's registration. Effects on a live connection:
   ``accept`` closes it too.
 
 A password is hashed before it is stored and never shown or logged; the answer says
-only whether one is set.
+only whether one is set. ``POST .../authorization-key`` rotates a connected charger's
+AuthorizationKey (ChangeConfiguration with a new random key; stored when accepted).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 
 from csms.api.common import ApiError, json_object, path_charge_point
 from csms.api.render import iso
-from csms.passwords import BadPassword, check_password, hash_password
+from csms.passwords import BadPassword, check_password, hash_password, new_password
 from csms.registry import PROFILES, STATUSES, Registration
 from ocppj import CallTimeout
 
@@ -132,6 +133,30 @@ class Registrations:
         if registry.unknown != "accept":
             self._close(cp_id, "registration removed by the operator")
         return Response(status_code=204)
+
+    async def rotate_key(self, request: Request) -> Response:
+        """POST /api/registrations/{id}/authorization-key: a new random AuthorizationKey,
+        sent to the connected charger with ChangeConfiguration; when it accepts, it is
+        the charger's password from then on. The key itself is never shown."""
+        cp_id = self._id(request)
+        sent = {"key": "AuthorizationKey", "value": new_password()}
+        try:
+            answer = await self.api.exchange(
+                cp_id, "ChangeConfiguration", sent, self.csms.config.call_timeout
+            )
+        except CallTimeout:
+            raise ApiError(504, "Timeout", f"{cp_id!r} did not answer; its password is "
+                           "unchanged (if it did take the key, set it again)") from None
+        await self.csms.store.flush()
+        body: dict[str, Any] = {"chargePoint": cp_id}
+        if answer.error is not None:
+            body["error"] = {"code": str(answer.error.code),
+                             "description": answer.error.description}
+        else:
+            body["result"] = answer.payload
+        record = self.csms.registry.records.get(cp_id)
+        body["registration"] = self.render(record) if record is not None else None
+        return JSONResponse(body)
 
     def _close(self, cp_id: str, reason: str) -> None:
         conn = self.csms.connections.get(cp_id)

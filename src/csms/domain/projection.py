@@ -20,6 +20,7 @@ from csms.domain import events as ev
 from csms.domain.meter import samples_from
 from csms.domain.model import SentProfile
 from csms.domain.state import DomainState, start_key, unknown_stop_key
+from csms.secrets import SECRET_KEYS
 from ocppj.timestamps import format_timestamp, parse_timestamp
 
 Projector = Callable[[DomainState, str, Any, Any, datetime.datetime], list[ev.Event]]
@@ -403,11 +404,6 @@ def remote_stop_transaction(state: DomainState, a: Answered) -> list[ev.Event]:
     )]
 
 
-#: Configuration keys whose values are secrets: never kept in the domain (OCPP 1.6
-#: Security Whitepaper: AuthorizationKey is write-only).
-_SECRET_KEYS = frozenset({"authorizationkey"})
-
-
 def get_configuration(state: DomainState, a: Answered) -> list[ev.Event]:
     if a.response is None:
         return [ev.ChargerSeen(a.charger_id, a.at)]
@@ -417,7 +413,7 @@ def get_configuration(state: DomainState, a: Answered) -> list[ev.Event]:
         if (
             isinstance(entry, dict)
             and isinstance(entry.get("value"), str)
-            and str(entry["key"]).lower() not in _SECRET_KEYS
+            and str(entry["key"]).lower() not in SECRET_KEYS
         ):
             values.append((str(entry["key"]), entry["value"]))
     unknown = tuple(str(key) for key in a.response.get("unknownKey") or ())
@@ -425,7 +421,7 @@ def get_configuration(state: DomainState, a: Answered) -> list[ev.Event]:
 
 
 def change_configuration(state: DomainState, a: Answered) -> list[ev.Event]:
-    secret = str(a.request["key"]).lower() in _SECRET_KEYS
+    secret = str(a.request["key"]).lower() in SECRET_KEYS
     if a.response is None or a.status != "Accepted" or secret:
         # Rejected, NotSupported, or RebootRequired: the value is not in force (yet).
         return [ev.ChargerSeen(a.charger_id, a.at)]
