@@ -633,6 +633,9 @@ def server_command(kind: str, port: int, csms_args: list[str]) -> list[str]:
             str(port),
             "--log-level",
             "WARNING",
+            # The simulated idTags are not registered: answer them as the reference does.
+            "--unknown-id-tags",
+            "accept",
             *csms_args,
         ]
     name = "ocpp_reference_server.py" if kind == "reference" else "trio_websocket_floor_server.py"

@@ -17,6 +17,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
+from csms.config import CsmsConfig
 from csms.oserrors import sole_os_error
 from process_helpers import STOP_TIMEOUT, CsmsProcess, csms_process, run_python
 
@@ -192,3 +193,27 @@ async def test_the_path_prefix_option_is_normalised_and_used(tmp_path: Path) -> 
                 assert json.loads(await ws.get_message())[:2] == [3, "1"]
             child.process.send_signal(signal.SIGTERM)
             assert await child.wait() == 0, child.log
+
+
+async def test_python_m_csms_answers_unknown_id_tags_invalid_unless_told(tmp_path: Path) -> None:
+    """The CLI's default refuses an unknown card; --unknown-id-tags accept (development)
+    and --id-tag lists change that. The library default stays permissive."""
+    for extra, unknown, listed in (
+        ((), "Invalid", "Accepted"),
+        (("--unknown-id-tags", "accept"), "Accepted", "Accepted"),
+    ):
+        workdir = tmp_path / (extra[-1] if extra else "default")
+        workdir.mkdir()
+        async with csms_in(workdir, "--id-tag", "KNOWN=Accepted", *extra) as child:
+            with trio.fail_after(20):
+                async with open_websocket_url(
+                    f"ws://127.0.0.1:{child.port}/ocpp/CP_T", subprotocols=["ocpp1.6"]
+                ) as ws:
+                    answers = []
+                    for n, tag in enumerate(("STRANGER", "KNOWN")):
+                        await ws.send_message(json.dumps(
+                            [2, str(n), "Authorize", {"idTag": tag}]))
+                        answers.append(json.loads(await ws.get_message())[2]["idTagInfo"])
+            assert answers == [{"status": unknown}, {"status": listed}], extra
+            await child.stop(signal.SIGTERM)
+    assert CsmsConfig().unknown_id_tags == "Accepted"

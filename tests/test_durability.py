@@ -75,7 +75,8 @@ async def test_a_session_survives_a_sigkill_and_closes_after_the_restart(
 ) -> None:
     db = tmp_path / "csms.db"
     wire = Wire()
-    async with csms_process("--port", "0", "--api-port", "0", "--db", str(db)) as first:
+    async with csms_process("--port", "0", "--api-port", "0", "--db", str(db),
+                            "--unknown-id-tags", "accept") as first:
         with trio.fail_after(TALK_TIMEOUT):
             async with ChargePoint.connect(first.port, "CP_K", wire) as cp:
                 assert (await cp.call("BootNotification", BOOT))["status"] == "Accepted"
@@ -103,7 +104,8 @@ async def test_a_session_survives_a_sigkill_and_closes_after_the_restart(
     assert log_rows(db, "out", "CP_K") == wire.received
     assert log_rows(db, "in", "CP_K") == wire.sent
 
-    async with csms_process("--port", "0", "--api-port", "0", "--db", str(db)) as second:
+    async with csms_process("--port", "0", "--api-port", "0", "--db", str(db),
+                            "--unknown-id-tags", "accept") as second:
         with trio.fail_after(TALK_TIMEOUT):
             async with ChargePoint.connect(second.port, "CP_K", wire) as cp:
                 assert (await cp.call("BootNotification", BOOT))["status"] == "Accepted"

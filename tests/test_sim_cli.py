@@ -237,7 +237,7 @@ async def test_start_sim_inject_fault_stop_sim(tmp_path: Path, control: Path) ->
     async with trio.open_nursery() as nursery:
         # Both ports free ones: the API's default 8180 may be taken on a shared machine.
         async with background(nursery, "-m", "csms", "--port", "0", "--api-port", "0",
-                              "--db", str(db)) as csms:
+                              "--db", str(db), "--unknown-id-tags", "accept") as csms:
             with trio.fail_after(TIMEOUT):
                 listening = await csms.wait_line("stderr", r"listening on ws://[\d.]+:(\d+)/")
             url = f"ws://127.0.0.1:{listening[1]}/ocpp"
@@ -340,7 +340,7 @@ async def test_inject_and_clear_misbehaviour_in_a_running_fleet(
     db = tmp_path / "csms.db"
     async with trio.open_nursery() as nursery:
         async with background(nursery, "-m", "csms", "--port", "0", "--api-port", "0",
-                              "--db", str(db)) as csms:
+                              "--db", str(db), "--unknown-id-tags", "accept") as csms:
             with trio.fail_after(TIMEOUT):
                 listening = await csms.wait_line("stderr", r"listening on ws://[\d.]+:(\d+)/")
             url = f"ws://127.0.0.1:{listening[1]}/ocpp"

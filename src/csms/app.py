@@ -52,7 +52,9 @@ class Csms:
     ) -> None:
         self.config = config
         self.clock = clock
-        self.policy = AuthorizationPolicy(dict(config.id_tags))
+        if config.unknown_id_tags not in ("Accepted", "Invalid"):
+            raise ValueError("unknown_id_tags must be Accepted or Invalid")
+        self.policy = AuthorizationPolicy(dict(config.id_tags), config.unknown_id_tags)
         #: Registered charge points and the policies for unknown ones.
         self.registry = Registry(config.unknown_chargers, config.security_profile)
         self.vendors = dict(vendors or {})

@@ -6,7 +6,8 @@ Order of precedence for an idTag:
    table): its status, its expiryDate and parentIdTag; an Accepted tag whose expiryDate
    has passed is answered ``Expired``;
 2. the ``--id-tag TAG=STATUS`` list of the configuration;
-3. ``default`` (Accepted): unknown tags are accepted.
+3. ``default``: the answer to an unknown tag (``--unknown-id-tags``): Accepted for the
+   library and the simulator's embedded CSMS, Invalid for ``python -m csms``.
 
 This is operator data, not derived from OCPP messages: it is not part of the replayed
 domain. What the CSMS answered is in the message log, and the domain reads it from there.

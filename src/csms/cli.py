@@ -112,7 +112,15 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="TAG=STATUS",
         help="answer this idTag with this status (Accepted, Blocked, Expired, "
-        "Invalid, ConcurrentTx); repeatable; other tags are accepted",
+        "Invalid, ConcurrentTx); repeatable",
+    )
+    parser.add_argument(
+        "--unknown-id-tags",
+        default="invalid",
+        choices=["invalid", "accept"],
+        help="an idTag with no data (neither --id-tag nor 'python -m csms tags set'): "
+        "Invalid, so an unknown card does not charge; or accept every one, for "
+        "development (default: %(default)s)",
     )
     parser.add_argument("--unknown-chargers", default="accept", choices=list(UNKNOWN_POLICIES),
                         help="charge points with no registration: accept them (development), "
@@ -258,6 +266,7 @@ def _config(args: argparse.Namespace) -> CsmsConfig:
         ping_timeout=args.ping_timeout,
         db_path=args.db,
         id_tags=args.id_tags,
+        unknown_id_tags="Accepted" if args.unknown_id_tags == "accept" else "Invalid",
         unknown_chargers=args.unknown_chargers,
         security_profile=args.security_profile,
         tls_cert=args.tls_cert,

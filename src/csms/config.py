@@ -40,7 +40,10 @@ class CsmsConfig:
             during each commit. Only for virtual-time runs (the simulator's embedded
             CSMS), where a worker thread's wall-clock timing would decide the order of
             events at the same virtual instant; see :mod:`csms.storage.sqlite_db`.
-        id_tags: idTag → idTagInfo status; tags not listed are accepted.
+        id_tags: idTag → idTagInfo status; tags not listed get ``unknown_id_tags``.
+        unknown_id_tags: the idTagInfo status of an idTag with no data: ``Accepted``
+            (the library default: the simulator's scenarios need no tag list) or
+            ``Invalid`` (``python -m csms``'s default: an unknown card does not charge).
         unknown_chargers: charge points with no registration: ``accept`` (as if
             registered and accepted; the library default, for development and the
             simulator's embedded CSMS), ``pending`` (registered as pending at their first
@@ -79,6 +82,7 @@ class CsmsConfig:
     synchronous: str = "FULL"
     db_inline: bool = False
     id_tags: Mapping[str, str] = field(factory=dict)
+    unknown_id_tags: str = "Accepted"
     unknown_chargers: str = "accept"
     security_profile: int = 0
     tls_cert: str | None = None
