@@ -61,6 +61,13 @@ Handler = Callable[[Any], Awaitable[Any]]
 
 _CLOSED = (trio_websocket.ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError)
 _LOGGED_FRAME_CHARS = 200
+#: Frames that are not well-formed OCPP-J that the observer (the message log) is given per
+#: session, each cut to :data:`BAD_FRAME_CHARS`; later ones are only counted
+#: (``SessionStatistics.bad_frames_unrecorded``): one socket sending 1 MiB of junk a
+#: frame must not fill the disk.
+RECORDED_BAD_FRAMES = 10
+#: Characters of a bad frame kept for the observer and the log.
+BAD_FRAME_CHARS = 1024
 
 
 class MessageStream(Protocol):
@@ -166,6 +173,10 @@ class SessionStatistics:
     errors_sent: int
     unreadable_frames: int
     unmatched_responses: int
+    #: Frames that are not well-formed OCPP-J (malformed CALLs included) ...
+    bad_frames: int = 0
+    #: ... of which the observer was not given a copy (past ``RECORDED_BAD_FRAMES``).
+    bad_frames_unrecorded: int = 0
 
 
 @attrs.define
@@ -175,6 +186,8 @@ class _Counters:
     errors_sent: int = 0
     unreadable_frames: int = 0
     unmatched_responses: int = 0
+    bad_frames: int = 0
+    bad_frames_unrecorded: int = 0
 
 
 class _PeerCallError(CallError):
@@ -421,20 +434,39 @@ class RpcSession:
                 self.last_read_at = trio.current_time()
                 text = data if isinstance(data, str) else data.decode("utf-8", "replace")
                 at = self._clock()
+                try:
+                    frame: frames.Frame | FrameError = frames.parse(text)
+                except FrameError as exc:
+                    frame = exc
                 if self._observer is not None:
-                    await self._observer(Direction.IN, text, at)
-                await self._on_frame(text, at)
+                    recorded = text if not isinstance(frame, FrameError) else self._bad(text)
+                    if recorded is not None:
+                        await self._observer(Direction.IN, recorded, at)
+                if isinstance(frame, FrameError):
+                    await self._on_frame_error(frame, text, at)
+                else:
+                    await self._on_frame(frame, at)
         except trio_websocket.ConnectionClosed as exc:
             self.close_reason = exc.reason
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
-    async def _on_frame(self, text: str, at: datetime.datetime) -> None:
-        try:
-            frame = frames.parse(text)
-        except FrameError as exc:
-            await self._on_frame_error(exc, text, at)
-            return
+    def _bad(self, text: str) -> str | None:
+        """What the observer records of a frame that is not well-formed OCPP-J: the first
+        ones, cut to ``BAD_FRAME_CHARS``; then nothing (counted)."""
+        counters = self._counters
+        counters.bad_frames += 1
+        if counters.bad_frames > RECORDED_BAD_FRAMES:
+            counters.bad_frames_unrecorded += 1
+            if counters.bad_frames_unrecorded == 1:
+                log.warning("%s: %d bad frames; further ones are counted, not recorded",
+                            self.name, RECORDED_BAD_FRAMES)
+            return None
+        if len(text) <= BAD_FRAME_CHARS:
+            return text
+        return f"{text[:BAD_FRAME_CHARS]}…[{len(text)} characters, cut]"
+
+    async def _on_frame(self, frame: frames.Frame, at: datetime.datetime) -> None:
         if isinstance(frame, frames.Call):
             self._counters.calls_received += 1
             try:
@@ -446,8 +478,11 @@ class RpcSession:
             self._on_response(frame, at)
 
     async def _on_frame_error(self, exc: FrameError, text: str, at: datetime.datetime) -> None:
+        quiet = self._counters.bad_frames > RECORDED_BAD_FRAMES  # logged once, then counted
         if exc.reply and exc.failure is not None:
-            log.warning("%s: malformed CALL (%s): %.*s", self.name, exc, _LOGGED_FRAME_CHARS, text)
+            if not quiet:
+                log.warning("%s: malformed CALL (%s): %.*s", self.name, exc,
+                            _LOGGED_FRAME_CHARS, text)
             await self._send_error(exc.unique_id, code_for(exc.failure), exc.description)
             return
         pending = self._pending
@@ -460,7 +495,9 @@ class RpcSession:
             pending.resolve(None, CallError(code, f"malformed response: {exc}"), at)
             return
         self._counters.unreadable_frames += 1
-        log.warning("%s: unreadable frame (%s): %.*s", self.name, exc, _LOGGED_FRAME_CHARS, text)
+        if not quiet:
+            log.warning("%s: unreadable frame (%s): %.*s", self.name, exc,
+                        _LOGGED_FRAME_CHARS, text)
 
     def _on_response(
         self, frame: frames.CallResult | frames.CallErrorFrame, at: datetime.datetime
