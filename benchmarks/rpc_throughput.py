@@ -636,6 +636,9 @@ def server_command(kind: str, port: int, csms_args: list[str]) -> list[str]:
             # The simulated idTags are not registered: answer them as the reference does.
             "--unknown-id-tags",
             "accept",
+            # Measure the CSMS, not its per-charger CALL budget.
+            "--max-call-rate",
+            "0",
             *csms_args,
         ]
     name = "ocpp_reference_server.py" if kind == "reference" else "trio_websocket_floor_server.py"

@@ -36,7 +36,14 @@ from ocppj import (
 from ocppj.payloads import response_from_payload, to_payload
 from ocppj.schemas import ACTIONS, schema
 from ocppj.session import LATE_ANSWERS_KEPT
-from ocppj_helpers import WATCHDOG, example_payload, raw_csms, raw_peer, session_pair
+from ocppj_helpers import (
+    WATCHDOG,
+    example_payload,
+    raw_csms,
+    raw_peer,
+    session_pair,
+    websocket_pair,
+)
 
 IN, OUT = Direction.IN, Direction.OUT
 NOW = "2026-11-24T10:00:00Z"
@@ -736,3 +743,34 @@ async def test_every_action_round_trips_through_typed_dataclasses(
                 ):
                     failures[action] = "response not typed"
     assert failures == {}
+
+
+@pytest.mark.parametrize(("rate", "burst", "throttled"), [(10.0, 100.0, 50), (None, 100.0, 0)])
+async def test_a_call_flood_is_read_at_the_call_rate_and_nothing_is_refused(
+    autojump_clock: trio.abc.Clock, rate: float | None, burst: float, throttled: int
+) -> None:
+    """150 CALLs sent without waiting: the first ``burst`` are read at once, the rest at
+    ``rate`` per second (the peer is pushed back by TCP), and every one is answered."""
+    router = Router()
+
+    @router.on("Heartbeat")
+    async def heartbeat(request: call.Heartbeat) -> call_result.Heartbeat:
+        return call_result.Heartbeat(current_time=NOW)
+
+    flood = 150
+    async with websocket_pair() as (server_ws, client_ws), trio.open_nursery() as nursery:
+        session = RpcSession(server_ws, router, name="csms", call_rate=rate, call_burst=burst)
+        await nursery.start(session.run)
+        start = trio.current_time()
+        with trio.fail_after(WATCHDOG + flood):
+            for n in range(flood):
+                await client_ws.send_message(json.dumps([2, str(n), "Heartbeat", {}]))
+            answers = [json.loads(await client_ws.get_message()) for _ in range(flood)]
+        elapsed = trio.current_time() - start
+        nursery.cancel_scope.cancel()
+    assert [a[:2] for a in answers] == [[3, str(n)] for n in range(flood)]
+    assert session.statistics().calls_throttled == throttled
+    if rate is not None:
+        assert elapsed == pytest.approx((flood - burst) / rate, abs=0.5)
+    else:
+        assert elapsed < 1

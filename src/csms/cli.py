@@ -70,6 +70,24 @@ def _parser() -> argparse.ArgumentParser:
         help="largest WebSocket message in bytes; larger closes with 1009 (default: %(default)s)",
     )
     parser.add_argument(
+        "--max-call-rate",
+        type=float,
+        default=50.0,
+        help="CALLs per second one charge point may send on average (bursts of 200); past "
+        "it its connection is read slower, nothing refused; 0: no limit (default: "
+        "%(default)s)",
+    )
+    parser.add_argument(
+        "--max-connections", type=int, default=20_000,
+        help="charge points connected at once; a new one beyond is refused with 503 "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-pending-handshakes", type=int, default=1_000,
+        help="TCP connections still in their WebSocket handshake; one more is closed "
+        "unread (default: %(default)s)",
+    )
+    parser.add_argument(
         "--heartbeat-interval",
         type=int,
         default=300,
@@ -260,6 +278,9 @@ def _config(args: argparse.Namespace) -> CsmsConfig:
         path_prefix=prefix,
         relaxed_ids=args.relaxed_ids,
         max_frame_size=args.max_frame_size,
+        max_call_rate=args.max_call_rate or None,
+        max_connections=args.max_connections,
+        max_pending_handshakes=args.max_pending_handshakes,
         heartbeat_interval=args.heartbeat_interval,
         call_timeout=args.call_timeout,
         ping_interval=args.ping_interval or None,
@@ -314,12 +335,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("--port", args.port),
         ("--api-port", args.api_port),
         ("--max-frame-size", args.max_frame_size),
+        ("--max-call-rate", args.max_call_rate),
+        ("--max-connections", args.max_connections),
+        ("--max-pending-handshakes", args.max_pending_handshakes),
         ("--heartbeat-interval", args.heartbeat_interval),
         ("--call-timeout", args.call_timeout),
         ("--ping-interval", args.ping_interval),
         ("--ping-timeout", args.ping_timeout),
     ):
-        zero_allowed = name in ("--port", "--api-port", "--ping-interval")
+        zero_allowed = name in ("--port", "--api-port", "--ping-interval", "--max-call-rate")
         if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
             parser.error(f"{name} must be positive, got {value}")
     problem = None if args.no_api else exposure_problem(args.api_host, resolve_token(None))

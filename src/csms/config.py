@@ -10,6 +10,9 @@ from csms.smart.site import SiteConfig
 
 #: Largest WebSocket message accepted by default; a larger one closes the connection (1009).
 DEFAULT_MAX_FRAME_SIZE = 1024 * 1024
+#: CALLs a charge point may send at once before ``max_call_rate`` applies: a charger
+#: delivering the transaction messages it queued while offline is not slowed.
+CALL_BURST = 200.0
 
 
 @frozen
@@ -23,6 +26,12 @@ class CsmsConfig:
         relaxed_ids: accept legacy charge point ids (any printable character but ``/``)
             instead of only letters, digits and ``-._~*=:+|@``; see :mod:`ocppj.identity`.
         max_frame_size: largest incoming WebSocket message, in bytes.
+        max_call_rate: CALLs per second one charge point may send on average (bursts of
+            ``CALL_BURST``); past it its connection is read slower (None: no limit).
+        max_connections: charge point connections at once; a new id beyond it is
+            refused at the handshake (503). A reconnecting id always gets in.
+        max_pending_handshakes: TCP connections that have not finished their WebSocket
+            handshake; one more is closed at once.
         heartbeat_interval: seconds, sent in the BootNotification answer.
         call_timeout: seconds to wait for a charge point's answer to a CALL of ours.
         close_timeout: seconds allowed for a WebSocket closing handshake.
@@ -73,6 +82,9 @@ class CsmsConfig:
     path_prefix: str = "/ocpp/"
     relaxed_ids: bool = False
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    max_call_rate: float | None = None
+    max_connections: int = 20_000
+    max_pending_handshakes: int = 1_000
     heartbeat_interval: int = 300
     call_timeout: float = 30.0
     close_timeout: float = 5.0

@@ -177,6 +177,8 @@ class SessionStatistics:
     bad_frames: int = 0
     #: ... of which the observer was not given a copy (past ``RECORDED_BAD_FRAMES``).
     bad_frames_unrecorded: int = 0
+    #: Incoming CALLs the reader waited before (over ``call_rate``).
+    calls_throttled: int = 0
 
 
 @attrs.define
@@ -188,6 +190,7 @@ class _Counters:
     unmatched_responses: int = 0
     bad_frames: int = 0
     bad_frames_unrecorded: int = 0
+    calls_throttled: int = 0
 
 
 class _PeerCallError(CallError):
@@ -244,6 +247,11 @@ class RpcSession:
         observer: awaited with every frame in and out.
         clock: the wall clock stamped on frames (tests pass their own).
         queue_size: incoming CALLs buffered before the reader waits for the dispatcher.
+        call_rate: incoming CALLs per second allowed on average (None: no limit), with
+            bursts of ``call_burst``. Past it the reader waits before reading on: TCP
+            pushes back on the peer, and nothing is refused (a charger may drop a
+            transaction message refused too often).
+        call_burst: CALLs allowed at once before ``call_rate`` applies.
     """
 
     def __init__(
@@ -256,8 +264,14 @@ class RpcSession:
         observer: FrameObserver | None = None,
         clock: Callable[[], datetime.datetime] = utc_now,
         queue_size: int = 8,
+        call_rate: float | None = None,
+        call_burst: float = 100.0,
     ) -> None:
         self._clock = clock
+        self._call_rate = call_rate
+        self._call_burst = max(call_burst, 1.0)
+        self._tokens = self._call_burst
+        self._tokens_at = trio.current_time()
         self.name = name
         self.call_timeout = call_timeout
         self._stream = stream
@@ -466,8 +480,26 @@ class RpcSession:
             return text
         return f"{text[:BAD_FRAME_CHARS]}…[{len(text)} characters, cut]"
 
+    async def _throttle(self) -> None:
+        """Take a token of the CALL budget; wait for one when there is none."""
+        rate = self._call_rate
+        if rate is None:
+            return
+        now = trio.current_time()
+        self._tokens = min(self._call_burst, self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        if self._tokens < 1:
+            self._counters.calls_throttled += 1
+            if self._counters.calls_throttled == 1:
+                log.warning("%s: more than %g CALLs per second; reading slower", self.name,
+                            rate)
+            await trio.sleep((1 - self._tokens) / rate)
+            self._tokens, self._tokens_at = 1.0, trio.current_time()
+        self._tokens -= 1
+
     async def _on_frame(self, frame: frames.Frame, at: datetime.datetime) -> None:
         if isinstance(frame, frames.Call):
+            await self._throttle()
             self._counters.calls_received += 1
             try:
                 # No scheduling round trip when the channel has room (the usual case).

@@ -17,7 +17,7 @@ import attrs
 import trio
 import trio_websocket
 
-from csms.config import CsmsConfig
+from csms.config import CALL_BURST, CsmsConfig
 from ocppj import Router, RpcSession
 from ocppj.session import FrameObserver, utc_now
 
@@ -109,6 +109,11 @@ class ConnectionManager:
         return self._connections.get(charge_point_id)
 
     @property
+    def count(self) -> int:
+        """How many charge points are connected now."""
+        return len(self._connections)
+
+    @property
     def connected(self) -> list[str]:
         """Ids of the charge points connected now."""
         return list(self._connections)
@@ -149,6 +154,8 @@ class ConnectionManager:
                     call_timeout=self._config.call_timeout,
                     observer=observer,
                     clock=self._clock,
+                    call_rate=self._config.max_call_rate,
+                    call_burst=CALL_BURST,
                 )
                 await self._run_session(conn, conn.session)
             if conn.cancel_scope.cancelled_caught:

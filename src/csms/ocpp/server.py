@@ -62,6 +62,37 @@ class Peer:
     tls: bool = False
     #: The subject commonName of its verified client certificate (profile 3).
     certificate_name: str | None = None
+    #: Its place among the pending handshakes, given back once the handshake is done.
+    slot: HandshakeSlot | None = None
+
+
+class HandshakeSlot:
+    """One pending handshake; :meth:`release` (idempotent) gives its place back."""
+
+    def __init__(self, owner: PendingHandshakes) -> None:
+        self._owner: PendingHandshakes | None = owner
+
+    def release(self) -> None:
+        if self._owner is not None:
+            self._owner.count -= 1
+            self._owner = None
+
+
+class PendingHandshakes:
+    """Counts the connections whose WebSocket handshake is not done, up to ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.count, self.dropped = limit, 0, 0
+
+    def enter(self) -> HandshakeSlot | None:
+        if self.count >= self.limit:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("%d pending handshakes: %d connections dropped unread so far",
+                            self.limit, self.dropped)
+            return None
+        self.count += 1
+        return HandshakeSlot(self)
 
 
 async def serve_ocpp(
@@ -79,7 +110,14 @@ async def serve_ocpp(
     the TLS stream (its client certificate) stays in hand.
     """
 
+    pending = PendingHandshakes(config.max_pending_handshakes)
+
     async def connection(stream: trio.abc.Stream) -> None:
+        slot = pending.enter()
+        if slot is None:
+            # A flood of half-open connections: this one is dropped unread.
+            await trio.aclose_forcefully(stream)
+            return
         try:
             async with trio.open_nursery() as nursery:
                 request = None
@@ -88,7 +126,7 @@ async def serve_ocpp(
                         nursery, stream, max_message_size=config.max_frame_size
                     )
                 if request is not None:
-                    peer = Peer(tls is not None, peer_common_name(stream))
+                    peer = Peer(tls is not None, peer_common_name(stream), slot)
                     await handle(request, peer)
                 nursery.cancel_scope.cancel()
         except Exception:
@@ -97,6 +135,7 @@ async def serve_ocpp(
             log.info("connection from %s ended before the handshake completed",
                      _stream_remote(stream), exc_info=True)
         finally:
+            slot.release()
             await trio.aclose_forcefully(stream)
 
     async def handle(request: trio_websocket.WebSocketRequest, peer: Peer) -> None:
@@ -165,7 +204,14 @@ async def _handshake(
         ws = await request.accept()
         await ws.aclose(1002, f"subprotocol {SUBPROTOCOL} required")
         return
+    if manager.get(cp_id) is None and manager.count >= config.max_connections:
+        log.warning("refused %s (%s): %d connections already", cp_id, remote,
+                    config.max_connections)
+        await request.reject(503, body=b"too many connections\n")
+        return
     ws = await request.accept(subprotocol=SUBPROTOCOL)
+    if peer.slot is not None:
+        peer.slot.release()  # the handshake is done: no longer pending
     await manager.serve(cp_id, ws, remote)
 
 
