@@ -80,6 +80,24 @@ _UPSERT_REGISTRATION = "INSERT OR REPLACE INTO registrations (charger_id, data) 
 _DELETE_REGISTRATION = "DELETE FROM registrations WHERE charger_id = ?"
 
 
+#: SQLite's primary result codes of a disk that refuses for now: I/O error, full, busy,
+#: locked, cannot open. Other errors (no such table, a corrupt file) are not retried.
+_DISK_ERRORS = frozenset({
+    sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_CANTOPEN,
+})
+
+
+def disk_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the disk refusing a write for now (worth retrying)."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in _DISK_ERRORS
+    return isinstance(exc, OSError)
+
+
+#: Seconds before the first retry of a write the disk refused, and the longest wait.
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0
 #: Seconds (trio time) that rows nobody flushes wait for a flush to take them along.
 LAZY_COMMIT_S = 0.05
 
@@ -105,6 +123,9 @@ class SqliteStore:
         self._commits = 0
         self._rows = 0
         self._failed: BaseException | None = None
+        #: Why the database cannot be written now (None: it can): a disk or I/O error
+        #: the writer is retrying.
+        self.unavailable: str | None = None
 
     # -- writing -------------------------------------------------------------------------
 
@@ -248,11 +269,7 @@ class SqliteStore:
                         with trio.move_on_after(LAZY_COMMIT_S):
                             await self._flush_wanted.wait()
                     self._flush_wanted = trio.Event()
-                    # A batch, once taken off the queue, is written and committed even
-                    # when the store is being closed by cancellation: otherwise its rows
-                    # would be neither queued nor committed.
-                    with trio.CancelScope(shield=True):
-                        await self._write_batch()
+                    await self._write_until_stored()
                     # Idle as soon as no flush waits, also while lazy rows remain: a
                     # virtual clock waits for idle and must then advance to the lazy
                     # deadline.
@@ -267,17 +284,55 @@ class SqliteStore:
             self._idle.set()
             raise
 
+    async def _write_until_stored(self) -> None:
+        """Write what is queued; on a disk or I/O error, keep it queued, tell loudly, and
+        try again (0.5 s, doubling to 30 s) until the disk takes it.
+
+        Meanwhile every flush waits, so no answer leaves that is not stored (chargers
+        time out and send again, as they would to a CSMS that is down); the process and
+        every connection stay up. Other errors (a bug, a corrupt file) end the writer.
+        """
+        delay, failed_at, attempts = RETRY_FIRST_S, None, 0
+        while True:
+            try:
+                # A batch, once taken off the queue, is written and committed even when
+                # the store is being closed by cancellation: otherwise its rows would be
+                # neither queued nor committed.
+                with trio.CancelScope(shield=True):
+                    await self._write_batch()
+            except (sqlite3.OperationalError, OSError) as exc:
+                if not disk_error(exc):
+                    raise
+                attempts += 1
+                if failed_at is None:
+                    failed_at = trio.current_time()
+                self.unavailable = str(exc)
+                if attempts == 1 or attempts % 10 == 0:
+                    log.error("the database cannot be written (%s): nothing is acknowledged "
+                              "until it can; retrying (attempt %d, %d rows waiting)",
+                              exc, attempts, len(self._queue))
+                await trio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            if failed_at is not None:
+                log.warning("the database is written again after %.1f s and %d failed "
+                            "attempts", trio.current_time() - failed_at, attempts)
+                self.unavailable = None
+            return
+
     async def _write_batch(self) -> None:
+        """Write and commit everything queued as one transaction; on failure everything
+        is queued again, in order, and the error raised."""
+        items = list(self._queue)
+        self._queue.clear()
         groups: dict[str, list[tuple[Any, ...]]] = {}
         waiters: list[trio.Event] = []
         rows = 0
         # Everything queued goes into one transaction: a handler's state changes and the
         # answer frame queued after them must never be split across two commits.
-        while self._queue:
-            item = self._queue.popleft()
+        for item in items:
             if isinstance(item, trio.Event):
                 waiters.append(item)
-                self._waiters -= 1
             else:
                 groups.setdefault(item[0], []).append(item[1])
                 rows += 1
@@ -288,17 +343,28 @@ class SqliteStore:
         self._not_idle()
         try:
             await self._database.run(functools.partial(_write_groups, groups))
+        except BaseException:
+            self._queue.extendleft(reversed(items))
+            raise
         finally:
             self._in_flight = False
+        self._waiters -= len(waiters)
         self._commits += 1
         self._rows += rows
         for waiter in waiters:
             waiter.set()
 
     async def _drain(self) -> None:
-        """Write everything queued, without the writer task (at close)."""
-        while self._queue:
-            await self._write_batch()
+        """Write everything queued, without the writer task (at close). Rows the disk
+        still refuses are lost with the process; none of them was acknowledged."""
+        try:
+            while self._queue:
+                await self._write_batch()
+        except (sqlite3.OperationalError, OSError) as exc:
+            if not disk_error(exc):
+                raise
+            log.error("closing with %d rows the database could not take (%s); none was "
+                      "acknowledged", len(self._queue), exc)
         self._idle_unless_busy()
 
     def statistics(self) -> StoreStatistics:
