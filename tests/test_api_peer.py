@@ -139,6 +139,43 @@ class Peer(ChargePoint):
         self._got("UpdateFirmware", **kw)
         return call_result.UpdateFirmware()
 
+    # The security extension (OCPP 1.6 Security Whitepaper).
+
+    @on(Action.certificate_signed)
+    async def on_certificate_signed(self, **kw: Any) -> Any:
+        self._got("CertificateSigned", **kw)
+        return call_result.CertificateSigned(status="Rejected")
+
+    @on(Action.delete_certificate)
+    async def on_delete_certificate(self, **kw: Any) -> Any:
+        self._got("DeleteCertificate", **kw)
+        return call_result.DeleteCertificate(status="NotFound")
+
+    @on(Action.extended_trigger_message)
+    async def on_extended_trigger_message(self, **kw: Any) -> Any:
+        self._got("ExtendedTriggerMessage", **kw)
+        return call_result.ExtendedTriggerMessage(status="Accepted")
+
+    @on(Action.get_installed_certificate_ids)
+    async def on_get_installed_certificate_ids(self, **kw: Any) -> Any:
+        self._got("GetInstalledCertificateIds", **kw)
+        return call_result.GetInstalledCertificateIds(status="NotFound")
+
+    @on(Action.get_log)
+    async def on_get_log(self, **kw: Any) -> Any:
+        self._got("GetLog", **kw)
+        return call_result.GetLog(status="Accepted", filename="security.log")
+
+    @on(Action.install_certificate)
+    async def on_install_certificate(self, **kw: Any) -> Any:
+        self._got("InstallCertificate", **kw)
+        return call_result.InstallCertificate(status="Accepted")
+
+    @on(Action.signed_update_firmware)
+    async def on_signed_update_firmware(self, **kw: Any) -> Any:
+        self._got("SignedUpdateFirmware", **kw)
+        return call_result.SignedUpdateFirmware(status="InvalidCertificate")
+
 
 def run_peer(url: str, stop: threading.Event, peers: list[Peer]) -> None:
     """The asyncio charge point, connected until ``stop`` is set (a worker thread)."""
@@ -186,6 +223,25 @@ EXCHANGES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("UnlockConnector", {"connectorId": 1}, {"status": "UnlockFailed"}),
     ("UpdateFirmware", {"location": "https://x.invalid/fw.bin",
                         "retrieveDate": "2030-01-01T00:00:00Z"}, {}),
+    ("CertificateSigned", {"certificateChain": "-----BEGIN CERTIFICATE-----"},
+     {"status": "Rejected"}),
+    ("DeleteCertificate", {"certificateHashData": {
+        "hashAlgorithm": "SHA256", "issuerNameHash": "a", "issuerKeyHash": "b",
+        "serialNumber": "1"}}, {"status": "NotFound"}),
+    ("ExtendedTriggerMessage", {"requestedMessage": "SignChargePointCertificate"},
+     {"status": "Accepted"}),
+    ("GetInstalledCertificateIds", {"certificateType": "CentralSystemRootCertificate"},
+     {"status": "NotFound"}),
+    ("GetLog", {"logType": "SecurityLog", "requestId": 3,
+                "log": {"remoteLocation": "https://x.invalid/logs"}},
+     {"status": "Accepted", "filename": "security.log"}),
+    ("InstallCertificate", {"certificateType": "ManufacturerRootCertificate",
+                            "certificate": "-----BEGIN CERTIFICATE-----"},
+     {"status": "Accepted"}),
+    ("SignedUpdateFirmware", {"requestId": 4, "firmware": {
+        "location": "https://x.invalid/fw.bin", "retrieveDateTime": "2030-01-01T00:00:00Z",
+        "signingCertificate": "-----BEGIN CERTIFICATE-----", "signature": "c2ln"}},
+     {"status": "InvalidCertificate"}),
 ]
 
 

@@ -170,6 +170,40 @@ async def test_every_csms_action_against_the_simulator(tmp_path: Path) -> None:
                 "Installed", "Uploaded")
             assert detail["localListVersion"] == 3
 
+            # The security extension: certificates, a log upload, signed firmware.
+            pem = "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----"
+            assert await ok("InstallCertificate", {
+                "certificateType": "CentralSystemRootCertificate", "certificate": pem}) == {
+                "status": "Accepted"}
+            ids = await ok("GetInstalledCertificateIds",
+                           {"certificateType": "CentralSystemRootCertificate"})
+            assert ids["status"] == "Accepted" and len(ids["certificateHashData"]) == 1
+            assert await ok("DeleteCertificate",
+                            {"certificateHashData": ids["certificateHashData"][0]}) == {
+                "status": "Accepted"}
+            assert await ok("GetInstalledCertificateIds",
+                            {"certificateType": "CentralSystemRootCertificate"}) == {
+                "status": "NotFound"}
+            assert await ok("CertificateSigned", {"certificateChain": pem}) == {
+                "status": "Accepted"}
+            log = await ok("GetLog", {"logType": "SecurityLog", "requestId": 11,
+                                      "log": {"remoteLocation": "https://logs.invalid/"}})
+            assert log["status"] == "Accepted" and log["filename"].startswith(f"security-{CP}-")
+            await wait_until(lambda: csms.state.chargers[CP].log_status == "Uploaded")
+            assert await ok("SignedUpdateFirmware", {"requestId": 12, "firmware": {
+                "location": "https://fw.invalid/ac22-2.1.0.bin", "retrieveDateTime": iso_in(-1),
+                "signingCertificate": pem, "signature": "c2ln"}}) == {"status": "Accepted"}
+            await wait_until(lambda: csms.state.chargers[CP].signed_firmware_status
+                             == "Installed"
+                             and csms.state.chargers[CP].security_event_count == 1)
+            assert csms.state.chargers[CP].security_events[0].type == "FirmwareUpdated"
+            assert await ok("ExtendedTriggerMessage",
+                            {"requestedMessage": "LogStatusNotification"}) == {
+                "status": "Accepted"}
+            assert await ok("ExtendedTriggerMessage",
+                            {"requestedMessage": "SignChargePointCertificate"}) == {
+                "status": "NotImplemented"}
+
             # Reset last: the charger reboots.
             assert await ok("Reset", {"type": "Soft"}) == {"status": "Accepted"}
             await wait_until(lambda: cp.connects == 2 and cp.online)

@@ -781,8 +781,9 @@ def test_data_transfer_without_message_id(csms: Csms) -> None:
 
 
 def test_an_action_the_domain_does_not_model_is_a_last_seen(csms: Csms) -> None:
-    # (DiagnosticsStatusNotification is modelled now: see tests/test_api_domain.py.)
-    events = csms.exchange(CP, "LogStatusNotification", {"status": "Idle"}, {}, LATER)
+    # (DiagnosticsStatusNotification and LogStatusNotification are modelled now: see
+    # tests/test_api_domain.py and tests/test_security_extension.py.)
+    events = csms.exchange(CP, "SignCertificate", {"csr": "x"}, {"status": "Rejected"}, LATER)
     assert events == [ev.ChargerSeen(CP, LATER)]
     assert csms.state.chargers == {CP: Charger(id=CP, last_seen=LATER)}
 

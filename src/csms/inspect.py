@@ -169,6 +169,20 @@ def render_text(state: DomainState) -> str:
                 ],
             ),
         ]
+    events = sorted(
+        ((e, c.id) for c in state.chargers.values() for e in c.security_events),
+        key=lambda pair: pair[0].at,
+    )[-RECENT_SESSIONS:]
+    if events:
+        parts += [
+            "",
+            f"Security events (last {len(events)})",
+            table(
+                ["at", "charger", "type", "charger time", "techInfo"],
+                [[_when(e.at), cp_id, e.type, _when(e.timestamp), e.tech_info or "-"]
+                 for e, cp_id in events],
+            ),
+        ]
     return "\n".join(parts)
 
 

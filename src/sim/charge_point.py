@@ -123,6 +123,13 @@ class SimChargePoint:
         self.local_list_version = 0
         self.firmware_status = "Idle"
         self.diagnostics_status = "Idle"
+        #: The security extension: installed certificates (serial → type, hash data),
+        #: the last log upload's and signed firmware update's status and requestId.
+        self.certificates: dict[str, tuple[str, dict[str, str]]] = {}
+        self.log_status = "Idle"
+        self.log_request_id: int | None = None
+        self.signed_firmware_status = "Idle"
+        self.firmware_request_id: int | None = None
         self.firmware_version = config.firmware_version
         self.sessions: list[SessionRecord] = []
         self.profiles_received: dict[int, list[tuple[datetime.datetime, dict[str, Any]]]] = (

@@ -97,6 +97,15 @@ def _schemas() -> dict[str, Any]:
                 "firmwareStatusAt": _TIME,
                 "diagnosticsStatus": _NSTRING,
                 "diagnosticsStatusAt": _TIME,
+                "logStatus": _NSTRING,
+                "logStatusAt": _TIME,
+                "signedFirmwareStatus": _NSTRING,
+                "signedFirmwareStatusAt": _TIME,
+                "securityEventCount": {"type": "integer"},
+                "securityEvents": {"type": "array", "description": "the last 20", "items": {
+                    "type": "object", "properties": {
+                        "type": _STRING, "timestamp": _TIME, "techInfo": _NSTRING,
+                        "receivedAt": _TIME}}},
                 "evses": {"type": "array", "items": _ref("Evse")},
                 "chargingProfiles": {"type": "array", "items": {"type": "object"}},
             },

@@ -85,6 +85,16 @@ def charger(
         "firmwareStatusAt": iso(record.firmware_status_at),
         "diagnosticsStatus": record.diagnostics_status,
         "diagnosticsStatusAt": iso(record.diagnostics_status_at),
+        "logStatus": record.log_status,
+        "logStatusAt": iso(record.log_status_at),
+        "signedFirmwareStatus": record.signed_firmware_status,
+        "signedFirmwareStatusAt": iso(record.signed_firmware_status_at),
+        "securityEventCount": record.security_event_count,
+        "securityEvents": [
+            {"type": e.type, "timestamp": iso(e.timestamp), "techInfo": e.tech_info,
+             "receivedAt": iso(e.at)}
+            for e in record.security_events
+        ],
         "evses": [evse(e) for e in evses],
         "chargingProfiles": [profile(p) for p in profiles],
     }

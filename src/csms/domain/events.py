@@ -301,6 +301,36 @@ class DiagnosticsStatusReported:
 
 
 @frozen
+class LogStatusReported:
+    """LogStatusNotification answered (security extension)."""
+
+    charger_id: str
+    at: datetime.datetime
+    status: str
+
+
+@frozen
+class SignedFirmwareStatusReported:
+    """SignedFirmwareStatusNotification answered (security extension)."""
+
+    charger_id: str
+    at: datetime.datetime
+    status: str
+
+
+@frozen
+class SecurityEventReported:
+    """SecurityEventNotification answered: the event's type, the charger's timestamp and
+    its techInfo."""
+
+    charger_id: str
+    at: datetime.datetime
+    type: str
+    timestamp: datetime.datetime | None
+    tech_info: str | None
+
+
+@frozen
 class RemoteCommandAnswered:
     """The charger answered our RemoteStartTransaction or RemoteStopTransaction:
     ``status`` is Accepted, Rejected or the CALLERROR code it sent."""
@@ -340,5 +370,8 @@ Event = (
     | LocalListVersionReported
     | FirmwareStatusReported
     | DiagnosticsStatusReported
+    | LogStatusReported
+    | SignedFirmwareStatusReported
+    | SecurityEventReported
     | RemoteCommandAnswered
 )

@@ -44,9 +44,33 @@ class Charger:
     firmware_status_at: datetime.datetime | None = None
     diagnostics_status: str | None = None
     diagnostics_status_at: datetime.datetime | None = None
+    log_status: str | None = None
+    log_status_at: datetime.datetime | None = None
+    signed_firmware_status: str | None = None
+    signed_firmware_status_at: datetime.datetime | None = None
+    #: The last SecurityEventNotifications (at most ``SECURITY_EVENTS_KEPT``), oldest
+    #: first, and how many it sent in all.
+    security_events: tuple[SecurityEvent, ...] = ()
+    security_event_count: int = 0
     #: The configuration keys the charger reported (GetConfiguration answers, accepted
     #: ChangeConfigurations), by key: what the CSMS knows of its capabilities.
     configuration: dict[str, str] = field(factory=dict)
+
+
+@frozen
+class SecurityEvent:
+    """One SecurityEventNotification: its type (e.g. ``FirmwareUpdated``,
+    ``InvalidCentralSystemCertificate``), the charger's timestamp, its techInfo, and when
+    the CSMS received it."""
+
+    type: str
+    timestamp: datetime.datetime | None
+    tech_info: str | None
+    at: datetime.datetime
+
+
+#: SecurityEventNotifications kept per charger (the message log has every one).
+SECURITY_EVENTS_KEPT = 20
 
 
 @frozen

@@ -243,6 +243,26 @@ def diagnostics_status_notification(
     return [ev.DiagnosticsStatusReported(charger_id, at, str(_value(req.status)))]
 
 
+def log_status_notification(
+    state: DomainState, charger_id: str, req: Any, res: Any, at: datetime.datetime
+) -> list[ev.Event]:
+    return [ev.LogStatusReported(charger_id, at, str(_value(req.status)))]
+
+
+def signed_firmware_status_notification(
+    state: DomainState, charger_id: str, req: Any, res: Any, at: datetime.datetime
+) -> list[ev.Event]:
+    return [ev.SignedFirmwareStatusReported(charger_id, at, str(_value(req.status)))]
+
+
+def security_event_notification(
+    state: DomainState, charger_id: str, req: Any, res: Any, at: datetime.datetime
+) -> list[ev.Event]:
+    # A timestamp a charger got wrong is kept as None (the event itself still counts).
+    return [ev.SecurityEventReported(charger_id, at, str(req.type),
+                                     parse_timestamp(req.timestamp), req.tech_info)]
+
+
 #: The projector of every charger-initiated action the domain understands.
 PROJECTORS: dict[str, Projector] = {
     "BootNotification": boot_notification,
@@ -255,6 +275,9 @@ PROJECTORS: dict[str, Projector] = {
     "DataTransfer": data_transfer,
     "FirmwareStatusNotification": firmware_status_notification,
     "DiagnosticsStatusNotification": diagnostics_status_notification,
+    "LogStatusNotification": log_status_notification,
+    "SignedFirmwareStatusNotification": signed_firmware_status_notification,
+    "SecurityEventNotification": security_event_notification,
 }
 
 

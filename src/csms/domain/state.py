@@ -24,11 +24,13 @@ from csms.domain.compliance import (
 )
 from csms.domain.meter import IDLE_W, power_from_energy, readings
 from csms.domain.model import (
+    SECURITY_EVENTS_KEPT,
     Anomaly,
     Charger,
     Evse,
     RemoteCommand,
     Reservation,
+    SecurityEvent,
     SentProfile,
     Session,
 )
@@ -592,6 +594,31 @@ def _(event: ev.FirmwareStatusReported, state: DomainState) -> None:
     _put_charger(
         state, attrs.evolve(charger, firmware_status=event.status, firmware_status_at=event.at)
     )
+
+
+@_apply.register
+def _(event: ev.LogStatusReported, state: DomainState) -> None:
+    charger = _charger(state, event.charger_id)
+    _put_charger(state, attrs.evolve(charger, log_status=event.status, log_status_at=event.at))
+
+
+@_apply.register
+def _(event: ev.SignedFirmwareStatusReported, state: DomainState) -> None:
+    charger = _charger(state, event.charger_id)
+    _put_charger(state, attrs.evolve(
+        charger, signed_firmware_status=event.status, signed_firmware_status_at=event.at
+    ))
+
+
+@_apply.register
+def _(event: ev.SecurityEventReported, state: DomainState) -> None:
+    charger = _charger(state, event.charger_id)
+    kept = (*charger.security_events,
+            SecurityEvent(event.type, event.timestamp, event.tech_info, event.at))
+    _put_charger(state, attrs.evolve(
+        charger, security_events=kept[-SECURITY_EVENTS_KEPT:],
+        security_event_count=charger.security_event_count + 1,
+    ))
 
 
 @_apply.register

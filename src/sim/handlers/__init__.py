@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ocppj import Router
-from sim.handlers import configuration, maintenance, remote, reservations, smart_charging
+from sim.handlers import (
+    configuration,
+    maintenance,
+    remote,
+    reservations,
+    security,
+    smart_charging,
+)
 
 if TYPE_CHECKING:
     from sim.charge_point import SimChargePoint
@@ -40,6 +47,13 @@ HANDLERS: dict[str, ChargerHandler] = {
     "CancelReservation": reservations.cancel_reservation,
     "GetDiagnostics": maintenance.get_diagnostics,
     "UpdateFirmware": maintenance.update_firmware,
+    "InstallCertificate": security.install_certificate,
+    "GetInstalledCertificateIds": security.get_installed_certificate_ids,
+    "DeleteCertificate": security.delete_certificate,
+    "CertificateSigned": security.certificate_signed,
+    "ExtendedTriggerMessage": security.extended_trigger_message,
+    "GetLog": security.get_log,
+    "SignedUpdateFirmware": security.signed_update_firmware,
 }
 
 

@@ -13,6 +13,7 @@ from csms.ocpp.handlers import (
     firmware_status_notification,
     heartbeat,
     meter_values,
+    security,
     start_transaction,
     status_notification,
     stop_transaction,
@@ -31,6 +32,10 @@ HANDLERS: dict[str, Callable[[HandlerContext, Any], Awaitable[Any]]] = {
     "DataTransfer": data_transfer.handle,
     "FirmwareStatusNotification": firmware_status_notification.handle,
     "DiagnosticsStatusNotification": diagnostics_status_notification.handle,
+    "SecurityEventNotification": security.security_event_notification,
+    "LogStatusNotification": security.log_status_notification,
+    "SignedFirmwareStatusNotification": security.signed_firmware_status_notification,
+    "SignCertificate": security.sign_certificate,
 }
 
 #: connectorId and transactionId are 32-bit integers in OCPP 1.6 (``s:int`` in its SOAP
