@@ -9,6 +9,7 @@ Real loopback sockets and HTTP, a real SQLite file; real time (see ``api_helpers
 from __future__ import annotations
 
 import json
+import random
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ import pytest
 import trio
 import trustme
 
-from api_helpers import api, online_sim, running_csms
+from api_helpers import api, online_sim, running_csms, utc_now, wait_until
+from sim.config import parse_config
+from sim.simulator_runner import Fleet, ScenarioError
 
 PASSWORD = "0123456789abcdef-secret"
 
@@ -172,3 +175,33 @@ async def test_the_simulator_connects_with_profiles_2_and_3(tmp_path: Path, pki:
                            tls_cert=pki.client_cert("CP_03")),
             ):
                 assert sorted(csms.connections.connected) == ["CP_02", "CP_03"]
+
+
+async def test_a_fleet_from_its_configuration_connects_with_profile_2(
+    tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """config.yaml's ``security`` section: a shared key from the environment, the CA."""
+    monkeypatch.setenv("BENCH_KEY", PASSWORD)
+    config = parse_config({"security": {"password_env": "BENCH_KEY", "ca_file": pki.ca_pem}})
+    with trio.fail_after(60):
+        async with running_csms(tmp_path / "csms.db", security_profile=2,
+                                unknown_chargers="reject", **pki.csms_config()) as (csms, port):
+            for cp_id in ("CP_01", "CP_02"):
+                await api(csms, "PUT", f"/api/registrations/{cp_id}", {"password": PASSWORD})
+            async with trio.open_nursery() as nursery:
+                fleet = Fleet(f"wss://127.0.0.1:{port}/ocpp", config, clock=utc_now,
+                              rng=random.Random(1), nursery=nursery)
+                await fleet.spawn(2)
+                await wait_until(lambda: sorted(csms.connections.connected) == [
+                    "CP_01", "CP_02"])
+                nursery.cancel_scope.cancel()
+    monkeypatch.delenv("BENCH_KEY")
+    with pytest.raises(ExceptionGroup) as failed:
+        async with trio.open_nursery() as nursery:
+            fleet = Fleet("wss://127.0.0.1:1/ocpp", config, clock=utc_now,
+                          rng=random.Random(1), nursery=nursery)
+            try:
+                await fleet.spawn(1)
+            finally:
+                nursery.cancel_scope.cancel()
+    assert failed.group_contains(ScenarioError, match="BENCH_KEY is not set")

@@ -143,6 +143,24 @@ def _default_mix() -> tuple[EvSpec, ...]:
 
 
 @frozen
+class SecuritySpec:
+    """How the fleet's chargers authenticate to an external CSMS (security profiles 1-3).
+
+    Attributes:
+        password_env: the environment variable holding the AuthorizationKey every
+            charger sends with HTTP Basic (profiles 1, 2; a test bench's shared key; the
+            key itself never goes in a file). None: no Basic credentials.
+        ca_file: the CA the chargers trust for ``wss://`` (None: the system's).
+        client_cert_dir: a directory with ``{chargePointId}.pem`` (client certificate
+            and key) for each charger (profile 3).
+    """
+
+    password_env: str | None = None
+    ca_file: str | None = None
+    client_cert_dir: str | None = None
+
+
+@frozen
 class SimConfig:
     """The whole simulator configuration."""
 
@@ -154,6 +172,8 @@ class SimConfig:
         factory=lambda: {"default": ChargerTemplate()}
     )
     ev_mix: tuple[EvSpec, ...] = attrs.field(factory=_default_mix)
+    #: How the chargers authenticate to an external CSMS (profiles 1-3).
+    security: SecuritySpec = attrs.field(factory=SecuritySpec)
 
     def template(self, name: str | None) -> ChargerTemplate:
         """Charger template ``name`` (``default`` when None).

@@ -18,6 +18,7 @@ import datetime
 import importlib.util
 import inspect
 import logging
+import os
 import random
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
@@ -122,6 +123,19 @@ class Fleet:
         at, watts = max(self.site_power, key=lambda sample: sample[1])
         return watts / 1000, at
 
+    def _credentials(self, cp_id: str) -> tuple[str | None, str | None]:
+        """The charger's password and client certificate file (``security``)."""
+        security = self.config.security
+        password = None
+        if security.password_env is not None:
+            password = os.environ.get(security.password_env) or None
+            if password is None:
+                raise ScenarioError(f"security.password_env: ${security.password_env} is not set")
+        cert = None
+        if security.client_cert_dir is not None:
+            cert = str(Path(security.client_cert_dir) / f"{cp_id}.pem")
+        return password, cert
+
     async def spawn(self, count: int, *, evses: int | None = None,
                     template: str | None = None) -> list[SimChargePoint]:
         """Start ``count`` more chargers named ``CP_01``, ``CP_02`` …; returns them."""
@@ -129,6 +143,7 @@ class Fleet:
         spawned = []
         for _ in range(count):
             cp_id = f"CP_{len(self.chargers) + 1:02d}"
+            password, cert = self._credentials(cp_id)
             cp = SimChargePoint(
                 ChargePointConfig(
                     id=cp_id, url=self.url, vendor=tpl.vendor, model=tpl.model,
@@ -138,6 +153,7 @@ class Fleet:
                     rate_units=tpl.rate_units, max_stack_level=tpl.max_stack_level,
                     max_periods=tpl.max_periods, tx_profiles=tpl.tx_profiles,
                     clock_skew_s=tpl.clock_skew_s,
+                    password=password, tls_ca=self.config.security.ca_file, tls_cert=cert,
                 ),
                 clock=self.clock,
                 rng=random.Random(self.rng.random()),
