@@ -774,3 +774,47 @@ async def test_a_call_flood_is_read_at_the_call_rate_and_nothing_is_refused(
         assert elapsed == pytest.approx((flood - burst) / rate, abs=0.5)
     else:
         assert elapsed < 1
+
+
+async def test_a_peer_over_its_rate_for_too_long_is_ended_with_1008(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    router = Router()
+
+    @router.on("Heartbeat")
+    async def heartbeat(request: call.Heartbeat) -> call_result.Heartbeat:
+        return call_result.Heartbeat(current_time=NOW)
+
+    async with websocket_pair() as (server_ws, client_ws), trio.open_nursery() as nursery:
+        session = RpcSession(server_ws, router, name="csms", call_rate=10.0, call_burst=10.0,
+                             call_flood_after=5.0)
+        ended = trio.Event()
+
+        async def run() -> None:
+            await session.run()
+            ended.set()
+
+        nursery.start_soon(run)
+
+        async def flood() -> None:
+            n = 0
+            while True:
+                n += 1
+                await client_ws.send_message(json.dumps([2, str(n), "Heartbeat", {}]))
+
+        async def drain() -> None:
+            while True:
+                await client_ws.get_message()
+
+        nursery.start_soon(flood)
+        nursery.start_soon(drain)
+        start = trio.current_time()
+        with trio.fail_after(WATCHDOG + 60):
+            await ended.wait()
+        elapsed = trio.current_time() - start
+        nursery.cancel_scope.cancel()
+        await server_ws.aclose(*session.ended_for or (1000, None))  # as the CSMS does
+    assert session.ended_for == (1008, "CALL rate exceeded")
+    # The burst, then 10 per second for the 5 s allowed.
+    assert 5.0 < elapsed < 7.0
+    assert 60 <= session.statistics().calls_received <= 80

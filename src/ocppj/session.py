@@ -193,6 +193,10 @@ class _Counters:
     calls_throttled: int = 0
 
 
+class _Flood(Exception):
+    """The peer stayed over its CALL rate for too long."""
+
+
 class _PeerCallError(CallError):
     """A CALLERROR the peer answered one of our CALLs with."""
 
@@ -252,6 +256,11 @@ class RpcSession:
             pushes back on the peer, and nothing is refused (a charger may drop a
             transaction message refused too often).
         call_burst: CALLs allowed at once before ``call_rate`` applies.
+        call_flood_after: seconds a peer may stay over ``call_rate`` without a pause
+            (every CALL read late) before the session ends itself: :attr:`ended_for` is
+            then ``(1008, "CALL rate exceeded")`` and the CSMS closes with that code. A
+            charger catching up on a backlog is over the rate for minutes at most, and
+            after a close it reconnects and goes on, losing nothing.
     """
 
     def __init__(
@@ -266,10 +275,16 @@ class RpcSession:
         queue_size: int = 8,
         call_rate: float | None = None,
         call_burst: float = 100.0,
+        call_flood_after: float = 600.0,
     ) -> None:
         self._clock = clock
         self._call_rate = call_rate
         self._call_burst = max(call_burst, 1.0)
+        self._flood_after = call_flood_after
+        #: trio time since which every CALL was read late (None: not over the rate).
+        self._over_rate_since: float | None = None
+        #: (close code, reason) when the session ended itself (a CALL flood); else None.
+        self.ended_for: tuple[int, str] | None = None
         self._tokens = self._call_burst
         self._tokens_at = trio.current_time()
         self.name = name
@@ -464,6 +479,9 @@ class RpcSession:
             self.close_reason = exc.reason
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+        except _Flood as flood:
+            log.warning("%s: ending the session: %s", self.name, flood)
+            self.ended_for = (1008, "CALL rate exceeded")
 
     def _bad(self, text: str) -> str | None:
         """What the observer records of a frame that is not well-formed OCPP-J: the first
@@ -489,12 +507,19 @@ class RpcSession:
         self._tokens = min(self._call_burst, self._tokens + (now - self._tokens_at) * rate)
         self._tokens_at = now
         if self._tokens < 1:
+            if self._over_rate_since is None:
+                self._over_rate_since = now
+            elif now - self._over_rate_since > self._flood_after:
+                raise _Flood(f"over {rate:g} CALLs per second for "
+                             f"{now - self._over_rate_since:.0f} s")
             self._counters.calls_throttled += 1
             if self._counters.calls_throttled == 1:
                 log.warning("%s: more than %g CALLs per second; reading slower", self.name,
                             rate)
             await trio.sleep((1 - self._tokens) / rate)
             self._tokens, self._tokens_at = 1.0, trio.current_time()
+        else:
+            self._over_rate_since = None
         self._tokens -= 1
 
     async def _on_frame(self, frame: frames.Frame, at: datetime.datetime) -> None:

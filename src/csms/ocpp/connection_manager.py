@@ -160,6 +160,9 @@ class ConnectionManager:
                 await self._run_session(conn, conn.session)
             if conn.cancel_scope.cancelled_caught:
                 reason = conn.close_reason
+            elif conn.session is not None and conn.session.ended_for is not None:
+                conn.close_code, conn.close_reason = conn.session.ended_for
+                reason = conn.close_reason
             elif conn.session is not None and conn.session.close_reason is not None:
                 reason = _peer_close_reason(conn.session.close_reason)
         except Exception:
