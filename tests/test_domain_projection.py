@@ -12,11 +12,14 @@ from typing import Any
 import attrs
 import pytest
 
+from csms.api.actions import CSMS_ACTIONS
 from csms.domain import events as ev
 from csms.domain.meter import ENERGY_REGISTER, POWER, SOC
 from csms.domain.model import Anomaly, Charger, Evse
+from csms.domain.projection import PROJECTORS
 from csms.domain.state import DomainState, apply, replay
 from domain_helpers import AT, TIMESTAMP, Csms, energy_sample, without_last_seen
+from ocppj.schemas import ACTIONS
 
 LATER = AT + datetime.timedelta(minutes=5)
 CP = "CP-1"
@@ -780,12 +783,11 @@ def test_data_transfer_without_message_id(csms: Csms) -> None:
     assert events == [ev.DataTransferReceived(CP, AT, "v", None, "Accepted")]
 
 
-def test_an_action_the_domain_does_not_model_is_a_last_seen(csms: Csms) -> None:
-    # (DiagnosticsStatusNotification and LogStatusNotification are modelled now: see
-    # tests/test_api_domain.py and tests/test_security_extension.py.)
-    events = csms.exchange(CP, "SignCertificate", {"csr": "x"}, {"status": "Rejected"}, LATER)
-    assert events == [ev.ChargerSeen(CP, LATER)]
-    assert csms.state.chargers == {CP: Charger(id=CP, last_seen=LATER)}
+def test_every_action_a_charger_sends_is_modelled() -> None:
+    # The security extension's notifications included: nothing a charger sends is only
+    # a "last seen".
+    sent_by_chargers = (set(ACTIONS) - set(CSMS_ACTIONS)) | {"DataTransfer"}  # both ways
+    assert sent_by_chargers == set(PROJECTORS)
 
 
 # -- connections ----------------------------------------------------------------------------

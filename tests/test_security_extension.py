@@ -42,8 +42,8 @@ async def test_security_notifications_are_recorded_shown_and_replayed(tmp_path: 
                                                            "requestId": 7}) == {}
             assert await cp.call("SignedFirmwareStatusNotification", {
                 "status": "SignatureVerified", "requestId": 8}) == {}
-            assert await cp.call("SignCertificate", {"csr": "-----BEGIN..."}) == {
-                "status": "Rejected"}
+            assert await cp.call("SignCertificate", {"csr": "-----BEGIN CSR-----"}) == {
+                "status": "Accepted"}
 
             shown = (await api(csms, "GET", "/api/charge-points/CP_S")).body
             assert shown["securityEventCount"] == SECURITY_EVENTS_KEPT + 3
@@ -54,6 +54,7 @@ async def test_security_notifications_are_recorded_shown_and_replayed(tmp_path: 
             assert (shown["logStatus"], shown["signedFirmwareStatus"]) == (
                 "Uploaded", "SignatureVerified")
             assert "Security events" in render_text(csms.state)
+            assert shown["certificateSigningRequest"]["csr"] == "-----BEGIN CSR-----"
 
             rows = await csms.store.read_log()
             stored = await csms.store.load_state()

@@ -102,6 +102,8 @@ def _schemas() -> dict[str, Any]:
                 "signedFirmwareStatus": _NSTRING,
                 "signedFirmwareStatusAt": _TIME,
                 "securityEventCount": {"type": "integer"},
+                "certificateSigningRequest": {"type": ["object", "null"], "properties": {
+                    "csr": _STRING, "receivedAt": _TIME}},
                 "securityEvents": {"type": "array", "description": "the last 20", "items": {
                     "type": "object", "properties": {
                         "type": _STRING, "timestamp": _TIME, "techInfo": _NSTRING,

@@ -90,6 +90,9 @@ def charger(
         "signedFirmwareStatus": record.signed_firmware_status,
         "signedFirmwareStatusAt": iso(record.signed_firmware_status_at),
         "securityEventCount": record.security_event_count,
+        "certificateSigningRequest": (
+            {"csr": record.csr, "receivedAt": iso(record.csr_at)} if record.csr else None
+        ),
         "securityEvents": [
             {"type": e.type, "timestamp": iso(e.timestamp), "techInfo": e.tech_info,
              "receivedAt": iso(e.at)}

@@ -331,6 +331,15 @@ class SecurityEventReported:
 
 
 @frozen
+class CertificateSigningRequested:
+    """SignCertificate answered: the charger's CSR, for the operator to sign."""
+
+    charger_id: str
+    at: datetime.datetime
+    csr: str
+
+
+@frozen
 class RemoteCommandAnswered:
     """The charger answered our RemoteStartTransaction or RemoteStopTransaction:
     ``status`` is Accepted, Rejected or the CALLERROR code it sent."""
@@ -373,5 +382,6 @@ Event = (
     | LogStatusReported
     | SignedFirmwareStatusReported
     | SecurityEventReported
+    | CertificateSigningRequested
     | RemoteCommandAnswered
 )

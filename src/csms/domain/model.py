@@ -52,6 +52,10 @@ class Charger:
     #: first, and how many it sent in all.
     security_events: tuple[SecurityEvent, ...] = ()
     security_event_count: int = 0
+    #: The last SignCertificate's CSR (PEM) and when it came: for the operator to sign
+    #: with the CA of their choice, then send back with CertificateSigned.
+    csr: str | None = None
+    csr_at: datetime.datetime | None = None
     #: The configuration keys the charger reported (GetConfiguration answers, accepted
     #: ChangeConfigurations), by key: what the CSMS knows of its capabilities.
     configuration: dict[str, str] = field(factory=dict)

@@ -263,6 +263,12 @@ def security_event_notification(
                                      parse_timestamp(req.timestamp), req.tech_info)]
 
 
+def sign_certificate(
+    state: DomainState, charger_id: str, req: Any, res: Any, at: datetime.datetime
+) -> list[ev.Event]:
+    return [ev.CertificateSigningRequested(charger_id, at, str(req.csr))]
+
+
 #: The projector of every charger-initiated action the domain understands.
 PROJECTORS: dict[str, Projector] = {
     "BootNotification": boot_notification,
@@ -278,6 +284,7 @@ PROJECTORS: dict[str, Projector] = {
     "LogStatusNotification": log_status_notification,
     "SignedFirmwareStatusNotification": signed_firmware_status_notification,
     "SecurityEventNotification": security_event_notification,
+    "SignCertificate": sign_certificate,
 }
 
 

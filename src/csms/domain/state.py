@@ -622,6 +622,12 @@ def _(event: ev.SecurityEventReported, state: DomainState) -> None:
 
 
 @_apply.register
+def _(event: ev.CertificateSigningRequested, state: DomainState) -> None:
+    charger = _charger(state, event.charger_id)
+    _put_charger(state, attrs.evolve(charger, csr=event.csr, csr_at=event.at))
+
+
+@_apply.register
 def _(event: ev.DiagnosticsStatusReported, state: DomainState) -> None:
     charger = _charger(state, event.charger_id)
     _put_charger(

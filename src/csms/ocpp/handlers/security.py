@@ -1,7 +1,8 @@
 """The OCPP 1.6 security extension's charge-point messages: SecurityEventNotification,
 LogStatusNotification, SignedFirmwareStatusNotification (recorded, answered empty) and
-SignCertificate (answered Rejected: this CSMS has no certificate authority to sign a
-charger's CSR with; an operator can install one signed elsewhere with CertificateSigned).
+SignCertificate (Accepted; its CSR is recorded and shown for the operator, who signs it
+with the CA of their choice and sends the result with CertificateSigned: this CSMS keeps
+no CA key).
 
 Chargers send SecurityEventNotification unsolicited, also to CSMSs that never asked for
 the extension, so it is always answered and recorded."""
@@ -44,7 +45,7 @@ async def signed_firmware_status_notification(
 async def sign_certificate(
     ctx: HandlerContext, request: call.SignCertificate
 ) -> call_result.SignCertificate:
-    """Rejected: no certificate authority is configured to sign the CSR."""
-    response = call_result.SignCertificate(status=GenericStatus.rejected)
+    """Accepted: the CSR is recorded for the operator to sign."""
+    response = call_result.SignCertificate(status=GenericStatus.accepted)
     ctx.record(request, response)
     return response
