@@ -115,8 +115,7 @@ class Api:
             accepted = (answer.payload or {}).get("status") == "Accepted"
             if new_key is not None and accepted:
                 self._set_password_hash(cp_id, new_key)
-            if (smart is not None and action in _PROFILE_ACTIONS
-                    and (answer.payload or {}).get("status") == "Accepted"):
+            if smart is not None and action in _PROFILE_ACTIONS and accepted:
                 # The operator changed what the charger enforces: smart charging counts
                 # it as unknown and sends its limits again.
                 smart.profiles_changed(cp_id)
@@ -187,14 +186,7 @@ class Api:
         await self.csms.store.flush()
         body: dict[str, Any] = {"uniqueId": answer.unique_id, "action": action,
                                 "chargePoint": cp_id}
-        if answer.error is not None:
-            body["error"] = {
-                "code": str(answer.error.code),
-                "description": answer.error.description,
-                "details": dict(answer.error.details),
-            }
-        else:
-            body["result"] = answer.payload
+        body.update(render.answer(answer))
         return JSONResponse(body)
 
     # -- records ------------------------------------------------------------------------

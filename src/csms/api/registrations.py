@@ -23,8 +23,8 @@ import trio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from csms.api import render
 from csms.api.common import ApiError, json_object, path_charge_point
-from csms.api.render import iso
 from csms.passwords import BadPassword, check_password, hash_password, new_password
 from csms.registry import PROFILES, STATUSES, Registration
 from ocppj import CallTimeout
@@ -58,7 +58,7 @@ class Registrations:
             "effectiveSecurityProfile": registry.profile_of(cp_id),
             "passwordSet": record.password_hash is not None,
             "connected": self.csms.connections.get(cp_id) is not None,
-            "updatedAt": iso(record.updated_at),
+            "updatedAt": render.iso(record.updated_at),
         }
 
     async def list(self, request: Request) -> Response:
@@ -148,12 +148,7 @@ class Registrations:
             raise ApiError(504, "Timeout", f"{cp_id!r} did not answer; its password is "
                            "unchanged (if it did take the key, set it again)") from None
         await self.csms.store.flush()
-        body: dict[str, Any] = {"chargePoint": cp_id}
-        if answer.error is not None:
-            body["error"] = {"code": str(answer.error.code),
-                             "description": answer.error.description}
-        else:
-            body["result"] = answer.payload
+        body: dict[str, Any] = {"chargePoint": cp_id, **render.answer(answer)}
         record = self.csms.registry.records.get(cp_id)
         body["registration"] = self.render(record) if record is not None else None
         return JSONResponse(body)
@@ -176,7 +171,4 @@ class Registrations:
         except ApiError as exc:
             return {"error": {"code": exc.error, "description": exc.message}}
         await self.csms.store.flush()
-        if answer.error is not None:
-            return {"error": {"code": str(answer.error.code),
-                              "description": answer.error.description}}
-        return {"result": answer.payload}
+        return render.answer(answer)

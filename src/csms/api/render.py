@@ -9,6 +9,7 @@ import orjson
 
 from csms.domain.model import Charger, Evse, RemoteCommand, Reservation, SentProfile, Session
 from csms.storage.base import IdTagRow, LogRow
+from ocppj import Answer
 
 
 def iso(moment: datetime.datetime | None) -> str | None:
@@ -16,6 +17,15 @@ def iso(moment: datetime.datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
+def answer(record: Answer) -> dict[str, Any]:
+    """A charge point's answer to a CALL of ours: ``{"result": payload}`` for a
+    CALLRESULT, ``{"error": {code, description, details}}`` for a CALLERROR."""
+    if record.error is None:
+        return {"result": record.payload}
+    return {"error": {"code": str(record.error.code), "description": record.error.description,
+                      "details": dict(record.error.details)}}
 
 
 def evse(record: Evse) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from ocpp.v16 import call, call_result
@@ -56,9 +57,16 @@ async def get_diagnostics(
 
 
 async def _upload_diagnostics(cp: SimChargePoint) -> None:
-    await send_diagnostics_status(cp, "Uploading")
+    await upload(cp, send_diagnostics_status)
+
+
+async def upload(
+    cp: SimChargePoint, send: Callable[[SimChargePoint, str | None], Awaitable[None]]
+) -> None:
+    """An upload (diagnostics, a log) as a charger reports it: Uploading, then Uploaded."""
+    await send(cp, "Uploading")
     await cp.wheel.sleep(cp.config.status_step_delay)
-    await send_diagnostics_status(cp, "Uploaded")
+    await send(cp, "Uploaded")
 
 
 async def send_diagnostics_status(cp: SimChargePoint, status: str | None) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ocpp.v16 import call, call_result
 
 from ocppj.timestamps import format_timestamp
+from sim.handlers.maintenance import upload
 from sim.handlers.remote import trigger_message
 
 if TYPE_CHECKING:
@@ -101,14 +102,8 @@ async def get_log(cp: SimChargePoint, request: call.GetLog) -> call_result.GetLo
     kind = "security" if str(_plain(request.log_type)) == "SecurityLog" else "diagnostics"
     stamp = cp.now().strftime("%Y%m%dT%H%M%SZ")
     cp.log_request_id = request.request_id
-    cp.after(functools.partial(_upload_log, cp))
+    cp.after(functools.partial(upload, cp, send_log_status))
     return call_result.GetLog(status="Accepted", filename=f"{kind}-{cp.id}-{stamp}.log")
-
-
-async def _upload_log(cp: SimChargePoint) -> None:
-    await send_log_status(cp, "Uploading")
-    await cp.wheel.sleep(cp.config.status_step_delay)
-    await send_log_status(cp, "Uploaded")
 
 
 async def send_log_status(cp: SimChargePoint, status: str | None) -> None:
