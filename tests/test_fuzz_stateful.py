@@ -231,7 +231,10 @@ class CsmsMachine(RuleBasedStateMachine):
         self.thread = TrioThread().__enter__()
         self.csms = Csms(CsmsConfig(port=0, db_path=str(Path(self.tmp.name) / "csms.db"),
                                     synchronous="OFF", max_frame_size=MAX_FRAME,
-                                    id_tags=ID_TAGS, site=SITE, call_timeout=5.0))
+                                    id_tags=ID_TAGS, site=SITE, call_timeout=5.0,
+                                    # The hostile frames are refused, each with its code;
+                                    # tolerance has its own tests (test_tolerance.py).
+                                    strict_payloads=True))
         self.port: int = self.thread.run(self._start_csms)
         self.canary: RawCharger = self.thread.run(self._open, CANARY)
         self.conns: dict[str, RawCharger | None] = dict.fromkeys(CHARGERS)

@@ -242,9 +242,10 @@ async def test_schema_violations_reach_the_peer_as_1_6_error_classes(
             broken: list[Any] = [
                 # chargePointModel missing (None is dropped from the payload)
                 call.BootNotification(charge_point_model=None, charge_point_vendor="V"),
-                # connectorId of the wrong JSON type
+                # connectorId of the wrong JSON type, and no number in it (a "1" is
+                # read as 1: see ocppj.tolerance)
                 call.StatusNotification(
-                    connector_id="1",
+                    connector_id="one",
                     error_code=ChargePointErrorCode.no_error,
                     status=ChargePointStatus.available,
                 ),
@@ -280,13 +281,13 @@ HOSTILE_CALLS: list[tuple[str, Any, str]] = [
         "TypeConstraintViolation",
     ),
     (
-        "sampled value as a JSON number, not a string",
+        "connectorId with no number in it (a sampled value 12.5 is read as '12.5')",
         [
             2,
             "h4",
             "MeterValues",
             {
-                "connectorId": 1,
+                "connectorId": "one",
                 "meterValue": [
                     {"timestamp": "2024-05-01T10:00:00Z", "sampledValue": [{"value": 12.5}]}
                 ],

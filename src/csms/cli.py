@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
         "only letters, digits and -._~*=:+|@, at most 48)",
     )
     parser.add_argument(
+        "--strict-payloads",
+        action="store_true",
+        help="answer every CALL that breaks its schema with a CALLERROR (default: accept "
+        "transaction messages whose meaning is clear, and record the deviation as an "
+        "anomaly)",
+    )
+    parser.add_argument(
         "--max-frame-size",
         type=int,
         default=DEFAULT_MAX_FRAME_SIZE,
@@ -277,6 +284,7 @@ def _config(args: argparse.Namespace) -> CsmsConfig:
         port=args.port,
         path_prefix=prefix,
         relaxed_ids=args.relaxed_ids,
+        strict_payloads=args.strict_payloads,
         max_frame_size=args.max_frame_size,
         max_call_rate=args.max_call_rate or None,
         max_connections=args.max_connections,

@@ -25,6 +25,11 @@ class CsmsConfig:
         path_prefix: charge points connect to ``ws://host:port{path_prefix}{chargePointId}``.
         relaxed_ids: accept legacy charge point ids (any printable character but ``/``)
             instead of only letters, digits and ``-._~*=:+|@``; see :mod:`ocppj.identity`.
+        strict_payloads: answer every CALL that breaks its schema with a CALLERROR.
+            By default the transaction-bearing ones (StartTransaction, StopTransaction,
+            MeterValues, StatusNotification, Authorize) are accepted when their meaning
+            is clear, the usable data kept and the deviation recorded as an anomaly (see
+            :mod:`ocppj.tolerance`).
         max_frame_size: largest incoming WebSocket message, in bytes.
         max_call_rate: CALLs per second one charge point may send on average (bursts of
             ``CALL_BURST``); past it its connection is read slower (None: no limit).
@@ -81,6 +86,7 @@ class CsmsConfig:
     port: int = 9000
     path_prefix: str = "/ocpp/"
     relaxed_ids: bool = False
+    strict_payloads: bool = False
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     max_call_rate: float | None = None
     max_connections: int = 20_000

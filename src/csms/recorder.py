@@ -25,6 +25,7 @@ from csms.domain.state import DomainState, apply
 from csms.storage.base import Changes, SampleRow, Store
 from ocppj import frames
 from ocppj.errors import FrameError
+from ocppj.tolerance import Tolerated
 
 log = logging.getLogger("csms.recorder")
 
@@ -77,10 +78,12 @@ class Recorder:
         self.store = store
 
     def exchange(
-        self, charger_id: str, action: str, request: Any, response: Any, at: datetime.datetime
+        self, charger_id: str, action: str, request: Any, response: Any, at: datetime.datetime,
+        tolerated: Tolerated | None = None,
     ) -> list[ev.Event]:
-        """Record an answered CALL; returns the events it produced."""
-        events = events_for(self.state, charger_id, action, request, response, at)
+        """Record an answered CALL (``tolerated``: how its payload was repaired, if it
+        was); returns the events it produced."""
+        events = events_for(self.state, charger_id, action, request, response, at, tolerated)
         self._apply(events)
         return events
 

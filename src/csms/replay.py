@@ -25,6 +25,7 @@ from ocppj.errors import FrameError, PayloadError
 from ocppj.payloads import request_from_payload, response_from_payload
 from ocppj.schemas import ACTIONS, validate_request, validate_response
 from ocppj.session import keep_given_up
+from ocppj.tolerance import Tolerated, tolerate
 
 
 @attrs.frozen
@@ -39,7 +40,7 @@ def rebuild(rows: Iterable[LogRow]) -> Rebuilt:
     """Fold the message log into a fresh domain state."""
     state = DomainState()
     samples: list[SampleRow] = []
-    calls: dict[tuple[str, str], tuple[str, dict[str, Any], datetime.datetime]] = {}
+    calls: dict[tuple[str, str], _Received] = {}
     # Our CALL awaiting its answer, per charger: at most one is outstanding. It is given
     # up by an 'abandoned' row (timed out, or its caller cancelled), or, in a log written
     # before those rows existed, by our next CALL; an answer after that was dropped live.
@@ -70,21 +71,18 @@ def rebuild(rows: Iterable[LogRow]) -> Rebuilt:
         except FrameError:
             continue
         if row.direction == "in" and isinstance(frame, frames.Call):
-            if frame.action not in ACTIONS:
-                continue
-            try:
-                validate_request(frame.action, frame.payload)
-            except PayloadError:
-                continue
-            calls[(row.charger_id, frame.unique_id)] = (frame.action, frame.payload, row.at)
+            received = _received(frame, row.at)
+            if received is not None:
+                calls[(row.charger_id, frame.unique_id)] = received
         elif row.direction == "out" and isinstance(frame, frames.CallResult):
             call = calls.pop((row.charger_id, frame.unique_id), None)
             if call is None:
                 continue
-            action, payload, at = call
+            action, payload, at, tolerated = call
             request = request_from_payload(action, payload)
             response = response_from_payload(action, frame.payload)
-            apply_all(events_for(state, row.charger_id, action, request, response, at))
+            apply_all(events_for(state, row.charger_id, action, request, response, at,
+                                 tolerated))
         elif row.direction == "out" and isinstance(frame, frames.Call):
             ours[row.charger_id] = (frame.unique_id, frame.action, frame.payload)
             apply_all(events_for_call(state, row.charger_id, frame.action, frame.payload,
@@ -99,6 +97,26 @@ def rebuild(rows: Iterable[LogRow]) -> Rebuilt:
                                         row.at))
     state.take_dirty()
     return Rebuilt(state, samples)
+
+
+#: A charger's CALL as its handler saw it: action, payload (repaired, if it was), receive
+#: time, and how it was repaired.
+_Received = tuple[str, dict[str, Any], datetime.datetime, Tolerated | None]
+
+
+def _received(frame: frames.Call, at: datetime.datetime) -> _Received | None:
+    """``frame`` as the live CSMS handed it to its handler: valid, or repaired as the live
+    CSMS repaired it; None: it was answered with a CALLERROR, and changes nothing."""
+    if frame.action not in ACTIONS:
+        return None
+    try:
+        validate_request(frame.action, frame.payload)
+    except PayloadError:
+        tolerated = tolerate(frame.action, frame.payload, at)
+        if tolerated is None:
+            return None
+        return frame.action, tolerated.payload, at, tolerated
+    return frame.action, frame.payload, at, None
 
 
 def _awaited(ours: dict[str, tuple[str, str, dict[str, Any]]],

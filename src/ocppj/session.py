@@ -53,6 +53,7 @@ from ocppj.payloads import (
     to_payload,
 )
 from ocppj.schemas import ACTIONS, validate_request, validate_response
+from ocppj.tolerance import Tolerated
 
 log = logging.getLogger("ocppj")
 
@@ -127,6 +128,9 @@ class CallInfo:
     #: only after the peer has its answer (a CSMS's SetChargingProfile after the
     #: StartTransaction answer that tells the charger its transactionId).
     after_answer: list[Callable[[], None]] = attrs.Factory(list)
+    #: When the payload broke its schema and the router's tolerance repaired it: what was
+    #: repaired (the handler was given the repaired payload). Set before the handler runs.
+    tolerated: list[Tolerated] = attrs.Factory(list)
 
 
 #: While a handler runs, the CALL it answers: its uniqueId, action and the moment it
@@ -134,11 +138,22 @@ class CallInfo:
 current_call: contextvars.ContextVar[CallInfo] = contextvars.ContextVar("current_call")
 
 
-class Router:
-    """Handlers by action name."""
+#: Repairs a CALL payload that broke its schema (see :func:`ocppj.tolerance.tolerate`):
+#: (action, payload, receive time) → the repaired payload, or None to refuse it.
+Tolerance = Callable[[str, Any, datetime.datetime], Tolerated | None]
 
-    def __init__(self) -> None:
+
+class Router:
+    """Handlers by action name.
+
+    Args:
+        tolerance: when set, a CALL whose payload breaks its schema is given to it, and
+            answered with the repaired payload it returns (None: refused as before).
+    """
+
+    def __init__(self, tolerance: Tolerance | None = None) -> None:
         self._handlers: dict[str, Handler] = {}
+        self.tolerance = tolerance
 
     def register(self, action: str, handler: Handler) -> None:
         """Answer CALLs of ``action`` with ``handler``.
@@ -624,8 +639,8 @@ class RpcSession:
             handler = self._router.get(action)
             if handler is None:
                 raise CallError.from_failure(Failure.NO_HANDLER, f"{action} is not supported")
-            validate_request(action, call.payload)
-            response = await self._run_handler(handler, action, call.payload)
+            payload = self._valid_payload(call)
+            response = await self._run_handler(handler, action, payload)
             payload = to_payload(response, response_to=action)
             try:
                 validate_response(action, payload)
@@ -650,6 +665,28 @@ class RpcSession:
             return frames.encode_error(
                 call.unique_id, code_for(Failure.HANDLER_FAILED), "internal error"
             )
+
+    def _valid_payload(self, call: frames.Call) -> Any:
+        """``call``'s payload when it meets its schema, or as the router's tolerance
+        repaired it.
+
+        Raises:
+            PayloadError: it breaks its schema, and nothing repaired it.
+        """
+        try:
+            validate_request(call.action, call.payload)
+        except PayloadError:
+            tolerance = self._router.tolerance
+            info = current_call.get()
+            tolerated = (
+                tolerance(call.action, call.payload, info.received_at)
+                if tolerance is not None else None
+            )
+            if tolerated is None:
+                raise
+            info.tolerated.append(tolerated)
+            return tolerated.payload
+        return call.payload
 
     async def _run_handler(self, handler: Handler, action: str, payload: dict[str, Any]) -> Any:
         """Run a handler. Only a plain :class:`CallError` it raises chooses the answer's

@@ -268,6 +268,16 @@ class Api:
         ]
         return JSONResponse([render.remote_command(r) for r in records[: limit_param(request)]])
 
+    async def anomalies(self, request: Request) -> Response:
+        """GET /api/anomalies?chargePoint=&kind=&limit=, newest first."""
+        cp_id = self.query_charge_point(request)
+        kind = request.query_params.get("kind") or None
+        records = [
+            a for a in reversed(self.csms.state.anomalies)
+            if (cp_id is None or a.charger_id == cp_id) and (kind is None or a.kind == kind)
+        ]
+        return JSONResponse([render.anomaly(a) for a in records[: limit_param(request)]])
+
     async def messages(self, request: Request) -> Response:
         """GET /api/messages?chargePoint=&limit=: the OCPP message log, newest first."""
         cp_id = self.query_charge_point(request)
@@ -355,6 +365,7 @@ QUERY_PARAMETERS: dict[str, frozenset[str]] = {
     "/api/transactions": _LISTING | {"idTag", "active"},
     "/api/reservations": _LISTING | {"state"},
     "/api/remote-commands": _LISTING,
+    "/api/anomalies": _LISTING | {"kind"},
     "/api/messages": _LISTING,
 }
 
@@ -384,6 +395,7 @@ def build_app(
         route("/api/reservations", api.reservations, "GET"),
         route("/api/reservations/{reservation_id}", api.reservation, "GET"),
         route("/api/remote-commands", api.remote_commands, "GET"),
+        route("/api/anomalies", api.anomalies, "GET"),
         route("/api/messages", api.messages, "GET"),
         route("/api/id-tags", api.id_tags, "GET"),
         route("/api/id-tags/{id_tag}", api.get_id_tag, "GET"),

@@ -169,6 +169,17 @@ def _schemas() -> dict[str, Any]:
                 "connectorId": _NINT, "idTag": _NSTRING, "transactionId": _NINT, "at": _TIME,
             },
         },
+        "Anomaly": {
+            "type": "object",
+            "description": "Something a charger sent that did not add up. `tolerated`: a "
+            "transaction message that broke its schema, accepted with its usable data kept; "
+            "`detail` lists each deviation and what was done, `raw` is the payload as sent. "
+            "See docs/data-model.md.",
+            "properties": {
+                "kind": _STRING, "chargePoint": _STRING, "at": _TIME, "transactionId": _NINT,
+                "detail": _STRING, "raw": _NSTRING,
+            },
+        },
         "Message": {
             "type": "object",
             "properties": {
@@ -358,6 +369,11 @@ def openapi_document() -> dict[str, Any]:
             "RemoteCommand", "RemoteStart/StopTransaction answers, newest first",
             [_CP_FILTER, _LIMIT],
         ),
+        "/api/anomalies": _list("Anomaly", "Anomalies, newest first", [
+            _CP_FILTER,
+            _query("kind", _STRING, "only this kind (tolerated, register_backwards, ...)"),
+            _LIMIT,
+        ]),
         "/api/messages": _list("Message", "The OCPP message log, newest first",
                                [_CP_FILTER, _LIMIT]),
         "/api/id-tags": _list("IdTag", "Every idTag the operator set", []),

@@ -7,7 +7,15 @@ from typing import Any
 
 import orjson
 
-from csms.domain.model import Charger, Evse, RemoteCommand, Reservation, SentProfile, Session
+from csms.domain.model import (
+    Anomaly,
+    Charger,
+    Evse,
+    RemoteCommand,
+    Reservation,
+    SentProfile,
+    Session,
+)
 from csms.storage.base import IdTagRow, LogRow
 from ocppj import Answer
 
@@ -184,6 +192,19 @@ def remote_command(record: RemoteCommand) -> dict[str, Any]:
         "idTag": record.id_tag,
         "transactionId": record.transaction_id,
         "at": iso(record.at),
+    }
+
+
+def anomaly(record: Anomaly) -> dict[str, Any]:
+    """Something a charger sent that did not add up (``raw``: the payload as sent, where
+    its form was the anomaly)."""
+    return {
+        "kind": record.kind,
+        "chargePoint": record.charger_id,
+        "at": iso(record.at),
+        "transactionId": record.transaction_id,
+        "detail": record.detail,
+        "raw": record.raw,
     }
 
 

@@ -340,6 +340,19 @@ class CertificateSigningRequested:
 
 
 @frozen
+class CallTolerated:
+    """A CALL that broke its schema was answered with its usable data kept (see
+    :mod:`ocppj.tolerance`): what was repaired, and the payload as sent."""
+
+    charger_id: str
+    at: datetime.datetime
+    action: str
+    detail: str
+    raw: str
+    transaction_id: int | None
+
+
+@frozen
 class RemoteCommandAnswered:
     """The charger answered our RemoteStartTransaction or RemoteStopTransaction:
     ``status`` is Accepted, Rejected or the CALLERROR code it sent."""
@@ -355,6 +368,7 @@ class RemoteCommandAnswered:
 
 Event = (
     ChargerConnected
+    | CallTolerated
     | ChargerDisconnected
     | ChargerBooted
     | ChargerSeen

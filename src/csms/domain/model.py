@@ -196,9 +196,11 @@ class Anomaly:
 
     Attributes:
         kind: ``register_backwards``, ``unknown_transaction``, ``superseded``,
-            ``orphaned``, ``late_stop``, ``stop_below_start``.
+            ``orphaned``, ``late_stop``, ``stop_below_start``, ``tolerated``.
         key: what identifies the message behind it, where a retransmission must be
             recognised (an unknown transaction's StopTransaction).
+        raw: the payload as the charger sent it, where its form is the anomaly
+            (``tolerated``).
     """
 
     at: datetime.datetime
@@ -207,6 +209,7 @@ class Anomaly:
     detail: str
     transaction_id: int | None = None
     key: str | None = None
+    raw: str | None = None
 
 
 @frozen

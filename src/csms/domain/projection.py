@@ -22,6 +22,7 @@ from csms.domain.model import SentProfile
 from csms.domain.state import DomainState, start_key, unknown_stop_key
 from csms.secrets import SECRET_KEYS
 from ocppj.timestamps import format_timestamp, parse_timestamp
+from ocppj.tolerance import Tolerated
 
 Projector = Callable[[DomainState, str, Any, Any, datetime.datetime], list[ev.Event]]
 
@@ -295,12 +296,22 @@ def events_for(
     request: Any,
     response: Any,
     at: datetime.datetime,
+    tolerated: Tolerated | None = None,
 ) -> list[ev.Event]:
-    """The events one answered CALL produces (a plain last-seen for other actions)."""
+    """The events one answered CALL produces (a plain last-seen for other actions);
+    first, when its payload was repaired (``tolerated``), the anomaly that records it."""
     projector = PROJECTORS.get(action)
-    if projector is None:
-        return [ev.ChargerSeen(charger_id, at)]
-    return projector(state, charger_id, request, response, at)
+    events: list[ev.Event] = (
+        [ev.ChargerSeen(charger_id, at)] if projector is None
+        else list(projector(state, charger_id, request, response, at))
+    )
+    if tolerated is not None:
+        transaction_id = getattr(request, "transaction_id", None)
+        events.insert(0, ev.CallTolerated(
+            charger_id, at, action, tolerated.detail, tolerated.raw,
+            transaction_id if isinstance(transaction_id, int) else None,
+        ))
+    return events
 
 
 # -- exchanges the CSMS started: our CALL, the charger's answer --------------------------

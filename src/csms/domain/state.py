@@ -256,6 +256,13 @@ def _close_without_stop(state: DomainState, charger_id: str, at: datetime.dateti
 
 
 @_apply.register
+def _(event: ev.CallTolerated, state: DomainState) -> None:
+    _anomaly(state, Anomaly(event.at, event.charger_id, "tolerated",
+                            f"{event.action}: {event.detail}", event.transaction_id,
+                            raw=event.raw))
+
+
+@_apply.register
 def _(event: ev.SessionSuperseded, state: DomainState) -> None:
     connector_id = state.sessions[event.transaction_id].connector_id
     _close_without_stop(

@@ -79,7 +79,8 @@ class HandlerContext:
         """
         info = current_call.get()
         events = self.recorder.exchange(
-            self.charge_point_id, info.action, request, response, info.received_at
+            self.charge_point_id, info.action, request, response, info.received_at,
+            info.tolerated[0] if info.tolerated else None,
         )
         smart = self.smart
         if smart is None:

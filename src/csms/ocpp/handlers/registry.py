@@ -20,6 +20,7 @@ from csms.ocpp.handlers import (
 )
 from csms.ocpp.handlers.context import HandlerContext
 from ocppj import CallError, Failure, Router
+from ocppj.tolerance import tolerate
 
 HANDLERS: dict[str, Callable[[HandlerContext, Any], Awaitable[Any]]] = {
     "BootNotification": boot_notification.handle,
@@ -74,7 +75,7 @@ def _bind(
 
 def build_router(ctx: HandlerContext) -> Router:
     """A router whose handlers all see ``ctx``."""
-    router = Router()
+    router = Router(tolerance=None if ctx.config.strict_payloads else tolerate)
     for action, handler in HANDLERS.items():
         router.register(action, _bind(handler, ctx))
     return router
