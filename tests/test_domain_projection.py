@@ -545,13 +545,23 @@ def test_meter_values_for_an_unknown_transaction(csms: Csms) -> None:
     assert csms.state.sessions[tx].energy_wh == 0.0
 
 
-def test_late_meter_values_do_not_change_a_closed_session_s_energy(csms: Csms) -> None:
+def test_late_meter_values_are_kept_and_a_closed_session_s_figures_stay_final(
+    csms: Csms,
+) -> None:
     tx = started(csms, 1, meter_start=1000)
+    csms.meter_values(CP, 1, [energy_sample("2000")], transaction_id=tx)
     csms.stop(CP, tx, 3000)
-    csms.meter_values(CP, 1, [energy_sample("9000")], transaction_id=tx)
-    session = csms.state.sessions[tx]
-    assert session.energy_wh == 2000.0
-    assert session.samples == 1
+    final = csms.state.sessions[tx]
+    events = csms.meter_values(
+        CP, 1, [energy_sample("9000"), {"value": "11000", "measurand": "Power.Active.Import",
+                                        "unit": "W"}, {"value": "90", "measurand": "SoC"}],
+        transaction_id=tx, at=LATER,
+    )
+    assert csms.state.sessions[tx] == final  # energy, power, SoC, samples count
+    (sampled,) = [e for e in events if isinstance(e, ev.MeterSampled)]
+    assert sampled.late and sampled.transaction_id == tx and len(sampled.samples) == 3
+    assert csms.state.anomalies[-1].kind == "late_meter_values"
+    assert csms.state.anomalies[-1].transaction_id == tx
 
 
 # -- StopTransaction ------------------------------------------------------------------------
@@ -586,11 +596,12 @@ def test_stop_closes_the_session(csms: Csms) -> None:
     assert csms.state.anomalies == []
 
 
-def test_stop_reason_defaults_to_other(csms: Csms) -> None:
+def test_an_omitted_stop_reason_is_local(csms: Csms) -> None:
+    """OCPP 1.6: the reason "MAY only be omitted when the Reason is Local"."""
     tx = started(csms, 1)
     csms.stop(CP, tx, 1000)
     session = csms.state.sessions[tx]
-    assert session.stop_reason == "Other"
+    assert session.stop_reason == "Local"
     assert session.stop_id_tag is None
     assert session.energy_wh == 0.0
 

@@ -147,6 +147,14 @@ def _parser() -> argparse.ArgumentParser:
         "Invalid, so an unknown card does not charge; or accept every one, for "
         "development (default: %(default)s)",
     )
+    parser.add_argument(
+        "--concurrent-tx",
+        default="refuse",
+        choices=["refuse", "allow"],
+        help="a StartTransaction for an idTag that has an open session on another connector: "
+        "answered ConcurrentTx (refuse), or as the idTag's status says (allow) "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--unknown-chargers", default="accept", choices=list(UNKNOWN_POLICIES),
                         help="charge points with no registration: accept them (development), "
                         "register them as pending until an operator accepts them, or reject "
@@ -296,6 +304,7 @@ def _config(args: argparse.Namespace) -> CsmsConfig:
         db_path=args.db,
         id_tags=args.id_tags,
         unknown_id_tags="Accepted" if args.unknown_id_tags == "accept" else "Invalid",
+        concurrent_tx=args.concurrent_tx,
         unknown_chargers=args.unknown_chargers,
         security_profile=args.security_profile,
         tls_cert=args.tls_cert,

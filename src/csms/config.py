@@ -58,6 +58,11 @@ class CsmsConfig:
         unknown_id_tags: the idTagInfo status of an idTag with no data: ``Accepted``
             (the library default: the simulator's scenarios need no tag list) or
             ``Invalid`` (``python -m csms``'s default: an unknown card does not charge).
+        concurrent_tx: what a StartTransaction gets for an idTag that has an open session
+            on another connector (of any charge point): ``allow`` (its status as it is; the
+            library default, for scenarios whose EVs share tags) or ``refuse``
+            (ConcurrentTx, which OCPP 1.6 defines for StartTransaction only;
+            ``python -m csms``'s default). The session is recorded either way.
         unknown_chargers: charge points with no registration: ``accept`` (as if
             registered and accepted; the library default, for development and the
             simulator's embedded CSMS), ``pending`` (registered as pending at their first
@@ -101,6 +106,7 @@ class CsmsConfig:
     db_inline: bool = False
     id_tags: Mapping[str, str] = field(factory=dict)
     unknown_id_tags: str = "Accepted"
+    concurrent_tx: str = "allow"
     unknown_chargers: str = "accept"
     security_profile: int = 0
     tls_cert: str | None = None

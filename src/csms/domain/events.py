@@ -141,6 +141,9 @@ class MeterSampled:
     samples: tuple[Sample, ...]
     #: For MeterValues: what makes a retransmission of the same message recognisable.
     key: str | None = None
+    #: MeterValues for a session already closed: stored, counted as an anomaly, and the
+    #: session's figures left as they are.
+    late: bool = False
 
 
 @frozen

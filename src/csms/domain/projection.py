@@ -168,9 +168,11 @@ def meter_values(
         # Unknown, or another charger's session: the samples stay at charger level.
         events.append(ev.UnknownTransactionMetered(charger_id, at, tx))
         tx = None
+    # After its session closed: kept as samples, and the session's figures stay final.
+    late = tx is not None and not state.sessions[tx].open
     events.append(
         ev.MeterSampled(charger_id, at, req.connector_id, tx, samples_from(req.meter_value),
-                        key)
+                        key, late=late)
     )
     return events
 
@@ -183,7 +185,9 @@ def meter_values_key(transaction_id: int | None, meter_value: Any) -> str:
 def stop_transaction(
     state: DomainState, charger_id: str, req: Any, res: Any, at: datetime.datetime
 ) -> list[ev.Event]:
-    reason = str(_value(req.reason)) if req.reason is not None else "Other"
+    # OCPP 1.6 (StopTransaction.req): the reason "MAY only be omitted when the Reason is
+    # Local".
+    reason = str(_value(req.reason)) if req.reason is not None else "Local"
     session = state.sessions.get(req.transaction_id)
     if session is None or session.charger_id != charger_id:
         key = unknown_stop_key(req.transaction_id, req.meter_stop, req.timestamp)

@@ -289,6 +289,13 @@ def _(event: ev.MeterSampled, state: DomainState) -> None:
     session = state.sessions.get(event.transaction_id)
     if session is None or session.charger_id != event.charger_id:
         return  # the projection never names another charger's session; see below
+    if event.late:
+        _anomaly(state, Anomaly(
+            event.at, event.charger_id, "late_meter_values",
+            f"{len(event.samples)} sampled values after the session closed: stored, "
+            "the session's figures unchanged", session.transaction_id,
+        ))
+        return
     changes: dict[str, Any] = {"samples": session.samples + len(event.samples)}
     last = session.last_register_wh
     last_at = session.last_register_at

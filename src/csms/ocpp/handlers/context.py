@@ -66,6 +66,23 @@ class HandlerContext:
             parent_id_tag=answer.parent_id_tag,
         )
 
+    def start_tag_info(self, id_tag: str, connector_id: int) -> IdTagInfo:
+        """The idTagInfo answering a StartTransaction on ``connector_id``: as
+        :meth:`id_tag_info`, but ConcurrentTx for an accepted idTag that has an open session
+        on another connector, when ``concurrent_tx`` is ``refuse``. (idTags compare
+        case-insensitively, as OCPP's IdToken does.)"""
+        info = self.id_tag_info(id_tag)
+        if self.config.concurrent_tx != "refuse" or info.status != AuthorizationStatus.accepted:
+            return info
+        state, here = self.state, (self.charge_point_id, connector_id)
+        tag = id_tag.casefold()
+        for where, transaction_id in state.open_sessions.items():
+            if where != here and state.sessions[transaction_id].id_tag.casefold() == tag:
+                return IdTagInfo(status=AuthorizationStatus.concurrent_tx,
+                                 expiry_date=info.expiry_date,
+                                 parent_id_tag=info.parent_id_tag)
+        return info
+
     @property
     def state(self) -> DomainState:
         """The live domain state (read it; change it only through :meth:`record`)."""

@@ -31,7 +31,8 @@ async def handle(
         transaction_id = known
         info = IdTagInfo(status=AuthorizationStatus(state.sessions[known].auth_status))
     else:
-        transaction_id, info = state.next_transaction_id, ctx.id_tag_info(request.id_tag)
+        transaction_id = state.next_transaction_id
+        info = ctx.start_tag_info(request.id_tag, request.connector_id)
     response = call_result.StartTransaction(transaction_id=transaction_id, id_tag_info=info)
     ctx.record(request, response)
     return response
