@@ -81,7 +81,7 @@ def test_a_call_error_answer_is_recorded_as_its_code() -> None:
     state = DomainState()
     _answer(state, "ReserveNow", {"connectorId": 1, "expiryDate": "2024-05-01T13:00:00Z",
                                   "idTag": "T", "reservationId": 3}, None, "NotSupported")
-    assert state.reservations[3].status == "NotSupported"
+    assert state.reservations[("CP", 3)].status == "NotSupported"
     _answer(state, "RemoteStartTransaction", {"idTag": "T"}, None, "InternalError")
     assert state.remote_commands[0].status == "InternalError"
 
@@ -118,7 +118,7 @@ def test_replay_rebuilds_the_new_records_exactly() -> None:
     row("in", _frame(3, "g", {"status": "Rejected"}))
     rebuilt = rebuild(rows)
     state = rebuilt.state
-    reservation = state.reservations[9]
+    reservation = state.reservations[("CP", 9)]
     assert (reservation.used_by_transaction_id, reservation.cancel_status) == (1, "Rejected")
     charger = state.chargers["CP"]
     assert (charger.local_list_version, charger.firmware_status,
@@ -128,8 +128,8 @@ def test_replay_rebuilds_the_new_records_exactly() -> None:
     # The same log, rebuilt twice, is identical; a changed record shows in the diff.
     again = rebuild(rows)
     assert diff(again.state, again.samples, rebuilt) == []
-    state.reservations[9] = Reservation(9, "CP", 1, "T", None, "x", "Accepted", AT)
-    assert any(line.startswith("reservations[9]") for line in diff(state, [], again))
+    state.reservations[("CP", 9)] = Reservation(9, "CP", 1, "T", None, "x", "Accepted", AT)
+    assert any(line.startswith("reservations[('CP', 9)]") for line in diff(state, [], again))
 
 
 def test_replay_records_a_late_answer_after_an_abandoned_row_as_the_live_csms_does() -> None:
@@ -175,17 +175,17 @@ def test_a_refused_reserve_now_does_not_replace_an_accepted_reservation() -> Non
     # The same reservationId again, refused: the charger keeps the accepted one.
     _answer(state, "ReserveNow", {**first, "connectorId": 2, "idTag": "U"},
             {"status": "Occupied"})
-    held = state.reservations[3]
+    held = state.reservations[("CP", 3)]
     assert (held.status, held.connector_id, held.id_tag) == ("Accepted", 1, "T")
     # Accepted, it replaces the reservation.
     _answer(state, "ReserveNow", {**first, "connectorId": 2, "idTag": "U"},
             {"status": "Accepted"})
-    held = state.reservations[3]
+    held = state.reservations[("CP", 3)]
     assert (held.status, held.connector_id, held.id_tag) == ("Accepted", 2, "U")
     # A refused first attempt is recorded as refused, and an accepted retry replaces it.
     _answer(state, "ReserveNow", {**first, "reservationId": 4}, {"status": "Rejected"})
-    assert state.reservations[4].status == "Rejected"
+    assert state.reservations[("CP", 4)].status == "Rejected"
     _answer(state, "ReserveNow", {**first, "reservationId": 4}, None, "InternalError")
-    assert state.reservations[4].status == "InternalError"
+    assert state.reservations[("CP", 4)].status == "InternalError"
     _answer(state, "ReserveNow", {**first, "reservationId": 4}, {"status": "Accepted"})
-    assert state.reservations[4].status == "Accepted"
+    assert state.reservations[("CP", 4)].status == "Accepted"

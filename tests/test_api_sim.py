@@ -375,3 +375,43 @@ async def test_cancellation_of_the_sim(tmp_path: Path) -> None:
             detail = (await api(csms, "GET", f"/api/charge-points/{CP}")).body
             assert detail["connected"] is False
             assert (await send(csms, CP, "ClearCache", {})).status == 404
+
+
+async def test_reservations_are_per_charge_point_and_the_csms_allocates_ids(
+    tmp_path: Path,
+) -> None:
+    """Two charge points' reservation 7 are two records (one replaced the other before);
+    a ReserveNow without reservationId gets one above every id used; the API filters by
+    charge point and asks which one when an id is ambiguous."""
+    db = tmp_path / "csms.db"
+    reserve = {"connectorId": 1, "expiryDate": iso_in(3600), "idTag": "TAG1"}
+    with trio.fail_after(40):
+        async with running_csms(db) as (csms, port), online_sim(csms, port, "CP_01"), \
+                online_sim(csms, port, "CP_02"):
+            for cp_id in ("CP_01", "CP_02"):
+                answer = await send(csms, cp_id, "ReserveNow", {**reserve, "reservationId": 7})
+                assert result(answer) == {"status": "Accepted"}
+                assert answer.body["reservationId"] == 7
+            assert set(csms.state.reservations) == {("CP_01", 7), ("CP_02", 7)}
+            ambiguous = await api(csms, "GET", "/api/reservations/7")
+            assert ambiguous.status == 409
+            assert ambiguous.body["chargePoints"] == ["CP_01", "CP_02"]
+            one = await api(csms, "GET", "/api/reservations/7", query={"chargePoint": "CP_02"})
+            assert (one.status, one.body["chargePoint"]) == (200, "CP_02")
+            missing = await api(csms, "GET", "/api/reservations/7", query={"chargePoint": "CP_9"})
+            assert missing.status == 404
+            # No id given: the CSMS picks one no charge point has from it.
+            allocated = await send(csms, "CP_02", "ReserveNow",
+                                   {**reserve, "connectorId": 2})
+            assert result(allocated) == {"status": "Accepted"}
+            assert allocated.body["reservationId"] == 8
+            assert csms.state.reservations[("CP_02", 8)].connector_id == 2
+            listed = await api(csms, "GET", "/api/reservations", query={"chargePoint": "CP_02"})
+            assert [r["reservationId"] for r in listed.body] == [8, 7]
+            assert {r["chargePoint"] for r in listed.body} == {"CP_02"}
+            # Cancelling CP_01's reservation 7 leaves CP_02's as it was.
+            assert result(await send(csms, "CP_01", "CancelReservation",
+                                     {"reservationId": 7})) == {"status": "Accepted"}
+            assert csms.state.reservations[("CP_01", 7)].cancel_status == "Accepted"
+            assert csms.state.reservations[("CP_02", 7)].cancel_status is None
+    await assert_replay_identical(db)

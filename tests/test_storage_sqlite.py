@@ -16,6 +16,9 @@ import pytest
 import trio
 import trio.testing
 
+from csms.domain.model import Reservation
+from csms.storage import codec
+from csms.storage.base import Changes
 from csms.storage.migrations import MIGRATIONS
 from csms.storage.sqlite import LAZY_COMMIT_S, open_sqlite_store
 
@@ -196,3 +199,24 @@ async def test_a_version_4_file_is_migrated_keeping_its_log_and_sequence(tmp_pat
         indexes = {name for (name,) in db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'message_log'")}
         assert "message_log_by_charger" in indexes
+
+
+async def test_a_version_6_file_keys_its_reservations_by_charger(tmp_path: Path) -> None:
+    """Migration 7: the reservations a file holds are kept, now keyed by charger and
+    reservationId, so another charger's reservation 7 no longer replaces one."""
+    path = tmp_path / "old.db"
+    held = Reservation(7, "CP_01", 1, "T", None, "2024-05-01T13:00:00Z", "Accepted", AT)
+    with closing(sqlite3.connect(path)) as db:
+        for number, script in enumerate(MIGRATIONS[:6], start=1):
+            db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+        db.execute("INSERT INTO reservations (reservation_id, charger_id, data) VALUES (?, ?, ?)",
+                   (7, "CP_01", codec.dumps(held)))
+        db.commit()
+    other = Reservation(7, "CP_02", 2, "U", None, "2024-05-01T13:00:00Z", "Accepted", AT)
+    with trio.fail_after(WATCHDOG):
+        async with open_sqlite_store(str(path)) as store:
+            assert (await store.load_state()).reservations == {("CP_01", 7): held}
+            store.save(Changes(reservations=(other,)))
+            await store.flush()
+            state = await store.load_state()
+    assert state.reservations == {("CP_01", 7): held, ("CP_02", 7): other}

@@ -71,6 +71,7 @@ class Api:
 
     def __init__(self, csms: Csms) -> None:
         self.csms = csms
+        self._last_reservation_id = 0
 
     def now(self) -> datetime.datetime:
         """The CSMS's clock."""
@@ -160,6 +161,8 @@ class Api:
                 actions=list(CSMS_ACTIONS),
             )
         payload = await json_object(request)
+        if action == "ReserveNow" and "reservationId" not in payload:
+            payload["reservationId"] = self.next_reservation_id()
         timeout = self.csms.config.call_timeout
         if "timeout" in request.query_params:
             try:
@@ -187,6 +190,8 @@ class Api:
         body: dict[str, Any] = {"uniqueId": answer.unique_id, "action": action,
                                 "chargePoint": cp_id}
         body.update(render.answer(answer))
+        if action == "ReserveNow":
+            body["reservationId"] = sent["reservationId"]
         return JSONResponse(body)
 
     # -- records ------------------------------------------------------------------------
@@ -252,12 +257,28 @@ class Api:
         return JSONResponse([render.reservation(r, now) for r in records[: limit_param(request)]])
 
     async def reservation(self, request: Request) -> Response:
-        """GET /api/reservations/{id}."""
+        """GET /api/reservations/{id}?chargePoint=: reservation ids are per charge point."""
         rid = int_param(request, "reservation_id")
-        record = self.csms.state.reservations.get(rid)
-        if record is None:
-            raise ApiError(404, "NotFound", f"no reservation {rid}")
-        return JSONResponse(render.reservation(record, self.now()))
+        cp_id = self.query_charge_point(request)
+        found = [
+            r for (charger_id, reservation_id), r in self.csms.state.reservations.items()
+            if reservation_id == rid and (cp_id is None or charger_id == cp_id)
+        ]
+        if not found:
+            where = f" at {cp_id}" if cp_id is not None else ""
+            raise ApiError(404, "NotFound", f"no reservation {rid}{where}")
+        if len(found) > 1:
+            holders = sorted(r.charger_id for r in found)
+            raise ApiError(409, "Ambiguous", f"reservation {rid} exists at {len(found)} charge "
+                           "points: name one with chargePoint=", chargePoints=holders)
+        return JSONResponse(render.reservation(found[0], self.now()))
+
+    def next_reservation_id(self) -> int:
+        """A reservationId no charge point has from this CSMS: above every recorded one
+        and every one given out since start (their answers may not be in yet)."""
+        recorded = max((rid for _, rid in self.csms.state.reservations), default=0)
+        self._last_reservation_id = max(recorded, self._last_reservation_id) + 1
+        return self._last_reservation_id
 
     async def remote_commands(self, request: Request) -> Response:
         """GET /api/remote-commands?chargePoint=&limit=, newest first."""
@@ -364,6 +385,7 @@ QUERY_PARAMETERS: dict[str, frozenset[str]] = {
     "/api/charge-points/{charge_point_id}/ocpp16/{action}": frozenset({"timeout"}),
     "/api/transactions": _LISTING | {"idTag", "active"},
     "/api/reservations": _LISTING | {"state"},
+    "/api/reservations/{reservation_id}": frozenset({"chargePoint"}),
     "/api/remote-commands": _LISTING,
     "/api/anomalies": _LISTING | {"kind"},
     "/api/messages": _LISTING,

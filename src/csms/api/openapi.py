@@ -328,7 +328,9 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "Send an OCPP 1.6 CALL to a connected charge point; its answer",
                 "description": "The body is the OCPP payload as on the wire. It is checked "
                 "against the 1.6 JSON schema first (400, nothing sent); otherwise sent as is, "
-                "keys in schema order, and the charge point decides.",
+                "keys in schema order, and the charge point decides. A ReserveNow without "
+                "reservationId gets one above every id this CSMS has used, returned as "
+                "`reservationId`.",
                 "parameters": [_query("timeout", {"type": "number", "exclusiveMinimum": 0,
                                                   "maximum": 3600},
                                       "seconds to wait (default: --call-timeout)")],
@@ -363,7 +365,19 @@ def openapi_document() -> dict[str, Any]:
         ]),
         "/api/reservations/{reservationId}": {
             "parameters": [_path("reservationId", {"type": "integer"}, "the reservationId")],
-            **_one("Reservation", "One reservation"),
+            "get": {
+                "summary": "One reservation",
+                "description": "Reservation ids are per charge point: where several have "
+                "this id, name one with chargePoint (else 409, listing them).",
+                "parameters": [_CP_FILTER],
+                "responses": {
+                    "200": _json(_ref("Reservation"), "One reservation"),
+                    "401": _UNAUTHORIZED,
+                    "404": _error("no such reservation"),
+                    "409": _error("several charge points have this reservationId "
+                                  "(`chargePoints` lists them)"),
+                },
+            },
         },
         "/api/remote-commands": _list(
             "RemoteCommand", "RemoteStart/StopTransaction answers, newest first",

@@ -62,8 +62,9 @@ class DomainState:
         anomalies: in the order they happened.
         profiles: the last charging profile sent to each (charger, connector), answered;
             removed when the charger accepts a ClearChargingProfile that matches it.
-        reservations: every ReserveNow sent, by reservationId (a new ReserveNow with the
-            same id replaces the old, as it does on the charger).
+        reservations: every ReserveNow sent, by (charger, reservationId): reservation ids
+            are the charger's to keep apart, not the CSMS's (a new ReserveNow with the
+            same id to the same charger replaces the old, as it does on the charger).
         remote_commands: RemoteStart/StopTransaction answers, in the order received.
         unknown_stops: (charger, key) of the StopTransactions for transactions this CSMS
             does not know (see :func:`unknown_stop_key`), to recognise a retransmission.
@@ -81,7 +82,7 @@ class DomainState:
     profiles: dict[tuple[str, int], SentProfile] = attrs.Factory(dict)
     #: The last MeterValues of each (charger, connector), to recognise a retransmission.
     meter_keys: dict[tuple[str, int], str] = attrs.Factory(dict)
-    reservations: dict[int, Reservation] = attrs.Factory(dict)
+    reservations: dict[tuple[str, int], Reservation] = attrs.Factory(dict)
     remote_commands: list[RemoteCommand] = attrs.Factory(list)
     dirty: set[tuple[str, Any]] = attrs.field(factory=set, eq=False, repr=False)
 
@@ -225,13 +226,10 @@ def _(event: ev.SessionStarted, state: DomainState) -> None:
     ] = event.transaction_id
     state.next_transaction_id = max(state.next_transaction_id, event.transaction_id + 1)
     reservation = (
-        state.reservations.get(event.reservation_id) if event.reservation_id is not None else None
+        state.reservations.get((event.charger_id, event.reservation_id))
+        if event.reservation_id is not None else None
     )
-    if (
-        reservation is not None
-        and reservation.charger_id == event.charger_id
-        and reservation.used_by_transaction_id is None
-    ):
+    if reservation is not None and reservation.used_by_transaction_id is None:
         _put_reservation(
             state,
             attrs.evolve(
@@ -241,8 +239,9 @@ def _(event: ev.SessionStarted, state: DomainState) -> None:
 
 
 def _put_reservation(state: DomainState, reservation: Reservation) -> None:
-    state.reservations[reservation.reservation_id] = reservation
-    state.dirty.add(("reservation", reservation.reservation_id))
+    key = (reservation.charger_id, reservation.reservation_id)
+    state.reservations[key] = reservation
+    state.dirty.add(("reservation", key))
 
 
 def _close_without_stop(state: DomainState, charger_id: str, at: datetime.datetime,
@@ -557,7 +556,7 @@ def _clears(event: ev.ChargingProfilesCleared, profile: SentProfile) -> bool:
 
 @_apply.register
 def _(event: ev.ReservationAnswered, state: DomainState) -> None:
-    held = state.reservations.get(event.reservation_id)
+    held = state.reservations.get((event.charger_id, event.reservation_id))
     if (
         event.status != "Accepted"
         and held is not None
@@ -586,8 +585,8 @@ def _(event: ev.ReservationAnswered, state: DomainState) -> None:
 
 @_apply.register
 def _(event: ev.ReservationCancelAnswered, state: DomainState) -> None:
-    reservation = state.reservations.get(event.reservation_id)
-    if reservation is None or reservation.charger_id != event.charger_id:
+    reservation = state.reservations.get((event.charger_id, event.reservation_id))
+    if reservation is None:
         return  # a reservation this CSMS never made: the charger's answer says it all
     if reservation.cancel_status == "Accepted":
         return  # already cancelled: a second CancelReservation changes nothing

@@ -116,4 +116,19 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE registrations (charger_id TEXT PRIMARY KEY, data TEXT NOT NULL);
     """,
+    # 7: reservations keyed by charger and reservationId: two chargers' reservation 7 are
+    # two reservations. (Ones a collision overwrote before are in the message log:
+    # `replay` shows them.)
+    """
+    CREATE TABLE reservations_v7 (
+        charger_id TEXT NOT NULL,
+        reservation_id INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (charger_id, reservation_id)
+    );
+    INSERT INTO reservations_v7 (charger_id, reservation_id, data)
+        SELECT charger_id, reservation_id, data FROM reservations;
+    DROP TABLE reservations;
+    ALTER TABLE reservations_v7 RENAME TO reservations;
+    """,
 )

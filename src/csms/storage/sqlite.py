@@ -432,10 +432,11 @@ class SqliteStore:
             profile = codec.loads(data, SentProfile)
             state.profiles[(profile.charger_id, profile.connector_id)] = profile
         for (data,) in await self._fetchall(
-            "SELECT data FROM reservations ORDER BY reservation_id"
+            "SELECT data FROM reservations ORDER BY charger_id, reservation_id"
         ):
             reservation = codec.loads(data, Reservation)
-            state.reservations[reservation.reservation_id] = reservation
+            state.reservations[(reservation.charger_id, reservation.reservation_id)] = (
+                reservation)
         for charger_id, connector_id, key in await self._fetchall(
             "SELECT charger_id, connector_id, key FROM meter_keys"
         ):
