@@ -261,9 +261,11 @@ async def test_status_prints_the_tables_and_json_for_scripts(tmp_path: Path) -> 
         "evses",
         "open_sessions",
         "recent_sessions",
+        "closed_sessions_left_out",
         "anomalies",
         "next_transaction_id",
     }
+    assert report["closed_sessions_left_out"] == 0
     assert [c["id"] for c in report["chargers"]] == ["CP_01"]
     assert [(e["evse"], e["status"], e["open_transaction_id"]) for e in report["evses"]] == [
         ("EVSE_1", "Charging", None),

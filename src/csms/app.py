@@ -28,6 +28,7 @@ from csms.secrets import redact_frame
 from csms.smart.service import SmartCharging
 from csms.storage.base import Store
 from csms.storage.sqlite import open_sqlite_store
+from csms.storage.writer_lock import exclusive_writer
 from ocppj import Direction, FrameObserver, Router
 from ocppj.session import utc_now
 
@@ -133,6 +134,8 @@ class Csms:
             ValueError: the configuration is not safe to serve (see
                 :func:`csms.api.guard.exposure_problem`), or a TLS file cannot be used
                 (:class:`~csms.ocpp.tls.TlsConfigError`); nothing was started.
+            DatabaseInUse: another process serves the database file (see
+                :mod:`csms.storage.writer_lock`); nothing was started.
         """
         self._tls = None
         if self.config.tls_cert is not None and self.config.tls_key is not None:
@@ -149,7 +152,8 @@ class Csms:
             if problem is not None:
                 raise ValueError(problem)
         try:
-            with trio.CancelScope() as self._cancel_scope:
+            with trio.CancelScope() as self._cancel_scope, \
+                    exclusive_writer(self.config.db_path):
                 async with (
                     open_sqlite_store(
                         self.config.db_path, synchronous=self.config.synchronous,

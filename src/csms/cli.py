@@ -1,6 +1,6 @@
-"""``python -m csms``: run the CSMS; ``replay`` and ``status`` read its database; ``send``,
-``tags``, ``transactions`` and ``chargers`` are thin clients of the running CSMS's operator
-API (:mod:`csms.cli_client`, which lists their exit codes).
+"""``python -m csms``: run the CSMS; ``replay``, ``status`` and ``sessions`` read its
+database; ``send``, ``tags``, ``transactions`` and ``chargers`` are thin clients of the
+running CSMS's operator API (:mod:`csms.cli_client`, which lists their exit codes).
 
 Running the CSMS exits 2 on a bad option or an unsafe configuration, 3 when it cannot
 bind.
@@ -22,6 +22,7 @@ from typing import Any
 import trio
 import yaml
 
+from csms import session_list
 from csms.api.guard import exposure_problem, is_loopback, resolve_token
 from csms.app import Csms
 from csms.authorization import STATUSES
@@ -29,11 +30,12 @@ from csms.cli_client import CLIENT_COMMANDS, client_commands, run_client
 from csms.config import DEFAULT_MAX_FRAME_SIZE, CsmsConfig
 from csms.inspect import render_json, render_text
 from csms.ocpp.tls import TlsConfigError, server_context
-from csms.oserrors import sole_os_error
+from csms.oserrors import sole_leaf, sole_os_error
 from csms.registry import UNKNOWN_POLICIES
 from csms.replay import diff, rebuild
 from csms.smart.site import SiteConfig, SiteConfigError, parse_site
 from csms.storage.sqlite import open_sqlite_store
+from csms.storage.writer_lock import DatabaseInUse
 
 log = logging.getLogger("csms")
 
@@ -194,6 +196,7 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="print chargers, EVSEs and sessions")
     status.add_argument("--db", default="csms.db", help="SQLite file (default: %(default)s)")
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    session_list.add_parser(commands)
     return parser
 
 
@@ -335,12 +338,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in CLIENT_COMMANDS:
         return run_client(args)
-    if args.command in ("replay", "status"):
+    if args.command in ("replay", "status", "sessions"):
         if not os.path.exists(args.db):
             print(f"python -m csms {args.command}: no database at {args.db}", file=sys.stderr)
             return 2
         if args.command == "replay":
             return trio.run(replay_database, args.db)
+        if args.command == "sessions":
+            return trio.run(lambda: session_list.print_sessions(
+                args.db, session_list.wanted(args), as_json=args.json))
         return trio.run(lambda: print_status(args.db, as_json=args.json))
     args.id_tags = _id_tags(parser, args.id_tag)
     try:
@@ -383,8 +389,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         trio.run(serve_until_signalled, _config(args))
-    except (OSError, ExceptionGroup) as exc:
+    except (OSError, DatabaseInUse, ExceptionGroup) as exc:
         # A bind failure reaches here wrapped in the nurseries' exception groups.
+        if isinstance(in_use := sole_leaf(exc), DatabaseInUse):
+            print(f"python -m csms: {in_use}", file=sys.stderr)
+            return 2
         error = sole_os_error(exc)
         if error is None:
             raise

@@ -32,7 +32,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _session_row(s: Session) -> list[str]:
+#: The columns of :func:`session_row`.
+SESSION_HEADERS = ("tx", "charger", "EVSE", "idTag", "auth", "started", "kWh", "kW", "SoC %",
+                   "stop reason")
+
+
+def session_row(s: Session) -> list[str]:
+    """A session as a row of :data:`SESSION_HEADERS`."""
     return [
         str(s.transaction_id),
         s.charger_id,
@@ -96,6 +102,19 @@ def _unanswered_w(state: DomainState, key: tuple[str, int]) -> float | None:
     return session.uncertain.watts() if session and session.uncertain is not None else None
 
 
+def _closed_left_out(state: DomainState) -> int:
+    """How many closed sessions the recent list leaves out."""
+    closed = sum(1 for s in state.sessions.values() if not s.open)
+    return max(0, closed - RECENT_SESSIONS)
+
+
+def session_json(s: Session) -> dict[str, Any]:
+    """A session as JSON-ready data."""
+    data: dict[str, Any] = converter.unstructure(s)
+    data["evse"] = f"EVSE_{s.connector_id}"
+    return data
+
+
 def _recent(state: DomainState) -> list[Session]:
     closed = [s for s in state.sessions.values() if not s.open]
     return sorted(closed, key=lambda s: s.transaction_id, reverse=True)[:RECENT_SESSIONS]
@@ -128,19 +147,9 @@ def render_text(state: DomainState) -> str:
         ]
         for key, e in sorted(state.evses.items())
     ]
-    session_headers = [
-        "tx",
-        "charger",
-        "EVSE",
-        "idTag",
-        "auth",
-        "started",
-        "kWh",
-        "kW",
-        "SoC %",
-        "stop reason",
-    ]
-    open_sessions = [_session_row(s) for s in state.sessions.values() if s.open]
+    session_headers = SESSION_HEADERS
+    left_out = _closed_left_out(state)
+    open_sessions = [session_row(s) for s in state.sessions.values() if s.open]
     parts = [
         f"Chargers ({len(chargers)})",
         table(["id", "vendor", "model", "firmware", "connected", "status", "last seen"], chargers),
@@ -154,8 +163,10 @@ def render_text(state: DomainState) -> str:
         f"Open sessions ({len(open_sessions)})",
         table(session_headers, open_sessions),
         "",
-        f"Recent sessions (last {RECENT_SESSIONS})",
-        table(session_headers, [_session_row(s) for s in _recent(state)]),
+        f"Recent sessions (last {RECENT_SESSIONS})" + (
+            f"; {left_out} older closed sessions left out: python -m csms sessions lists "
+            "every one" if left_out else ""),
+        table(session_headers, [session_row(s) for s in _recent(state)]),
     ]
     if state.anomalies:
         parts += [
@@ -189,11 +200,6 @@ def render_text(state: DomainState) -> str:
 def render_json(state: DomainState) -> dict[str, Any]:
     """The same content as :func:`render_text`, as JSON-ready data."""
 
-    def session(s: Session) -> dict[str, Any]:
-        data: dict[str, Any] = converter.unstructure(s)
-        data["evse"] = f"EVSE_{s.connector_id}"
-        return data
-
     return {
         "chargers": [
             converter.unstructure(c) for c in sorted(state.chargers.values(), key=lambda c: c.id)
@@ -208,8 +214,10 @@ def render_json(state: DomainState) -> dict[str, Any]:
             }
             for key, e in sorted(state.evses.items())
         ],
-        "open_sessions": [session(s) for s in state.sessions.values() if s.open],
-        "recent_sessions": [session(s) for s in _recent(state)],
+        "open_sessions": [session_json(s) for s in state.sessions.values() if s.open],
+        "recent_sessions": [session_json(s) for s in _recent(state)],
+        # Closed sessions older than the recent ones: `python -m csms sessions` lists all.
+        "closed_sessions_left_out": _closed_left_out(state),
         "anomalies": [converter.unstructure(a) for a in state.anomalies],
         "next_transaction_id": state.next_transaction_id,
     }

@@ -5,6 +5,13 @@ from __future__ import annotations
 __all__ = ["sole_os_error"]
 
 
+def sole_leaf(exc: BaseException) -> BaseException:
+    """``exc``, or what it wraps as the only leaf of nested exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def sole_os_error(exc: BaseException) -> OSError | None:
     """The OSError that ``exc`` is, or wraps as the only leaf of nested exception groups.
 
@@ -16,6 +23,5 @@ def sole_os_error(exc: BaseException) -> OSError | None:
     Args:
         exc: what a nursery (or the call starting a listener) raised.
     """
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
+    exc = sole_leaf(exc)
     return exc if isinstance(exc, OSError) else None
