@@ -170,6 +170,8 @@ class RawCharger:
     csms_calls: list[list[Any]] = attrs.Factory(list)
     #: Keys of the frames sent on this connection that are owed exactly one answer.
     owed: set[str] = attrs.Factory(set)
+    #: Keys of :attr:`owed` sent twice (a uniqueId reused in flight): owed two answers.
+    owed_twice: set[str] = attrs.Factory(set)
     closed: trio.Event = attrs.Factory(trio.Event)
     close_code: int | None = None
     close_reason: str | None = None
@@ -231,6 +233,12 @@ class RawCharger:
                 return None
             await self._changed.wait()
         return self.answers[key][0]
+
+    async def wait_answers(self, key: str, count: int) -> list[list[Any]]:
+        """The first ``count`` answers filed under ``key`` (fewer if the socket closed)."""
+        while len(self.answers.get(key, ())) < count and not self.closed.is_set():
+            await self._changed.wait()
+        return self.answers.get(key, [])[:count]
 
     async def call(self, action: str, payload: dict[str, Any],
                    unique_id: str | None = None) -> list[Any]:

@@ -32,7 +32,7 @@ from csms.inspect import render_json, render_text
 from csms.ocpp.tls import TlsConfigError, server_context
 from csms.oserrors import sole_leaf, sole_os_error
 from csms.registry import UNKNOWN_POLICIES
-from csms.replay import diff, rebuild
+from csms.replay import UnreadableRow, diff, rebuild
 from csms.smart.site import SiteConfig, SiteConfigError, parse_site
 from csms.storage.sqlite import open_sqlite_store
 from csms.storage.writer_lock import DatabaseInUse
@@ -237,12 +237,23 @@ def _id_tags(parser: argparse.ArgumentParser, values: list[str]) -> dict[str, st
 
 
 async def replay_database(path: str) -> int:
-    """Rebuild from the log in ``path``, compare with its projection; print; exit code."""
-    async with open_sqlite_store(path) as store:
-        rows = await store.read_log()
-        stored = await store.load_state()
-        stored_samples = await store.read_samples()
-    rebuilt = rebuild(rows)
+    """Rebuild from the log in ``path``, compare with its projection; print; exit code:
+    0 identical, 1 different (the differences printed), 2 a row or the file unreadable."""
+    try:
+        async with open_sqlite_store(path) as store:
+            rows = await store.read_log()
+            stored = await store.load_state()
+            stored_samples = await store.read_samples()
+    except Exception as exc:  # a damaged file, whatever the layer that notices
+        error = sole_leaf(exc)
+        print(f"python -m csms replay: cannot read {path}: {type(error).__name__}: {error}",
+              file=sys.stderr)
+        return 2
+    try:
+        rebuilt = rebuild(rows)
+    except UnreadableRow as exc:
+        print(f"python -m csms replay: {exc}", file=sys.stderr)
+        return 2
     lines = diff(stored, stored_samples, rebuilt)
     state = rebuilt.state
     summary = (

@@ -126,6 +126,9 @@ class Recorder:
         next_tx = self.state.next_transaction_id
         samples: list[SampleRow] = []
         for event in events:
+            if isinstance(event, ev.ProjectionFailed):
+                log.error("%s: %s not projected (a bug; kept as an unprojectable anomaly): %s",
+                          event.charger_id, event.action, event.detail)
             apply(self.state, event)
             if isinstance(event, ev.MeterSampled):
                 samples.extend(sample_rows(event))

@@ -1,13 +1,17 @@
 """Rebuild the domain state from the OCPP message log alone, and compare it with the store.
 
-The rebuild pairs every CALL a charger sent with the CALLRESULT we answered (by charger
-and uniqueId), and runs each pair through the same projection and fold as the live CSMS.
-Connection rows open and close chargers. Frames that were answered with a CALLERROR, or
-never answered, change nothing, live or replayed.
+The rebuild pairs every CALL a charger sent with the answer we sent, by the live session's
+own rule: per connection, in the order the CALLs were read (so a uniqueId a charger
+reuses, or reuses after reconnecting, pairs right), and runs each CALL answered with a
+CALLRESULT through the same projection and fold as the live CSMS. Connection rows open and
+close chargers. Frames that were answered with a CALLERROR, or never answered, change
+nothing, live or replayed. A row that cannot be read stops the rebuild with
+:class:`UnreadableRow`, naming it.
 """
 
 from __future__ import annotations
 
+import collections
 import datetime
 from collections.abc import Iterable
 from typing import Any
@@ -36,67 +40,134 @@ class Rebuilt:
     samples: list[SampleRow]
 
 
+class UnreadableRow(Exception):
+    """A message-log row the rebuild could not take (a damaged row, or a bug).
+
+    Attributes:
+        row: the row.
+    """
+
+    def __init__(self, row: LogRow, error: Exception) -> None:
+        frame = row.frame if len(row.frame) <= 200 else row.frame[:200] + "…"
+        super().__init__(
+            f"message_log row {row.seq} ({row.charger_id}, {row.direction}, "
+            f"{row.at.isoformat()}) could not be read: {type(error).__name__}: {error}; "
+            f"its text: {frame}"
+        )
+        self.row = row
+
+
 def rebuild(rows: Iterable[LogRow]) -> Rebuilt:
-    """Fold the message log into a fresh domain state."""
-    state = DomainState()
-    samples: list[SampleRow] = []
-    calls: dict[tuple[str, str], _Received] = {}
+    """Fold the message log into a fresh domain state.
+
+    Raises:
+        UnreadableRow: a row that cannot be read, named; nothing else.
+    """
+    rebuild = _Rebuild()
+    for row in rows:
+        try:
+            rebuild.row(row)
+        except Exception as exc:
+            raise UnreadableRow(row, exc) from exc
+    rebuild.state.take_dirty()
+    return Rebuilt(rebuild.state, rebuild.samples)
+
+
+#: A charger's CALL as the live CSMS queued it for its handler: uniqueId, and what the
+#: handler saw (None: it was answered with a CALLERROR).
+_Queued = tuple[str, "_Received | None"]
+
+
+@attrs.define
+class _Inbox:
+    """A charger's CALLs awaiting our answer, in the order its connection read them: the
+    live session answers them one at a time, in that order (only a frame it cannot parse
+    is answered at once, with a CALLERROR, out of turn). A new connection starts a new
+    inbox; the previous one's first CALL may still be answered after it opened (its
+    handler was running when the connection was replaced)."""
+
+    current: collections.deque[_Queued] = attrs.Factory(collections.deque)
+    previous: collections.deque[_Queued] = attrs.Factory(collections.deque)
+
+    def reconnected(self) -> None:
+        self.previous, self.current = self.current, collections.deque()
+
+    def answered(self, unique_id: str) -> _Queued | None:
+        """The CALL an answer with ``unique_id`` answers: the first awaiting one, if it has
+        that id; None for an answer given out of turn (to a frame that could not be
+        parsed)."""
+        for queue in (self.current, self.previous):
+            if queue and queue[0][0] == unique_id:
+                return queue.popleft()
+        return None
+
+
+@attrs.define
+class _Rebuild:
+    state: DomainState = attrs.Factory(DomainState)
+    samples: list[SampleRow] = attrs.Factory(list)
+    inboxes: dict[str, _Inbox] = attrs.Factory(dict)
     # Our CALL awaiting its answer, per charger: at most one is outstanding. It is given
     # up by an 'abandoned' row (timed out, or its caller cancelled), or, in a log written
     # before those rows existed, by our next CALL; an answer after that was dropped live.
-    ours: dict[str, tuple[str, str, dict[str, Any]]] = {}
+    ours: dict[str, tuple[str, str, dict[str, Any]]] = attrs.Factory(dict)
     # Our CALLs given up, per charger (its connection's last LATE_ANSWERS_KEPT): a late
     # answer to one was recorded live, and is here.
-    late: dict[str, dict[str, tuple[str, str, dict[str, Any]]]] = {}
+    late: dict[str, dict[str, tuple[str, str, dict[str, Any]]]] = attrs.Factory(dict)
 
-    def apply_all(events: Iterable[ev.Event]) -> None:
+    def apply_all(self, events: Iterable[ev.Event]) -> None:
         for event in events:
-            apply(state, event)
+            apply(self.state, event)
             if isinstance(event, ev.MeterSampled):
-                samples.extend(sample_rows(event))
+                self.samples.extend(sample_rows(event))
 
-    for row in rows:
+    def row(self, row: LogRow) -> None:
+        cp_id = row.charger_id
         if row.direction in ("connect", "disconnect"):
-            late.pop(row.charger_id, None)  # a new connection: a new session
-            event = connection_event(row.charger_id, row.direction, row.frame, row.at)
-            apply_all([event] if event is not None else [])
-            continue
+            self.late.pop(cp_id, None)  # a new connection: a new session
+            if row.direction == "connect":
+                self.inboxes.setdefault(cp_id, _Inbox()).reconnected()
+            event = connection_event(cp_id, row.direction, row.frame, row.at)
+            self.apply_all([event] if event is not None else [])
+            return
         if row.direction == "abandoned":
-            apply_all(events_for_our_frame(state, row.charger_id, row.direction, row.frame,
-                                           row.at))
-            _give_up(ours, late.setdefault(row.charger_id, {}), row)
-            continue
+            self.apply_all(events_for_our_frame(self.state, cp_id, row.direction, row.frame,
+                                                row.at))
+            _give_up(self.ours, self.late.setdefault(cp_id, {}), row)
+            return
         try:
             frame = frames.parse(row.frame)
         except FrameError:
-            continue
-        if row.direction == "in" and isinstance(frame, frames.Call):
-            received = _received(frame, row.at)
-            if received is not None:
-                calls[(row.charger_id, frame.unique_id)] = received
-        elif row.direction == "out" and isinstance(frame, frames.CallResult):
-            call = calls.pop((row.charger_id, frame.unique_id), None)
-            if call is None:
-                continue
-            action, payload, at, tolerated = call
-            request = request_from_payload(action, payload)
-            response = response_from_payload(action, frame.payload)
-            apply_all(events_for(state, row.charger_id, action, request, response, at,
-                                 tolerated))
-        elif row.direction == "out" and isinstance(frame, frames.Call):
-            ours[row.charger_id] = (frame.unique_id, frame.action, frame.payload)
-            apply_all(events_for_call(state, row.charger_id, frame.action, frame.payload,
-                                      row.at))
-        elif row.direction == "in" and not isinstance(frame, frames.Call):
-            mine = _awaited(ours, late, row.charger_id, str(frame.unique_id))
+            return
+        if isinstance(frame, frames.Call):
+            if row.direction == "in":
+                inbox = self.inboxes.setdefault(cp_id, _Inbox())
+                inbox.current.append((frame.unique_id, _received(frame, row.at)))
+            elif row.direction == "out":
+                self.ours[cp_id] = (frame.unique_id, frame.action, frame.payload)
+                self.apply_all(events_for_call(self.state, cp_id, frame.action,
+                                               frame.payload, row.at))
+        elif row.direction == "out":
+            self.our_answer(cp_id, frame)
+        elif row.direction == "in":
+            mine = _awaited(self.ours, self.late, cp_id, str(frame.unique_id))
             if mine is None:
-                continue  # an answer to nothing outstanding: the live CSMS dropped it too
+                return  # an answer to nothing outstanding: the live CSMS dropped it too
             _, action, payload = mine
             answer, error = _answer_of(action, frame)
-            apply_all(events_for_answer(state, row.charger_id, action, payload, answer, error,
-                                        row.at))
-    state.take_dirty()
-    return Rebuilt(state, samples)
+            self.apply_all(events_for_answer(self.state, cp_id, action, payload, answer,
+                                             error, row.at))
+
+    def our_answer(self, cp_id: str, frame: frames.CallResult | frames.CallErrorFrame) -> None:
+        """Our answer to a charger's CALL: a CALLRESULT applies what its handler did."""
+        inbox = self.inboxes.get(cp_id)
+        queued = inbox.answered(str(frame.unique_id)) if inbox is not None else None
+        if queued is None or queued[1] is None or not isinstance(frame, frames.CallResult):
+            return
+        action, payload, at, tolerated = queued[1]
+        request = request_from_payload(action, payload)
+        response = response_from_payload(action, frame.payload)
+        self.apply_all(events_for(self.state, cp_id, action, request, response, at, tolerated))
 
 
 #: A charger's CALL as its handler saw it: action, payload (repaired, if it was), receive

@@ -356,6 +356,17 @@ class CallTolerated:
 
 
 @frozen
+class ProjectionFailed:
+    """A message no projector could read (a bug): answered and kept in the message log,
+    its effect on the records missing; an ``unprojectable`` anomaly says so."""
+
+    charger_id: str
+    at: datetime.datetime
+    action: str
+    detail: str
+
+
+@frozen
 class RemoteCommandAnswered:
     """The charger answered our RemoteStartTransaction or RemoteStopTransaction:
     ``status`` is Accepted, Rejected or the CALLERROR code it sent."""
@@ -372,6 +383,7 @@ class RemoteCommandAnswered:
 Event = (
     ChargerConnected
     | CallTolerated
+    | ProjectionFailed
     | ChargerDisconnected
     | ChargerBooted
     | ChargerSeen

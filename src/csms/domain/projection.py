@@ -307,7 +307,8 @@ def events_for(
     projector = PROJECTORS.get(action)
     events: list[ev.Event] = (
         [ev.ChargerSeen(charger_id, at)] if projector is None
-        else list(projector(state, charger_id, request, response, at))
+        else _total(charger_id, at, action,
+                    lambda: projector(state, charger_id, request, response, at))
     )
     if tolerated is not None:
         transaction_id = getattr(request, "transaction_id", None)
@@ -348,12 +349,15 @@ OutProjector = Callable[[DomainState, Answered], list[ev.Event]]
 
 
 def _profile(state: DomainState, charger_id: str, request: dict[str, Any], status: str,
-             at: datetime.datetime) -> SentProfile:
+             at: datetime.datetime) -> SentProfile | None:
     """A SetChargingProfile as the domain keeps it (its first period), with its answer's
-    ``status`` ("Sent" until it has one)."""
+    ``status`` ("Sent" until it has one); None for one with no period (schema-valid, and
+    no limit to keep, whatever the answer)."""
     profile = request["csChargingProfiles"]
     schedule = profile["chargingSchedule"]
     periods = schedule["chargingSchedulePeriod"]
+    if not periods:
+        return None
     connector_id = int(request["connectorId"])
     purpose = str(profile["chargingProfilePurpose"])
     transaction_id = profile.get("transactionId")
@@ -369,9 +373,20 @@ def _profile(state: DomainState, charger_id: str, request: dict[str, Any], statu
 
 
 def set_charging_profile(state: DomainState, a: Answered) -> list[ev.Event]:
-    return [ev.ChargingProfileAnswered(
-        a.charger_id, a.at, _profile(state, a.charger_id, a.request, a.status, a.at)
-    )]
+    profile = _profile(state, a.charger_id, a.request, a.status, a.at)
+    return [] if profile is None else [ev.ChargingProfileAnswered(a.charger_id, a.at, profile)]
+
+
+def _total(charger_id: str, at: datetime.datetime, action: str,
+           project: Callable[[], list[ev.Event]]) -> list[ev.Event]:
+    """``project()``'s events; if it raises (a projector that misses a schema-valid
+    payload: a bug, which the tests look for), an ``unprojectable`` anomaly instead. The
+    message is then answered and kept, and the live CSMS and replay, which both come
+    here, agree; the message log keeps the frame for a later rebuild."""
+    try:
+        return list(project())
+    except Exception as exc:  # every projector bug, reported as data
+        return [ev.ProjectionFailed(charger_id, at, action, f"{type(exc).__name__}: {exc}")]
 
 
 def events_for_call(state: DomainState, charger_id: str, action: str,
@@ -380,10 +395,18 @@ def events_for_call(state: DomainState, charger_id: str, action: str,
     session is pending until answered."""
     if action != "SetChargingProfile":
         return []
+    return _total(charger_id, at, action,
+                  lambda: _sent_profile(state, charger_id, payload, at))
+
+
+def _sent_profile(state: DomainState, charger_id: str, payload: dict[str, Any],
+                  at: datetime.datetime) -> list[ev.Event]:
     try:
         profile = _profile(state, charger_id, payload, "Sent", at)
     except (KeyError, IndexError, TypeError, ValueError):
         return []  # not one the charger could take either; its answer will say
+    if profile is None:
+        return []
     session = state.sessions.get(profile.transaction_id or -1)
     if session is None or not session.open or session.charger_id != charger_id:
         return []
@@ -502,4 +525,5 @@ def events_for_answer(
     projector = OUT_PROJECTORS.get(action)
     if projector is None:
         return []
-    return projector(state, Answered(charger_id, request, response, error, at))
+    answered = Answered(charger_id, request, response, error, at)
+    return _total(charger_id, at, action, lambda: projector(state, answered))

@@ -262,6 +262,12 @@ def _(event: ev.CallTolerated, state: DomainState) -> None:
 
 
 @_apply.register
+def _(event: ev.ProjectionFailed, state: DomainState) -> None:
+    _anomaly(state, Anomaly(event.at, event.charger_id, "unprojectable",
+                            f"{event.action}: {event.detail}"))
+
+
+@_apply.register
 def _(event: ev.SessionSuperseded, state: DomainState) -> None:
     connector_id = state.sessions[event.transaction_id].connector_id
     _close_without_stop(

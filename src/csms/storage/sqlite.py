@@ -457,10 +457,7 @@ class SqliteStore:
             sql += " WHERE charger_id = ?"
             params = (charger_id,)
         rows = await self._fetchall(sql + " ORDER BY seq", params)
-        return [
-            LogRow(seq, cp, direction, datetime.datetime.fromisoformat(at), frame)
-            for seq, cp, direction, at, frame in rows
-        ]
+        return [_log_row(*row) for row in rows]
 
     async def read_messages(
         self, charger_id: str | None = None, limit: int = 100
@@ -472,10 +469,7 @@ class SqliteStore:
             sql += " WHERE charger_id = ?"
             params = (charger_id,)
         rows = await self._fetchall(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit))
-        return [
-            LogRow(seq, cp, direction, datetime.datetime.fromisoformat(at), frame)
-            for seq, cp, direction, at, frame in rows
-        ]
+        return [_log_row(*row) for row in rows]
 
     async def read_id_tags(self) -> list[IdTagRow]:
         """Every idTag the operator set, by idTag."""
@@ -546,6 +540,15 @@ def _migrate(path: str, conn: sqlite3.Connection) -> None:
 def _configure(synchronous: str, conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode = WAL").fetchall()
     conn.execute(f"PRAGMA synchronous = {synchronous}")
+
+
+def _log_row(seq: int, charger_id: str, direction: str, at: str, frame: str) -> LogRow:
+    try:
+        moment = datetime.datetime.fromisoformat(at)
+    except (TypeError, ValueError):
+        raise ValueError(f"message_log row {seq} ({charger_id}, {direction}): its time "
+                         f"{at!r} is not a date-time") from None
+    return LogRow(seq, charger_id, direction, moment, frame)
 
 
 @asynccontextmanager
