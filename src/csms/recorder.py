@@ -58,7 +58,9 @@ def events_for_our_frame(
     up (``abandoned``, its text ``{"uniqueId", "action"}``)."""
     if direction == "abandoned":
         data = orjson.loads(frame)
-        return events_for_abandoned(state, charger_id, str(data.get("action")), at)
+        # Rows written before reasons were recorded are timeouts or cancellations.
+        return events_for_abandoned(state, charger_id, str(data.get("action")), at,
+                                    str(data.get("reason", "timeout")))
     if direction != "out":
         return []
     try:

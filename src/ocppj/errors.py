@@ -171,6 +171,17 @@ class SessionClosed(OcppjError):
     """The connection closed before the CALL could be sent or answered."""
 
 
+class NotSent(SessionClosed):
+    """The connection closed before our CALL left: the peer never saw it, so sending it
+    again is safe."""
+
+
+class ClosedBeforeAnswer(SessionClosed):
+    """Our CALL was sent, and the connection closed before its answer: the peer may have
+    carried it out (a charger that resets reboots without answering). Do not send it
+    again blindly."""
+
+
 class FrameError(OcppjError):
     """An incoming frame is not a well-formed OCPP-J message.
 

@@ -36,10 +36,12 @@ from ocppj import frames
 from ocppj.errors import (
     CallError,
     CallTimeout,
+    ClosedBeforeAnswer,
     ErrorCode,
     Failure,
     FrameError,
     InvalidResponse,
+    NotSent,
     PayloadError,
     SessionClosed,
     code_for,
@@ -418,8 +420,13 @@ class RpcSession:
         Raises:
             PayloadError: the request breaks its schema; nothing was sent.
             CallError: ``action`` is not OCPP 1.6 (NotImplemented); nothing was sent.
-            CallTimeout: no answer in time.
-            SessionClosed: the connection closed first.
+            CallTimeout: sent, and no answer in time.
+            NotSent: the connection closed before the CALL left (a SessionClosed).
+            ClosedBeforeAnswer: sent, and the connection closed before the answer (a
+                SessionClosed): the peer may have acted on it.
+
+        Every CALL that ends unanswered is told to the observer as ``ABANDONED``, with
+        the reason (see :meth:`_gave_up`), before anything else is read.
         """
         if action not in ACTIONS:
             raise CallError.from_failure(Failure.UNKNOWN_ACTION, f"{action!r} is not OCPP 1.6")
@@ -434,40 +441,66 @@ class RpcSession:
             await self._call_lock.acquire()
         try:
             if self._closed:
-                raise SessionClosed(f"{self.name}: connection closed")
+                raise NotSent(f"{self.name}: connection closed; {action} not sent")
             pending = _Pending(str(uuid.uuid4()), action, on_answer=on_answer)
             self._pending = pending
+            outcome: str | None = "cancelled"
             try:
-                with trio.move_on_after(self.call_timeout if timeout is None else timeout):
-                    await self._send(frames.encode_call(pending.unique_id, action, payload))
+                with trio.move_on_after(
+                    self.call_timeout if timeout is None else timeout
+                ) as deadline:
+                    try:
+                        await self._send(frames.encode_call(pending.unique_id, action, payload))
+                    except SessionClosed:
+                        outcome = "not_sent"
+                        raise NotSent(
+                            f"{self.name}: connection closed; {action} not sent") from None
                     self._counters.calls_sent += 1
                     self.last_call_at = trio.current_time()
                     await pending.done.wait()
+                if pending.done.is_set():
+                    closed = isinstance(pending.error, SessionClosed)
+                    outcome = "closed" if closed else None
+                elif deadline.cancelled_caught:
+                    outcome = "timeout"
             finally:
                 # From here on an answer to this CALL is dropped as unmatched; the
                 # observer hears it before any later frame is read.
                 self._pending = None
-                if not pending.done.is_set() and pending.on_answer is not None:
+                if outcome in ("timeout", "cancelled") and pending.on_answer is not None:
                     keep_given_up(self._given_up, pending.unique_id, pending)
-                if not pending.done.is_set() and self._observer is not None:
-                    given_up = {"uniqueId": pending.unique_id, "action": action}
-                    with trio.CancelScope(shield=True):
-                        await self._observer(
-                            Direction.ABANDONED, orjson.dumps(given_up).decode(), self._clock()
-                        )
+                if outcome is not None:
+                    await self._gave_up(pending, outcome)
         finally:
             self._call_lock.release()
-        if not pending.done.is_set():
+        if outcome == "timeout":
             raise CallTimeout(
                 f"{self.name}: no answer to {action} {pending.unique_id}",
                 unique_id=pending.unique_id,
             )
-        if isinstance(pending.error, SessionClosed):
-            raise pending.error
+        if outcome == "closed":
+            raise ClosedBeforeAnswer(
+                f"{self.name}: connection closed after {action} {pending.unique_id} was "
+                "sent, before its answer"
+            )
         assert pending.answered_at is not None
+        assert not isinstance(pending.error, SessionClosed)  # that is outcome "closed"
         return Answer(
             pending.unique_id, action, pending.payload, pending.error, pending.answered_at
         )
+
+    async def _gave_up(self, pending: _Pending, outcome: str) -> None:
+        """Tell the observer that our CALL ``pending`` ends unanswered, and why: ``timeout``
+        (no answer in time), ``cancelled`` (its caller gave up), ``closed`` (sent; the
+        connection closed first) or ``not_sent`` (the connection closed as it was being
+        sent: the observer saw the frame, the peer did not)."""
+        if self._observer is None:
+            return
+        given_up = {"uniqueId": pending.unique_id, "action": pending.action, "reason": outcome}
+        with trio.CancelScope(shield=True):
+            await self._observer(
+                Direction.ABANDONED, orjson.dumps(given_up).decode(), self._clock()
+            )
 
     # -- the two tasks -------------------------------------------------------------------
 

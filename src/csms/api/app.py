@@ -52,7 +52,7 @@ from csms.passwords import BadPassword, check_password, hash_password
 from csms.registry import Registration
 from csms.secrets import SECRET_KEYS
 from csms.storage.base import IdTagRow
-from ocppj import Answer, CallTimeout, PayloadError, SessionClosed
+from ocppj import Answer, CallTimeout, NotSent, PayloadError, SessionClosed
 from ocppj.payloads import in_schema_order
 from ocppj.schemas import validate_request
 from ocppj.timestamps import parse_timestamp
@@ -98,13 +98,16 @@ class Api:
         password becomes that key (so it can still authenticate on its next connection).
 
         Raises:
-            ApiError: 404 not connected, 502 the connection closed before the answer.
-            CallTimeout: no answer within ``call_timeout`` seconds.
+            ApiError: 404 not connected and 503 the connection closed before the CALL
+                left (``delivery`` ``not_sent``: sending it again is safe); 502 sent, and
+                the connection closed before the answer (``sent_connection_closed``).
+            CallTimeout: sent, and no answer within ``call_timeout`` seconds.
         """
         conn = self.csms.connections.get(cp_id)
         session = conn.session if conn is not None else None
         if session is None or session.closed:
-            raise ApiError(404, "NotConnected", f"charge point {cp_id!r} is not connected")
+            raise ApiError(404, "NotConnected", f"charge point {cp_id!r} is not connected",
+                           **NOT_SENT)
         recorder = self.csms.recorder
         smart = self.csms.smart
         new_key = await self._new_authorization_key(action, sent)
@@ -123,10 +126,19 @@ class Api:
 
         try:
             return await session.exchange(action, sent, timeout=call_timeout, on_answer=record)
+        except NotSent:
+            raise ApiError(
+                503, "NotSent",
+                f"the connection of {cp_id!r} closed before the {action} was sent: the charge "
+                "point never saw it; sending it again is safe", **NOT_SENT,
+            ) from None
         except SessionClosed:
             raise ApiError(
                 502, "ConnectionClosed",
-                f"the connection of {cp_id!r} closed before the answer came",
+                f"the {action} was sent to {cp_id!r}, and its connection closed before an "
+                "answer: the charge point may have carried it out (a Reset reboots without "
+                "answering); check before sending it again",
+                delivery="sent_connection_closed", retrySafe=False,
             ) from None
 
     async def _new_authorization_key(self, action: str, sent: dict[str, Any]) -> str | None:
@@ -183,7 +195,9 @@ class Api:
         except CallTimeout as exc:
             return JSONResponse(
                 {"uniqueId": exc.unique_id, "action": action, "chargePoint": cp_id,
-                 "timeout": True, "message": f"no answer within {timeout:g} s"},
+                 "timeout": True, "delivery": "sent_no_answer", "retrySafe": False,
+                 "message": f"sent; no answer within {timeout:g} s: the charge point may "
+                 "still carry it out"},
                 status_code=504,
             )
         await self.csms.store.flush()
@@ -378,6 +392,9 @@ class Api:
         """GET /api/openapi.json."""
         return JSONResponse(openapi_document())
 
+
+#: What an error body says of a command that never reached the charge point.
+NOT_SENT: dict[str, Any] = {"delivery": "not_sent", "retrySafe": True}
 
 _LISTING = frozenset({"chargePoint", "limit"})
 #: The query parameters each route takes (none where absent); any other is a 400.

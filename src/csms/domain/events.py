@@ -203,12 +203,14 @@ class ChargingProfileSent:
 
 @frozen
 class CallAbandoned:
-    """We gave up one of our CALLs without an answer (timed out, or its caller was
-    cancelled): an answer read later is dropped."""
+    """One of our CALLs ended without an answer (timed out, its caller cancelled, or the
+    connection closed); ``sent`` False: the connection closed as it was being sent, and
+    the charger never saw it."""
 
     charger_id: str
     at: datetime.datetime
     action: str
+    sent: bool = True
 
 
 @frozen

@@ -414,9 +414,13 @@ def _sent_profile(state: DomainState, charger_id: str, payload: dict[str, Any],
 
 
 def events_for_abandoned(state: DomainState, charger_id: str, action: str,
-                         at: datetime.datetime) -> list[ev.Event]:
-    """The events of one of our CALLs given up without an answer."""
-    return [ev.CallAbandoned(charger_id, at, action)] if action == "SetChargingProfile" else []
+                         at: datetime.datetime, reason: str = "timeout") -> list[ev.Event]:
+    """The events of one of our CALLs that ended without an answer, for ``reason``
+    (``timeout``, ``cancelled``, ``closed``, ``not_sent``: see the message log's
+    ``abandoned`` rows)."""
+    if action != "SetChargingProfile":
+        return []
+    return [ev.CallAbandoned(charger_id, at, action, sent=reason != "not_sent")]
 
 
 def clear_charging_profile(state: DomainState, a: Answered) -> list[ev.Event]:

@@ -527,7 +527,7 @@ def _(event: ev.CallAbandoned, state: DomainState) -> None:
         if session.charger_id != event.charger_id or pending is None:
             continue
         uncertain = session.uncertain
-        if uncertain is None or pending.watts() > uncertain.watts():
+        if event.sent and (uncertain is None or pending.watts() > uncertain.watts()):
             uncertain = pending
         _put_session(state, attrs.evolve(session, pending=None, uncertain=uncertain))
 
