@@ -172,6 +172,11 @@ class RawCharger:
     owed: set[str] = attrs.Factory(set)
     #: Keys of :attr:`owed` sent twice (a uniqueId reused in flight): owed two answers.
     owed_twice: set[str] = attrs.Factory(set)
+    #: How to answer particular CALLs of the CSMS, by their payload: ("result", payload),
+    #: ("error", None) or ("late", payload): held back until :meth:`release_late`.
+    scripted: list[tuple[dict[str, Any], str, Any]] = attrs.Factory(list)
+    #: Answers held back, to send late.
+    withheld: list[list[Any]] = attrs.Factory(list)
     closed: trio.Event = attrs.Factory(trio.Event)
     close_code: int | None = None
     close_reason: str | None = None
@@ -214,8 +219,17 @@ class RawCharger:
 
     async def _answer_csms(self, frame: list[Any]) -> None:
         unique_id, action = frame[1], frame[2]
-        if action == "SetChargingProfile" and self.profile_answer == "CallError":
-            reply: list[Any] = [4, unique_id, "NotSupported", "no smart charging here", {}]
+        script = next((s for s in self.scripted if s[0] == frame[3]), None)
+        if script is not None:
+            self.scripted.remove(script)
+            _, how, payload = script
+            if how == "late":
+                self.withheld.append([3, unique_id, payload])
+                return
+            reply: list[Any] = ([3, unique_id, payload] if how == "result"
+                                else [4, unique_id, "InternalError", "scripted", {}])
+        elif action == "SetChargingProfile" and self.profile_answer == "CallError":
+            reply = [4, unique_id, "NotSupported", "no smart charging here", {}]
         elif action == "SetChargingProfile":
             reply = [3, unique_id, {"status": self.profile_answer}]
         else:
@@ -225,6 +239,13 @@ class RawCharger:
 
     async def send(self, text: str | bytes) -> None:
         await self.ws.send_message(text)
+
+    async def release_late(self) -> None:
+        """Send the answers held back."""
+        withheld, self.withheld = self.withheld, []
+        for reply in withheld:
+            with contextlib.suppress(trio_websocket.ConnectionClosed):
+                await self.ws.send_message(json.dumps(reply))
 
     async def wait_answer(self, key: str) -> list[Any] | None:
         """The answer filed under ``key``; None when the socket closed first."""

@@ -6,8 +6,10 @@ that calls into it with ``trio.from_thread.run``. Chargers are raw OCPP-J client
 real loopback WebSockets, doing what real chargers do, in any order: boot, status on any
 connector (0 included), authorize, start, meter values in every unit, stop with every
 reason, retransmit an unanswered transaction message, disconnect, reconnect, open a
-second connection with the same id, answer (or refuse) the CSMS's charging profiles, and
-send hostile frames of every kind.
+second connection with the same id, answer (or refuse) the CSMS's charging profiles,
+send two CALLs in flight with one uniqueId, and send hostile frames of every kind. An
+operator sends any command the domain records, with any schema-valid payload, answered
+any way or late; and the CSMS restarts on its file.
 
 After every step (``system_is_sound``): every CALL got exactly one answer with its
 uniqueId and nothing else arrived; a canary charger still gets its Heartbeat answered;
@@ -39,8 +41,11 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from csms.api.app import Api
+from csms.api.common import ApiError
 from csms.app import Csms
 from csms.config import CsmsConfig
+from csms.domain.projection import OUT_PROJECTORS
 from csms.ocpp.handlers.registry import HANDLERS
 from csms.smart.site import ChargerRating, SiteConfig
 from fuzz_helpers import (
@@ -54,7 +59,9 @@ from fuzz_helpers import (
     settle,
     snapshot,
 )
-from ocppj import ACTIONS
+from ocppj import ACTIONS, CallTimeout
+from ocppj.payloads import in_schema_order
+from schema_strategies import requests, responses
 
 CHARGERS = ("CP_A", "CP_B", "CP_C")
 CANARY = "CANARY"
@@ -229,12 +236,15 @@ class CsmsMachine(RuleBasedStateMachine):
         self._errors_cm = capture_errors()
         self.errors = self._errors_cm.__enter__()
         self.thread = TrioThread().__enter__()
-        self.csms = Csms(CsmsConfig(port=0, db_path=str(Path(self.tmp.name) / "csms.db"),
-                                    synchronous="OFF", max_frame_size=MAX_FRAME,
-                                    id_tags=ID_TAGS, site=SITE, call_timeout=5.0,
-                                    # The hostile frames are refused, each with its code;
-                                    # tolerance has its own tests (test_tolerance.py).
-                                    strict_payloads=True))
+        self.config = CsmsConfig(port=0, db_path=str(Path(self.tmp.name) / "csms.db"),
+                                 synchronous="OFF", max_frame_size=MAX_FRAME,
+                                 id_tags=ID_TAGS, site=SITE, call_timeout=5.0,
+                                 # The hostile frames are refused, each with its code;
+                                 # tolerance has its own tests (test_tolerance.py).
+                                 strict_payloads=True)
+        self.csms = Csms(self.config)
+        #: The operator API's command path (the HTTP layer above it has its own tests).
+        self.api = Api(self.csms)
         self.port: int = self.thread.run(self._start_csms)
         self.canary: RawCharger = self.thread.run(self._open, CANARY)
         self.conns: dict[str, RawCharger | None] = dict.fromkeys(CHARGERS)
@@ -329,6 +339,53 @@ class CsmsMachine(RuleBasedStateMachine):
         if charger is not None:
             self.thread.run(charger.aclose)
             self.conns[cp] = None
+
+    @rule()
+    def restart_csms(self) -> None:
+        """The CSMS stops (as on SIGTERM) and starts again on the same file: the state it
+        loads must be the one replay rebuilds; chargers reconnect when they next send."""
+        self.thread.run(self.csms.shutdown)
+        for cp, charger in self.conns.items():
+            if charger is not None:
+                self.thread.run(charger.wait_closed)
+                self.conns[cp] = None
+        self.csms = Csms(self.config)
+        self.api = Api(self.csms)
+        self.port = self.thread.run(self._start_csms)
+        self.canary = self.thread.run(self._open, CANARY)
+        self.boot_the_canary()
+
+    @rule(cp=st.sampled_from(CHARGERS), action=st.sampled_from(sorted(OUT_PROJECTORS)),
+          how=st.sampled_from(["result", "error", "late"]), data=st.data())
+    def operator_command(self, cp: str, action: str, how: str, data: st.DataObject) -> None:
+        """An operator's command with any schema-valid payload (a SetChargingProfile with
+        no period, a ReserveNow for a connector the charger lacks ...), answered with any
+        schema-valid result, a CALLERROR, or late: after the CSMS gave it up."""
+        payload = in_schema_order(action, data.draw(requests(action), label="payload"))
+        reply = data.draw(responses(action), label="reply") if how != "error" else None
+        charger = self.conn(cp)
+        charger.scripted.append((payload, how, reply))
+        timeout = 0.3 if how == "late" else 5.0
+        outcome = self.thread.run(self._command, cp, action, payload, timeout)
+        note(f"{cp} operator {action} {json.dumps(payload):.300} ({how} "
+             f"{json.dumps(reply):.200}) -> {outcome}")
+        if outcome == "refused":  # by the API, before sending (an invalid AuthorizationKey)
+            charger.scripted.clear()
+            return
+        assert outcome == ("timeout" if how == "late" else "answered"), outcome
+        if how == "late":
+            self.thread.run(charger.release_late)
+            self.heartbeat(cp)  # read after the late answer: that one is recorded first
+
+    async def _command(self, cp: str, action: str, payload: dict[str, Any],
+                       call_timeout: float) -> str:
+        try:
+            await self.api.exchange(cp, action, payload, call_timeout)
+        except CallTimeout:
+            return "timeout"
+        except ApiError as exc:
+            return "refused" if exc.status == 400 else f"{exc.status} {exc.message}"
+        return "answered"
 
     @rule(cp=st.sampled_from(CHARGERS), policy=st.sampled_from(["Accepted", "Rejected",
                                                                 "CallError"]))
