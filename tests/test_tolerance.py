@@ -108,6 +108,12 @@ def test_an_extra_connector_id_in_authorize_is_dropped() -> None:
          {"meterValue": [{"timestamp": "2026-12-07T09:59:00Z",
                           "sampledValue": [{"value": "1200"}]}]}, "coerced_string"),
         ("MeterValues", {"connectorId": 1, "meterValue": [
+            {"timestamp": "2026-12-07T09:59:00Z", "sampledValue": [
+                {"value": "1", "context": "Sample.Periodical", "location": "Outlet"}]}]},
+         {"meterValue": [{"timestamp": "2026-12-07T09:59:00Z",
+                          "sampledValue": [{"value": "1", "location": "Outlet"}]}]},
+         "dropped_field"),
+        ("MeterValues", {"connectorId": 1, "meterValue": [
             {"timestamp": "2026-12-07T09:59:00Z",
              "sampledValue": [{"value": "1", "unit": "kwh"}]}]},
          {"meterValue": [{"timestamp": "2026-12-07T09:59:00Z",

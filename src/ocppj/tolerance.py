@@ -49,9 +49,11 @@ KINDS: Mapping[str, str] = {
     "coerced_number": "a number sent as a string, or a float where an integer belongs "
                       "(meterStart and meterStop are rounded to the Wh)",
     "coerced_string": "a number where a string belongs: its JSON text",
-    "malformed_sample": "a sampled value that cannot be read (unknown measurand or unit, "
-                        "no value): dropped, the other samples kept",
-    "dropped_field": "an optional field of no usable type or value: left out",
+    "malformed_sample": "a sampled value that cannot be read (unknown measurand, unit, "
+                        "phase or format, no value): dropped, the other samples kept",
+    "dropped_field": "an optional field of no usable type or value (a sampled value's "
+                     "unknown context or location, StatusNotification's unreadable "
+                     "timestamp ...): left out",
 }
 
 #: The longest raw payload an anomaly keeps (the message log keeps the whole frame).
@@ -104,6 +106,10 @@ _CATCH_ALL: dict[tuple[str, _Pattern], str] = {
     ("StatusNotification", ("errorCode",)): "OtherError",
     ("StopTransaction", ("reason",)): "Other",
 }
+#: Optional fields of a sampled value that say how it was taken, not what it is: left
+#: out when unusable, and the reading kept (measurand, unit, phase and format say what
+#: the value means: a sample with one of those unusable is dropped whole).
+_SAMPLE_NOTES = ("context", "location")
 #: Optional fields that are left out when unusable.
 _DROPPABLE: frozenset[tuple[str, _Pattern]] = frozenset({
     ("StatusNotification", ("timestamp",)),
@@ -112,6 +118,10 @@ _DROPPABLE: frozenset[tuple[str, _Pattern]] = frozenset({
     ("StatusNotification", ("vendorErrorCode",)),
     ("StartTransaction", ("reservationId",)),
     ("StopTransaction", ("idTag",)),
+    *(("MeterValues", ("meterValue", "*", "sampledValue", "*", note))
+      for note in _SAMPLE_NOTES),
+    *(("StopTransaction", ("transactionData", "*", "sampledValue", "*", note))
+      for note in _SAMPLE_NOTES),
 })
 #: Timestamps that take the receive time when unreadable.
 _RECEIVE_TIME: frozenset[tuple[str, _Pattern]] = frozenset({
