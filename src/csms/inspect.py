@@ -147,7 +147,6 @@ def render_text(state: DomainState) -> str:
         ]
         for key, e in sorted(state.evses.items())
     ]
-    session_headers = SESSION_HEADERS
     left_out = _closed_left_out(state)
     open_sessions = [session_row(s) for s in state.sessions.values() if s.open]
     parts = [
@@ -161,12 +160,12 @@ def render_text(state: DomainState) -> str:
         ),
         "",
         f"Open sessions ({len(open_sessions)})",
-        table(session_headers, open_sessions),
+        table(SESSION_HEADERS, open_sessions),
         "",
         f"Recent sessions (last {RECENT_SESSIONS})" + (
             f"; {left_out} older closed sessions left out: python -m csms sessions lists "
             "every one" if left_out else ""),
-        table(session_headers, [session_row(s) for s in _recent(state)]),
+        table(SESSION_HEADERS, [session_row(s) for s in _recent(state)]),
     ]
     if state.anomalies:
         parts += [

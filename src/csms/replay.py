@@ -27,9 +27,9 @@ from csms.storage.base import LogRow, SampleRow
 from ocppj import frames
 from ocppj.errors import FrameError, PayloadError
 from ocppj.payloads import request_from_payload, response_from_payload
-from ocppj.schemas import ACTIONS, validate_request, validate_response
+from ocppj.schemas import ACTIONS, validate_response
 from ocppj.session import keep_given_up
-from ocppj.tolerance import Tolerated, tolerate
+from ocppj.tolerance import Tolerated, admit
 
 
 @attrs.frozen
@@ -181,13 +181,10 @@ def _received(frame: frames.Call, at: datetime.datetime) -> _Received | None:
     if frame.action not in ACTIONS:
         return None
     try:
-        validate_request(frame.action, frame.payload)
+        payload, tolerated = admit(frame.action, frame.payload, at)
     except PayloadError:
-        tolerated = tolerate(frame.action, frame.payload, at)
-        if tolerated is None:
-            return None
-        return frame.action, tolerated.payload, at, tolerated
-    return frame.action, frame.payload, at, None
+        return None
+    return frame.action, payload, at, tolerated
 
 
 def _awaited(ours: dict[str, tuple[str, str, dict[str, Any]]],

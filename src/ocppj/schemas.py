@@ -19,7 +19,7 @@ import datetime
 import functools
 import importlib.resources
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jsonschema_rs
@@ -60,15 +60,13 @@ _QUOTED_CHARS = 120
 
 
 @functools.cache
-def _validator(name: str) -> Callable[[Any], None]:
-    validator = jsonschema_rs.validator_for(
-        schema(name), formats=_FORMATS, validate_formats=True
-    )
-    validate: Callable[[Any], None] = validator.validate
-    return validate
+def compiled(name: str) -> Any:
+    """The compiled validator of schema ``name`` (``validate``, ``iter_errors``), with
+    the lenient ``date-time`` check above."""
+    return jsonschema_rs.validator_for(schema(name), formats=_FORMATS, validate_formats=True)
 
 
-def _path(instance_path: Sequence[str | int]) -> str:
+def path_text(instance_path: Sequence[str | int]) -> str:
     """``["meterValue", 0, "timestamp"]`` -> ``"meterValue[0].timestamp"``."""
     text = ""
     for part in instance_path:
@@ -78,11 +76,11 @@ def _path(instance_path: Sequence[str | int]) -> str:
 
 def _validate(name: str, action: str, payload: Any) -> None:
     try:
-        _validator(name)(payload)
+        compiled(name).validate(payload)
     except jsonschema_rs.ValidationError as exc:
         keyword = exc.schema_path[-1] if exc.schema_path else ""
         failure = SCHEMA_RULE_FAILURES.get(str(keyword), Failure.BAD_VALUE)
-        path = _path(exc.instance_path)
+        path = path_text(exc.instance_path)
         message = exc.message
         if len(message) > _QUOTED_CHARS:
             message = message[:_QUOTED_CHARS] + "..."

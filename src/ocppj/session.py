@@ -55,7 +55,7 @@ from ocppj.payloads import (
     to_payload,
 )
 from ocppj.schemas import ACTIONS, validate_request, validate_response
-from ocppj.tolerance import Tolerated
+from ocppj.tolerance import Tolerance, Tolerated, admit
 
 log = logging.getLogger("ocppj")
 
@@ -119,7 +119,7 @@ def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-@attrs.frozen
+@attrs.define
 class CallInfo:
     """The incoming CALL a handler is answering (see :data:`current_call`)."""
 
@@ -132,17 +132,12 @@ class CallInfo:
     after_answer: list[Callable[[], None]] = attrs.Factory(list)
     #: When the payload broke its schema and the router's tolerance repaired it: what was
     #: repaired (the handler was given the repaired payload). Set before the handler runs.
-    tolerated: list[Tolerated] = attrs.Factory(list)
+    tolerated: Tolerated | None = None
 
 
 #: While a handler runs, the CALL it answers: its uniqueId, action and the moment it
 #: was read (the same moment the observer saw).
 current_call: contextvars.ContextVar[CallInfo] = contextvars.ContextVar("current_call")
-
-
-#: Repairs a CALL payload that broke its schema (see :func:`ocppj.tolerance.tolerate`):
-#: (action, payload, receive time) → the repaired payload, or None to refuse it.
-Tolerance = Callable[[str, Any, datetime.datetime], Tolerated | None]
 
 
 class Router:
@@ -672,7 +667,10 @@ class RpcSession:
             handler = self._router.get(action)
             if handler is None:
                 raise CallError.from_failure(Failure.NO_HANDLER, f"{action} is not supported")
-            payload = self._valid_payload(call)
+            info = current_call.get()
+            payload, info.tolerated = admit(
+                action, call.payload, info.received_at, self._router.tolerance
+            )
             response = await self._run_handler(handler, action, payload)
             payload = to_payload(response, response_to=action)
             try:
@@ -698,28 +696,6 @@ class RpcSession:
             return frames.encode_error(
                 call.unique_id, code_for(Failure.HANDLER_FAILED), "internal error"
             )
-
-    def _valid_payload(self, call: frames.Call) -> Any:
-        """``call``'s payload when it meets its schema, or as the router's tolerance
-        repaired it.
-
-        Raises:
-            PayloadError: it breaks its schema, and nothing repaired it.
-        """
-        try:
-            validate_request(call.action, call.payload)
-        except PayloadError:
-            tolerance = self._router.tolerance
-            info = current_call.get()
-            tolerated = (
-                tolerance(call.action, call.payload, info.received_at)
-                if tolerance is not None else None
-            )
-            if tolerated is None:
-                raise
-            info.tolerated.append(tolerated)
-            return tolerated.payload
-        return call.payload
 
     async def _run_handler(self, handler: Handler, action: str, payload: dict[str, Any]) -> Any:
         """Run a handler. Only a plain :class:`CallError` it raises chooses the answer's

@@ -17,17 +17,16 @@ exactly as the live CSMS did.
 from __future__ import annotations
 
 import datetime
-import functools
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
-import jsonschema_rs
 import orjson
 
-from ocppj.schemas import schema
+from ocppj.errors import PayloadError
+from ocppj.schemas import compiled, path_text, schema, validate_request
 from ocppj.timestamps import format_timestamp
 
 #: The actions whose schema deviations are tolerated.
@@ -182,31 +181,43 @@ def tolerate(
     return Tolerated(repaired, tuple(walk.deviations), raw)
 
 
+#: Repairs a CALL payload that broke its schema: (action, payload, receive time) → the
+#: repair, or None to refuse it (:func:`tolerate`, or None for strict validation).
+Tolerance = Callable[[str, Any, datetime.datetime], Tolerated | None]
+
+
+def admit(
+    action: str, payload: Any, received_at: datetime.datetime,
+    tolerance: Tolerance | None = tolerate,
+) -> tuple[Any, Tolerated | None]:
+    """``payload`` as its handler is given it: as sent when it meets its schema, else as
+    ``tolerance`` repaired it (with the repair). The live session and replay both ask
+    here, so they agree on what a handler saw.
+
+    Raises:
+        PayloadError: it breaks its schema, and nothing repaired it.
+    """
+    try:
+        validate_request(action, payload)
+    except PayloadError:
+        tolerated = tolerance(action, payload, received_at) if tolerance is not None else None
+        if tolerated is None:
+            raise
+        return tolerated.payload, tolerated
+    return payload, None
+
+
 def _acceptable(action: str, payload: dict[str, Any]) -> bool:
     """The strict schema's errors left after repair are only the ones repair keeps on
     purpose: over-long strings, and readings lists emptied of unreadable samples."""
-    for error in _strict(action).iter_errors(payload):
+    for error in compiled(action).iter_errors(payload):
         keyword = str(error.schema_path[-1]) if error.schema_path else ""
         if keyword == "maxLength":
             continue
-        if keyword == "minItems" and tuple(
-            "*" if isinstance(p, int) else p for p in error.instance_path
-        ) in _READING_LISTS:
+        if keyword == "minItems" and _pattern(tuple(error.instance_path)) in _READING_LISTS:
             continue
         return False
     return True
-
-
-@functools.cache
-def _strict(action: str) -> Any:
-    return jsonschema_rs.validator_for(schema(action))
-
-
-def _path_text(path: tuple[str | int, ...]) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return text.lstrip(".")
 
 
 def _pattern(path: tuple[str | int, ...]) -> _Pattern:
@@ -225,7 +236,7 @@ class _Walk:
     deviations: list[Deviation] = attrs.Factory(list)
 
     def note(self, path: tuple[str | int, ...], kind: str, detail: str) -> None:
-        self.deviations.append(Deviation(_path_text(path), kind, detail))
+        self.deviations.append(Deviation(path_text(path), kind, detail))
 
     def value(self, spec: dict[str, Any], value: Any, path: tuple[str | int, ...]) -> Any:
         kind = spec.get("type")
@@ -241,11 +252,11 @@ class _Walk:
             return self.string(spec, value, path)
         if kind == "boolean" and isinstance(value, bool):
             return value
-        raise _Unusable(_path_text(path), f"{_quote(value)} is not a {kind}")
+        raise _Unusable(path_text(path), f"{_quote(value)} is not a {kind}")
 
     def object(self, spec: dict[str, Any], value: Any, path: tuple[str | int, ...]) -> Any:
         if not isinstance(value, dict):
-            raise _Unusable(_path_text(path), f"{_quote(value)} is not an object")
+            raise _Unusable(path_text(path), f"{_quote(value)} is not an object")
         properties: dict[str, Any] = spec.get("properties", {})
         result: dict[str, Any] = {}
         for key, item in value.items():
@@ -262,16 +273,16 @@ class _Walk:
                 self.note(at, "dropped_field", exc.detail)
         for key in spec.get("required", ()):
             if key not in result:
-                raise _Unusable(_path_text((*path, key)), "missing")
+                raise _Unusable(path_text((*path, key)), "missing")
         return result
 
     def array(self, spec: dict[str, Any], value: Any, path: tuple[str | int, ...]) -> Any:
         if not isinstance(value, list):
-            raise _Unusable(_path_text(path), f"{_quote(value)} is not an array")
+            raise _Unusable(path_text(path), f"{_quote(value)} is not an array")
         items: dict[str, Any] = spec.get("items", {})
         pattern = _pattern(path)
         if len(value) < spec.get("minItems", 0):
-            raise _Unusable(_path_text(path), "too few items")
+            raise _Unusable(path_text(path), "too few items")
         result = []
         for index, item in enumerate(value):
             at = (*path, index)
@@ -293,7 +304,7 @@ class _Walk:
     def integer(self, value: Any, path: tuple[str | int, ...]) -> int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        where = _path_text(path)
+        where = path_text(path)
         if isinstance(value, str) and _INTEGER.match(value) and abs(int(value)) <= _EXACT:
             self.note(path, "coerced_number", f"{_quote(value)} read as {int(value)}")
             return int(value)
@@ -316,7 +327,7 @@ class _Walk:
         if isinstance(value, str) and _NUMBER.match(value):
             self.note(path, "coerced_number", f"{_quote(value)} read as a number")
             return float(value)
-        raise _Unusable(_path_text(path), f"{_quote(value)} is not a number")
+        raise _Unusable(path_text(path), f"{_quote(value)} is not a number")
 
     def string(self, spec: dict[str, Any], value: Any, path: tuple[str | int, ...]) -> str:
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -324,7 +335,7 @@ class _Walk:
             self.note(path, "coerced_string", f"{text} read as {text!r}")
             value = text
         if not isinstance(value, str):
-            raise _Unusable(_path_text(path), f"{_quote(value)} is not a string")
+            raise _Unusable(path_text(path), f"{_quote(value)} is not a string")
         allowed: list[str] | None = spec.get("enum")
         if allowed is not None and value not in allowed:
             value = self.enum(allowed, value, path)
@@ -348,7 +359,7 @@ class _Walk:
         if catch_all is not None:
             self.note(path, "unknown_enum", f"{_quote(value)} is not OCPP 1.6: {catch_all!r}")
             return catch_all
-        raise _Unusable(_path_text(path), f"{_quote(value)} is not OCPP 1.6")
+        raise _Unusable(path_text(path), f"{_quote(value)} is not OCPP 1.6")
 
     def timestamp(self, value: str, path: tuple[str | int, ...]) -> str:
         try:
@@ -366,7 +377,7 @@ class _Walk:
             self.note(path, "unreadable_timestamp",
                       f"{_quote(value)}: the receive time {self.received_at} instead")
             return self.received_at
-        raise _Unusable(_path_text(path), f"{_quote(value)} is not a date-time")
+        raise _Unusable(path_text(path), f"{_quote(value)} is not a date-time")
 
 
 _ODD = re.compile(

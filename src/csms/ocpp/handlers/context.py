@@ -97,7 +97,7 @@ class HandlerContext:
         info = current_call.get()
         events = self.recorder.exchange(
             self.charge_point_id, info.action, request, response, info.received_at,
-            info.tolerated[0] if info.tolerated else None,
+            info.tolerated,
         )
         smart = self.smart
         if smart is None:
