@@ -36,6 +36,14 @@ class MemoryStore:
     ) -> None:
         self.frames.append((charger_id, direction, frame, at))
 
+    def forget_unsent(self, charger_id: str, unique_id: str, summary: str) -> None:
+        prefix = f'[2,"{unique_id}",'
+        for i in reversed(range(len(self.frames))):
+            cp, direction, frame, at = self.frames[i]
+            if cp == charger_id and direction == "out" and frame.startswith(prefix):
+                self.frames[i] = (cp, direction, summary, at)
+                return
+
     def save(self, changes: Changes) -> None:
         self.changes.append(changes)
 

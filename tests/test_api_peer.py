@@ -297,7 +297,7 @@ async def test_every_action_against_an_independent_charge_point(tmp_path: Path) 
                 marks = [(r.direction, orjson.loads(r.frame)) for r in log]
                 given_up = marks.index(
                     ("abandoned", {"uniqueId": late.body["uniqueId"], "action": "Reset",
-                                   "reason": "timeout"}))
+                                   "reason": "timeout", "sent": True}))
                 answered = [i for i, (d, f) in enumerate(marks)
                             if d == "in" and f[:2] == [3, late.body["uniqueId"]]]
                 assert answered and answered[0] > given_up

@@ -6,6 +6,7 @@ and the CLI say which; the message log records each, so replay agrees."""
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,12 @@ async def test_a_call_the_connection_closed_under_is_not_sent_and_logged_so() ->
         await session.exchange("Reset", {"type": "Hard"})
     (out, out_text), (abandoned, abandoned_text) = records
     assert (out, abandoned) == (Direction.OUT, Direction.ABANDONED)
-    assert json.loads(abandoned_text) == {"uniqueId": json.loads(out_text)[1], "action": "Reset",
-                                          "reason": "not_sent"}
+    payload = json.loads(out_text)[3]
+    assert json.loads(abandoned_text) == {
+        "uniqueId": json.loads(out_text)[1], "action": "Reset", "reason": "not_sent",
+        "sent": False, "logged": True, "size": len(out_text.encode()),
+        "sha256": hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest(),
+    }
 
 
 async def _answers(ws: Any, count: int) -> list[list[Any]]:

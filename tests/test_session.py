@@ -381,11 +381,11 @@ async def test_a_call_given_up_is_told_to_the_observer_before_its_late_answer(
     assert [(d, body if d is Direction.ABANDONED else body[:2]) for d, body in kinds] == [
         (OUT, [2, sent[0]]),
         (Direction.ABANDONED, {"uniqueId": sent[0], "action": "Heartbeat",
-                               "reason": "timeout"}),
+                               "reason": "timeout", "sent": True}),
         (IN, [3, sent[0]]),  # late: dropped as unmatched
         (OUT, [2, sent[1]]),
         (Direction.ABANDONED, {"uniqueId": sent[1], "action": "Heartbeat",
-                               "reason": "cancelled"}),
+                               "reason": "cancelled", "sent": True}),
         (IN, [3, sent[1]]),
     ]
     assert cp.statistics().unmatched_responses == 2

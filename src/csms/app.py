@@ -8,6 +8,7 @@ import logging
 import ssl
 from collections.abc import Callable, Mapping
 
+import orjson
 import trio
 
 from csms.api import build_app, serve_api
@@ -109,6 +110,10 @@ class Csms:
                 # A profile of ours on its way, or given up: domain state (the charger
                 # may be applying it), committed with the frame.
                 self.recorder.call_frame(charge_point_id, direction.value, frame, at)
+            if direction is Direction.ABANDONED:
+                record = orjson.loads(frame)
+                if record.get("logged") and not record.get("sent"):
+                    store.forget_unsent(charge_point_id, record["uniqueId"], frame)
             if direction is Direction.OUT:
                 # Durability: nothing leaves before the frame (and the state changes the
                 # handler queued before it) is committed.

@@ -106,7 +106,19 @@ def _parser() -> argparse.ArgumentParser:
         "--call-timeout",
         type=float,
         default=30.0,
-        help="seconds to wait for a charge point's answer (default: %(default)s)",
+        help="seconds from a CALL of ours to the charge point's answer, the wait behind "
+        "its earlier CALLs included; also how long a frame may wait for a charger that "
+        "does not read before it is dropped (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-queued-calls", type=int, default=16,
+        help="CALLs of ours that may wait behind the outstanding one at one charge point; "
+        "one more is refused (API 429) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--drop-after-timeouts", type=int, default=3,
+        help="close a charge point's connection after this many of our CALLs in a row go "
+        "unanswered; 0: never (default: %(default)s)",
     )
     parser.add_argument(
         "--ping-interval",
@@ -313,6 +325,8 @@ def _config(args: argparse.Namespace) -> CsmsConfig:
         max_pending_handshakes=args.max_pending_handshakes,
         heartbeat_interval=args.heartbeat_interval,
         call_timeout=args.call_timeout,
+        max_queued_calls=args.max_queued_calls,
+        drop_after_timeouts=args.drop_after_timeouts,
         ping_interval=args.ping_interval or None,
         ping_timeout=args.ping_timeout,
         db_path=args.db,
@@ -374,10 +388,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("--max-pending-handshakes", args.max_pending_handshakes),
         ("--heartbeat-interval", args.heartbeat_interval),
         ("--call-timeout", args.call_timeout),
+        ("--max-queued-calls", args.max_queued_calls),
+        ("--drop-after-timeouts", args.drop_after_timeouts),
         ("--ping-interval", args.ping_interval),
         ("--ping-timeout", args.ping_timeout),
     ):
-        zero_allowed = name in ("--port", "--api-port", "--ping-interval", "--max-call-rate")
+        zero_allowed = name in ("--port", "--api-port", "--ping-interval", "--max-call-rate",
+                                "--drop-after-timeouts", "--max-queued-calls")
         if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
             parser.error(f"{name} must be positive, got {value}")
     problem = None if args.no_api else exposure_problem(args.api_host, resolve_token(None))

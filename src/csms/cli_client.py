@@ -4,8 +4,9 @@
 Exit codes: 0 ok; 1 the charge point answered with a CALLERROR or refused (a status other
 than Accepted / Scheduled / RebootRequired / Unlocked), or the record does not exist; 2 bad
 usage, or the API answered 400 / 401 / 403 / 415; 3 nothing was sent, so trying again is
-safe: the API cannot be reached, the charge point is not connected (404), or its
-connection closed before the command left (503); 4 the command was sent and its outcome
+safe: the API cannot be reached, the charge point is not connected (404), too many
+commands already wait for it (429), or the command did not leave before its deadline or
+its connection closed (503); 4 the command was sent and its outcome
 is unknown, so do not repeat it blindly: the connection closed before the answer (502; a
 Reset reboots without answering) or no answer came in time (504).
 """
@@ -116,7 +117,7 @@ def _exit_code(response: ApiResponse) -> int:
     """The exit code of an API client command for ``response`` (see the module doc)."""
     if response.status in (400, 401, 403, 405, 415):
         return 2
-    if response.status in (404, 503):
+    if response.status in (404, 429, 503):
         return 3
     if response.status in (502, 504):
         return 4

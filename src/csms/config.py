@@ -38,7 +38,15 @@ class CsmsConfig:
         max_pending_handshakes: TCP connections that have not finished their WebSocket
             handshake; one more is closed at once.
         heartbeat_interval: seconds, sent in the BootNotification answer.
-        call_timeout: seconds to wait for a charge point's answer to a CALL of ours.
+        call_timeout: seconds from a CALL of ours being asked for to the charge point's
+            answer, the wait behind its earlier CALLs included. Also how long a frame may
+            wait for the charge point's socket to take it: past that, a charger that does
+            not read is dropped (1001).
+        max_queued_calls: CALLs of ours that may wait behind the one outstanding at one
+            charge point; one more is not sent (the API answers 429).
+        drop_after_timeouts: consecutive CALLs of ours a charge point may leave unanswered
+            before its connection is closed (1001) and it is recorded as disconnected;
+            0: never.
         close_timeout: seconds allowed for a WebSocket closing handshake.
         ping_interval: seconds without a frame from a charge point before the CSMS sends
             it a WebSocket ping; None: never. Twice the usual 60 s meter interval, so a
@@ -98,6 +106,8 @@ class CsmsConfig:
     max_pending_handshakes: int = 1_000
     heartbeat_interval: int = 300
     call_timeout: float = 30.0
+    max_queued_calls: int = 16
+    drop_after_timeouts: int = 3
     close_timeout: float = 5.0
     ping_interval: float | None = 120.0
     ping_timeout: float = 30.0

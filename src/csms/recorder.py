@@ -25,6 +25,7 @@ from csms.domain.state import DomainState, apply
 from csms.storage.base import Changes, SampleRow, Store
 from ocppj import frames
 from ocppj.errors import FrameError
+from ocppj.session import abandoned_was_sent
 from ocppj.tolerance import Tolerated
 
 log = logging.getLogger("csms.recorder")
@@ -58,9 +59,11 @@ def events_for_our_frame(
     up (``abandoned``, its text ``{"uniqueId", "action"}``)."""
     if direction == "abandoned":
         data = orjson.loads(frame)
-        # Rows written before reasons were recorded are timeouts or cancellations.
+        # Rows written before reasons were recorded are timeouts or cancellations; before
+        # ``logged`` was, every CALL was logged before it was to leave.
         return events_for_abandoned(state, charger_id, str(data.get("action")), at,
-                                    str(data.get("reason", "timeout")))
+                                    sent=abandoned_was_sent(data),
+                                    logged=data.get("logged") is not False)
     if direction != "out":
         return []
     try:

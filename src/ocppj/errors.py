@@ -172,8 +172,17 @@ class SessionClosed(OcppjError):
 
 
 class NotSent(SessionClosed):
-    """The connection closed before our CALL left: the peer never saw it, so sending it
-    again is safe."""
+    """Our CALL never left: the peer never saw it, so sending it again is safe.
+
+    Attributes:
+        reason: why: ``closed`` (the connection closed, or was dropped, before or while it
+            was sent), ``deadline`` (its deadline passed while it waited for its turn
+            behind earlier CALLs) or ``queue_full`` (too many CALLs already waited).
+    """
+
+    def __init__(self, message: str = "", *, reason: str = "closed") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ClosedBeforeAnswer(SessionClosed):

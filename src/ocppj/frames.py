@@ -132,6 +132,11 @@ def encode_call(unique_id: str, action: str, payload: dict[str, Any]) -> str:
     return _dumps([CALL, unique_id, action, payload])
 
 
+def encode_call_prefix(unique_id: str) -> str:
+    """How every CALL frame :func:`encode_call` writes with ``unique_id`` begins."""
+    return _dumps([CALL, unique_id])[:-1] + ","
+
+
 def encode_result(unique_id: str, payload: dict[str, Any]) -> str:
     """A CALLRESULT frame as compact JSON text."""
     return _dumps([CALL_RESULT, unique_id, payload])

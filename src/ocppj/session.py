@@ -22,6 +22,7 @@ import contextlib
 import contextvars
 import datetime
 import enum
+import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -252,6 +253,58 @@ class Answer:
     answered_at: datetime.datetime
 
 
+@attrs.define(eq=False)
+class _Sending:
+    """One CALL of ours on its way out."""
+
+    text: str
+    payload: dict[str, Any]
+    #: The observer was given the frame (a message log has it).
+    logged: bool = False
+    started: bool = False
+    #: The send ended without the whole frame on the wire.
+    failed: bool = False
+    done: trio.Event = attrs.field(factory=trio.Event)
+
+    @property
+    def sent(self) -> bool:
+        """On the wire, or on its way (a send still in progress may yet complete)."""
+        return self.started and not self.failed
+
+
+#: Reasons of an ``abandoned`` record whose CALL never left: the connection closed
+#: before or while it was sent (``not_sent``), its deadline passed while it waited for its
+#: turn (``deadline``), too many CALLs waited already (``queue_full``). A caller cancelled
+#: before its CALL left is ``cancelled`` with ``sent`` false.
+NOT_SENT_REASONS = frozenset({"not_sent", "deadline", "queue_full"})
+
+
+def abandoned_record(unique_id: str, action: str, reason: str,
+                     sending: _Sending) -> dict[str, Any]:
+    """The text of an :attr:`Direction.ABANDONED` record: ``uniqueId``, ``action``,
+    ``reason`` (``timeout``, ``cancelled``, ``closed``, or one of
+    :data:`NOT_SENT_REASONS`) and ``sent``. A CALL that never left also gets its
+    ``size`` (the frame's bytes) and the ``sha256`` of its payload, never the payload; and
+    ``logged``: the observer had been given its frame, which a message log is to replace
+    by this summary."""
+    record: dict[str, Any] = {"uniqueId": unique_id, "action": action, "reason": reason,
+                              "sent": sending.sent}
+    if not sending.sent:
+        record["logged"] = sending.logged
+        record["size"] = len(sending.text.encode())
+        record["sha256"] = hashlib.sha256(orjson.dumps(sending.payload)).hexdigest()
+    return record
+
+
+def abandoned_was_sent(record: dict[str, Any]) -> bool:
+    """Whether the CALL of an abandoned record may have reached the peer (records written
+    before ``sent`` existed: all but ``not_sent``)."""
+    sent = record.get("sent")
+    if isinstance(sent, bool):
+        return sent
+    return record.get("reason") not in NOT_SENT_REASONS
+
+
 class RpcSession:
     """OCPP-J RPC over one WebSocket, for either side (CSMS or charge point).
 
@@ -273,6 +326,13 @@ class RpcSession:
             then ``(1008, "CALL rate exceeded")`` and the CSMS closes with that code. A
             charger catching up on a backlog is over the rate for minutes at most, and
             after a close it reconnects and goes on, losing nothing.
+        max_queued_calls: our CALLs that may wait behind the outstanding one (None: no
+            bound); one more is not sent (:class:`NotSent`, reason ``queue_full``).
+        drop_after_timeouts: after this many of our CALLs in a row go unanswered, the
+            session ends itself (:attr:`ended_for` ``(1001, ...)``); None: never.
+        send_timeout: seconds a frame may wait to be taken by the socket (a peer that
+            does not read fills its buffers) before the session ends itself
+            (:attr:`ended_for` ``(1001, ...)``); None: no limit.
     """
 
     def __init__(
@@ -288,7 +348,17 @@ class RpcSession:
         call_rate: float | None = None,
         call_burst: float = 100.0,
         call_flood_after: float = 600.0,
+        max_queued_calls: int | None = None,
+        drop_after_timeouts: int | None = None,
+        send_timeout: float | None = None,
     ) -> None:
+        self._max_queued_calls = max_queued_calls
+        #: Our CALLs waiting for their turn behind the one outstanding.
+        self._queued = 0
+        self._drop_after_timeouts = drop_after_timeouts
+        self._timeouts_in_a_row = 0
+        self._send_timeout = send_timeout
+        self._nursery: trio.Nursery | None = None
         self._clock = clock
         self._call_rate = call_rate
         self._call_burst = max(call_burst, 1.0)
@@ -342,11 +412,13 @@ class RpcSession:
         dispatcher is running.
         """
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(self._dispatcher)
             task_status.started()
             try:
                 await self._reader()
             finally:
+                self._nursery = None
                 self._closed = True
                 self._ended.set()
                 self._call_sender.close()
@@ -404,7 +476,8 @@ class RpcSession:
         Args:
             action: the OCPP action.
             payload: the wire payload.
-            timeout: seconds to wait for the answer (default: the session's).
+            timeout: seconds from this call to the answer (default: the session's),
+                the wait behind our earlier CALLs to the peer included.
             on_answer: called synchronously by the reader with the answer as soon as its
                 frame is read (a CALLRESULT or CALLERROR, not a malformed frame), before
                 the next frame is read: what records the answer then takes effect in
@@ -415,60 +488,35 @@ class RpcSession:
         Raises:
             PayloadError: the request breaks its schema; nothing was sent.
             CallError: ``action`` is not OCPP 1.6 (NotImplemented); nothing was sent.
-            CallTimeout: sent, and no answer in time.
-            NotSent: the connection closed before the CALL left (a SessionClosed).
+            CallTimeout: sent (or being sent), and no answer in time.
+            NotSent: the CALL never left (a SessionClosed): the connection closed first
+                (``reason`` ``closed``), its deadline passed while it waited for its turn
+                (``deadline``), or ``max_queued_calls`` CALLs already waited
+                (``queue_full``).
             ClosedBeforeAnswer: sent, and the connection closed before the answer (a
                 SessionClosed): the peer may have acted on it.
 
         Every CALL that ends unanswered is told to the observer as ``ABANDONED``, with
-        the reason (see :meth:`_gave_up`), before anything else is read.
+        the reason (see :func:`abandoned_record`), before anything else is read. After
+        ``drop_after_timeouts`` timeouts in a row the session ends itself.
         """
         if action not in ACTIONS:
             raise CallError.from_failure(Failure.UNKNOWN_ACTION, f"{action!r} is not OCPP 1.6")
         validate_request(action, payload)
         payload = in_schema_order(action, payload)
-        # The lock is fair: acquire_nowait succeeds only when nobody holds it or waits for
-        # it. Taking it so spares the scheduling round trip of ``await acquire()`` on the
-        # common path; the send below is a checkpoint all the same.
+        deadline = trio.current_time() + (self.call_timeout if timeout is None else timeout)
+        pending = _Pending(str(uuid.uuid4()), action, on_answer=on_answer)
+        sending = _Sending(frames.encode_call(pending.unique_id, action, payload), payload)
+        await self._take_turn(pending, sending, deadline)
         try:
-            self._call_lock.acquire_nowait()
-        except trio.WouldBlock:
-            await self._call_lock.acquire()
-        try:
-            if self._closed:
-                raise NotSent(f"{self.name}: connection closed; {action} not sent")
-            pending = _Pending(str(uuid.uuid4()), action, on_answer=on_answer)
-            self._pending = pending
-            outcome: str | None = "cancelled"
-            try:
-                with trio.move_on_after(
-                    self.call_timeout if timeout is None else timeout
-                ) as deadline:
-                    try:
-                        await self._send(frames.encode_call(pending.unique_id, action, payload))
-                    except SessionClosed:
-                        outcome = "not_sent"
-                        raise NotSent(
-                            f"{self.name}: connection closed; {action} not sent") from None
-                    self._counters.calls_sent += 1
-                    self.last_call_at = trio.current_time()
-                    await pending.done.wait()
-                if pending.done.is_set():
-                    closed = isinstance(pending.error, SessionClosed)
-                    outcome = "closed" if closed else None
-                elif deadline.cancelled_caught:
-                    outcome = "timeout"
-            finally:
-                # From here on an answer to this CALL is dropped as unmatched; the
-                # observer hears it before any later frame is read.
-                self._pending = None
-                if outcome in ("timeout", "cancelled") and pending.on_answer is not None:
-                    keep_given_up(self._given_up, pending.unique_id, pending)
-                if outcome is not None:
-                    await self._gave_up(pending, outcome)
+            outcome = await self._transact(pending, sending, deadline)
         finally:
             self._call_lock.release()
         if outcome == "timeout":
+            self._timeouts_in_a_row += 1
+            limit = self._drop_after_timeouts
+            if limit is not None and self._timeouts_in_a_row >= limit:
+                self._end(1001, f"no answer to {limit} CALLs in a row")
             raise CallTimeout(
                 f"{self.name}: no answer to {action} {pending.unique_id}",
                 unique_id=pending.unique_id,
@@ -478,20 +526,126 @@ class RpcSession:
                 f"{self.name}: connection closed after {action} {pending.unique_id} was "
                 "sent, before its answer"
             )
+        if outcome in NOT_SENT_REASONS:
+            why = "its deadline passed first" if outcome == "deadline" else "connection closed"
+            raise NotSent(f"{self.name}: {action} not sent: {why}",
+                          reason="deadline" if outcome == "deadline" else "closed")
         assert pending.answered_at is not None
         assert not isinstance(pending.error, SessionClosed)  # that is outcome "closed"
         return Answer(
             pending.unique_id, action, pending.payload, pending.error, pending.answered_at
         )
 
-    async def _gave_up(self, pending: _Pending, outcome: str) -> None:
-        """Tell the observer that our CALL ``pending`` ends unanswered, and why: ``timeout``
-        (no answer in time), ``cancelled`` (its caller gave up), ``closed`` (sent; the
-        connection closed first) or ``not_sent`` (the connection closed as it was being
-        sent: the observer saw the frame, the peer did not)."""
+    async def _take_turn(self, pending: _Pending, sending: _Sending, deadline: float) -> None:
+        """Take the CALL lock: wait behind our earlier CALLs (at most ``max_queued_calls``
+        wait) until ``deadline``. A CALL that does not get its turn is recorded as not
+        sent (``queue_full`` or ``deadline``) and raises :class:`NotSent`."""
+        # The lock is fair: acquire_nowait succeeds only when nobody holds it or waits for
+        # it. Taking it so spares the scheduling round trip of ``await acquire()`` on the
+        # common path.
+        try:
+            self._call_lock.acquire_nowait()
+            return
+        except trio.WouldBlock:
+            pass
+        if self._max_queued_calls is not None and self._queued >= self._max_queued_calls:
+            await self._gave_up(pending, "queue_full", sending)
+            raise NotSent(f"{self.name}: {self._queued} CALLs already wait their turn; "
+                          f"{pending.action} not sent", reason="queue_full")
+        self._queued += 1
+        try:
+            with trio.move_on_at(deadline):
+                await self._call_lock.acquire()
+                return
+        finally:
+            self._queued -= 1
+        await self._gave_up(pending, "deadline", sending)
+        raise NotSent(f"{self.name}: {pending.action} not sent: its deadline passed while "
+                      "earlier CALLs were outstanding", reason="deadline")
+
+    async def _transact(self, pending: _Pending, sending: _Sending, deadline: float) -> str | None:
+        """With the CALL lock held: send our CALL and wait for its answer until ``deadline``.
+
+        Returns:
+            None (answered), or why not: ``timeout`` (sent, no answer in time), ``closed``
+            (sent; the connection closed first), ``not_sent`` (the connection closed
+            before it left) or ``deadline`` (its deadline passed before it left). A
+            cancelled caller gets Cancelled, after the ``cancelled`` row.
+        """
+        if self._closed:
+            await self._gave_up(pending, "not_sent", sending)
+            return "not_sent"
+        self._pending = pending
+        outcome: str | None = "cancelled"
+        try:
+            with trio.move_on_at(deadline) as scope:
+                if self._observer is not None:
+                    # Committed before it leaves (see FrameObserver); from here on, a CALL
+                    # that does not leave has its logged frame replaced by a summary.
+                    sending.logged = True
+                    await self._observer(Direction.OUT, sending.text, self._clock())
+                if self._closed:
+                    sending.started = sending.failed = True
+                    sending.done.set()
+                elif self._nursery is None:
+                    await self._transmit(sending)
+                else:
+                    # In a task of the session, so that the deadline is kept even when
+                    # the peer reads nothing: a send cut short would leave half a frame
+                    # on the wire. The send itself is bounded by ``send_timeout``.
+                    self._nursery.start_soon(self._transmit, sending)
+                    await sending.done.wait()
+                if not sending.failed:
+                    self._counters.calls_sent += 1
+                    self.last_call_at = trio.current_time()
+                    await pending.done.wait()
+            if not sending.sent:
+                outcome = "not_sent" if sending.done.is_set() else "deadline"
+            elif pending.done.is_set():
+                outcome = "closed" if isinstance(pending.error, SessionClosed) else None
+            elif scope.cancelled_caught:
+                # Sent (or still being sent: it may yet arrive); no answer in time.
+                outcome = "timeout"
+        finally:
+            # From here on an answer to this CALL is dropped as unmatched; the observer
+            # hears it before any later frame is read.
+            self._pending = None
+            if outcome is not None:
+                if outcome in ("timeout", "cancelled") and sending.sent \
+                        and pending.on_answer is not None:
+                    keep_given_up(self._given_up, pending.unique_id, pending)
+                await self._gave_up(pending, outcome, sending)
+        return outcome
+
+    async def _transmit(self, sending: _Sending) -> None:
+        """Put our CALL on the wire; ``sending`` says how that went."""
+        sending.started = True
+        try:
+            await self._put_on_wire(sending.text)
+        except SessionClosed:
+            sending.failed = True
+        except BaseException:
+            sending.failed = True
+            raise
+        finally:
+            sending.done.set()
+
+    def _end(self, code: int, reason: str) -> None:
+        """End the session from within (its peer does not answer or does not read): the
+        connection is to be closed with ``code`` and ``reason`` (:attr:`ended_for`)."""
+        if self.ended_for is None:
+            log.warning("%s: ending the session: %s", self.name, reason)
+            self.ended_for = (code, reason)
+        self._closed = True
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    async def _gave_up(self, pending: _Pending, reason: str, sending: _Sending) -> None:
+        """Tell the observer that our CALL ``pending`` ends unanswered, and why (see
+        :func:`abandoned_record`)."""
         if self._observer is None:
             return
-        given_up = {"uniqueId": pending.unique_id, "action": pending.action, "reason": outcome}
+        given_up = abandoned_record(pending.unique_id, pending.action, reason, sending)
         with trio.CancelScope(shield=True):
             await self._observer(
                 Direction.ABANDONED, orjson.dumps(given_up).decode(), self._clock()
@@ -619,6 +773,7 @@ class RpcSession:
     def _resolve(self, pending: _Pending, frame: frames.CallResult | frames.CallErrorFrame,
                  at: datetime.datetime) -> None:
         """Resolve ``pending`` with its answer frame, and hand the answer to on_answer."""
+        self._timeouts_in_a_row = 0
         if isinstance(frame, frames.CallErrorFrame):
             pending.resolve(
                 None,
@@ -719,8 +874,23 @@ class RpcSession:
     async def _send(self, text: str) -> None:
         if self._observer is not None:
             await self._observer(Direction.OUT, text, self._clock())
+        await self._put_on_wire(text)
+
+    async def _put_on_wire(self, text: str) -> None:
+        """Send one frame; a send that waits past ``send_timeout`` ends the session.
+
+        Raises:
+            SessionClosed: the connection is closed (or was ended for not reading).
+        """
         try:
-            await self._stream.send_message(text)
+            if self._send_timeout is None:
+                await self._stream.send_message(text)
+                return
+            with trio.move_on_after(self._send_timeout) as stalled:
+                await self._stream.send_message(text)
         except _CLOSED as exc:
             self._closed = True
             raise SessionClosed(f"{self.name}: connection closed") from exc
+        if stalled.cancelled_caught:
+            self._end(1001, f"not reading: a frame waited {self._send_timeout:g} s to be sent")
+            raise SessionClosed(f"{self.name}: not reading")

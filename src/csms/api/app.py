@@ -13,8 +13,10 @@ Status codes: 200 answered (a CALLRESULT or a CALLERROR, marked ``result`` / ``e
 an invalid charge point id, an unknown or repeated query parameter: nothing was sent);
 401 missing or wrong bearer token; 403 a Host or Origin not allowed; 415 a body not sent
 as ``application/json``; 404 unknown record, or the charge
-point is not connected; 502 the connection closed before the answer; 504 no answer in
-time (``timeout: true``).
+point is not connected; 429 too many CALLs already wait for that charge point (not sent);
+503 not sent (its deadline passed while it waited behind earlier CALLs, or the connection
+closed); 502 the connection closed before the answer; 504 sent, no answer in time
+(``timeout: true``). A command's ``?timeout=`` bounds all of it.
 """
 
 from __future__ import annotations
@@ -98,8 +100,9 @@ class Api:
         password becomes that key (so it can still authenticate on its next connection).
 
         Raises:
-            ApiError: 404 not connected and 503 the connection closed before the CALL
-                left (``delivery`` ``not_sent``: sending it again is safe); 502 sent, and
+            ApiError: 404 not connected, 429 too many CALLs wait for the charge point,
+                503 not sent before its deadline or the connection closed (``delivery``
+                ``not_sent``: sending it again is safe); 502 sent, and
                 the connection closed before the answer (``sent_connection_closed``).
             CallTimeout: sent, and no answer within ``call_timeout`` seconds.
         """
@@ -126,12 +129,8 @@ class Api:
 
         try:
             return await session.exchange(action, sent, timeout=call_timeout, on_answer=record)
-        except NotSent:
-            raise ApiError(
-                503, "NotSent",
-                f"the connection of {cp_id!r} closed before the {action} was sent: the charge "
-                "point never saw it; sending it again is safe", **NOT_SENT,
-            ) from None
+        except NotSent as exc:
+            raise not_sent_error(cp_id, action, exc) from None
         except SessionClosed:
             raise ApiError(
                 502, "ConnectionClosed",
@@ -395,6 +394,29 @@ class Api:
 
 #: What an error body says of a command that never reached the charge point.
 NOT_SENT: dict[str, Any] = {"delivery": "not_sent", "retrySafe": True}
+
+
+def not_sent_error(cp_id: str, action: str, exc: NotSent) -> ApiError:
+    """The answer to a command that never left: 429 when too many CALLs already waited
+    for the charge point, else 503 (its deadline passed in the queue, or the connection
+    closed); ``reason`` says which."""
+    if exc.reason == "queue_full":
+        return ApiError(
+            429, "QueueFull",
+            f"too many CALLs already wait for {cp_id!r} (a charge point answers one at a "
+            f"time); the {action} was not sent: try again later", reason=exc.reason,
+            **NOT_SENT,
+        )
+    if exc.reason == "deadline":
+        why = ("its deadline passed while earlier CALLs to it were outstanding (a slow or "
+               "unresponsive charge point)")
+    else:
+        why = "its connection closed first"
+    return ApiError(
+        503, "NotSent",
+        f"the {action} was not sent to {cp_id!r}: {why}; the charge point never saw it, so "
+        "sending it again is safe", reason=exc.reason, **NOT_SENT,
+    )
 
 _LISTING = frozenset({"chargePoint", "limit"})
 #: The query parameters each route takes (none where absent); any other is a 400.

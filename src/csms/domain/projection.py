@@ -414,13 +414,15 @@ def _sent_profile(state: DomainState, charger_id: str, payload: dict[str, Any],
 
 
 def events_for_abandoned(state: DomainState, charger_id: str, action: str,
-                         at: datetime.datetime, reason: str = "timeout") -> list[ev.Event]:
-    """The events of one of our CALLs that ended without an answer, for ``reason``
-    (``timeout``, ``cancelled``, ``closed``, ``not_sent``: see the message log's
-    ``abandoned`` rows)."""
-    if action != "SetChargingProfile":
+                         at: datetime.datetime, *, sent: bool = True,
+                         logged: bool = True) -> list[ev.Event]:
+    """The events of one of our CALLs that ended without an answer (see the message log's
+    ``abandoned`` rows): ``sent`` when it may have reached the charger, ``logged`` when
+    its frame was recorded (and projected) before it was to leave. A CALL that never got
+    its turn (neither) changed nothing: the charger's pending profile is another's."""
+    if action != "SetChargingProfile" or not (sent or logged):
         return []
-    return [ev.CallAbandoned(charger_id, at, action, sent=reason != "not_sent")]
+    return [ev.CallAbandoned(charger_id, at, action, sent=sent)]
 
 
 def clear_charging_profile(state: DomainState, a: Answered) -> list[ev.Event]:

@@ -156,6 +156,9 @@ class ConnectionManager:
                     clock=self._clock,
                     call_rate=self._config.max_call_rate,
                     call_burst=CALL_BURST,
+                    max_queued_calls=self._config.max_queued_calls,
+                    drop_after_timeouts=self._config.drop_after_timeouts or None,
+                    send_timeout=self._config.call_timeout,
                 )
                 await self._run_session(conn, conn.session)
             if conn.cancel_scope.cancelled_caught:

@@ -34,7 +34,7 @@ from csms.smart.profiles import (
     session_profile,
     tx_default_profile,
 )
-from ocppj import Answer, CallTimeout, OcppjError, SessionClosed
+from ocppj import Answer, CallTimeout, NotSent, OcppjError, SessionClosed
 from ocppj.charging import amps_to_watts, csl_items
 
 if TYPE_CHECKING:
@@ -339,6 +339,13 @@ class Senders:
             # limit is accepted.
             self._smart.ledger.unanswered(key, tx)
             self._smart.failed(key, tx, "no answer to SetChargingProfile")
+            return None
+        except NotSent as exc:
+            # It never left (its deadline passed behind other CALLs, or the connection
+            # closed first): what was in force stays; tried again after a backoff.
+            self._smart.ledger.refused(key, tx)
+            if exc.reason != "closed":
+                self._smart.failed(key, tx, f"SetChargingProfile not sent ({exc.reason})")
             return None
         except SessionClosed as exc:
             self._smart.ledger.unanswered(key, tx)

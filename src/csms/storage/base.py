@@ -107,6 +107,10 @@ class Store(Protocol):
     ) -> None:
         """Queue one message-log row."""
 
+    def forget_unsent(self, charger_id: str, unique_id: str, summary: str) -> None:
+        """Queue the replacement of our logged CALL ``unique_id``, which never left, by
+        ``summary``."""
+
     def save(self, changes: Changes) -> None:
         """Queue projection changes."""
 

@@ -35,11 +35,21 @@ from csms.storage import codec
 from csms.storage.base import Changes, IdTagRow, LogRow, SampleRow, StoreStatistics
 from csms.storage.migrations import MIGRATIONS
 from csms.storage.sqlite_db import Database, open_database
+from ocppj import frames
 
 log = logging.getLogger("csms.storage")
 
 
 _INSERT_FRAME = "INSERT INTO message_log (charger_id, direction, at, frame) VALUES (?, ?, ?, ?)"
+# A CALL of ours that never left: its logged frame is replaced by the summary of its
+# abandoned row (action, size, hash): a payload nobody received is not kept. The frame is
+# among the charger's last rows: the search walks them backwards on (charger_id, seq) and
+# stops at the first match.
+_FORGET_UNSENT = (
+    "UPDATE message_log SET frame = ?1 WHERE seq = (SELECT seq FROM message_log "
+    "WHERE charger_id = ?2 AND direction = 'out' AND substr(frame, 1, length(?3)) = ?3 "
+    "ORDER BY seq DESC LIMIT 1)"
+)
 _UPSERT_CHARGER = "INSERT OR REPLACE INTO chargers (id, data) VALUES (?, ?)"
 # Writes last_seen as codec.dumps would (ISO 8601 in UTC), and never moves it back: the
 # UPDATEs of a batch run after its charger upserts (see _write_batch), and an upsert queued
@@ -158,6 +168,11 @@ class SqliteStore:
     ) -> None:
         """Queue one message-log row."""
         self._put(_INSERT_FRAME, (charger_id, direction, at.isoformat(), frame))
+
+    def forget_unsent(self, charger_id: str, unique_id: str, summary: str) -> None:
+        """Queue the replacement of our logged CALL ``unique_id``, which never left, by
+        ``summary`` (its abandoned row's text)."""
+        self._put(_FORGET_UNSENT, (summary, charger_id, frames.encode_call_prefix(unique_id)))
 
     def save(self, changes: Changes) -> None:
         """Queue projection changes."""
@@ -338,6 +353,8 @@ class SqliteStore:
                 rows += 1
         if _UPDATE_LAST_SEEN in groups:
             groups[_UPDATE_LAST_SEEN] = groups.pop(_UPDATE_LAST_SEEN)  # after the upserts
+        if _FORGET_UNSENT in groups:
+            groups[_FORGET_UNSENT] = groups.pop(_FORGET_UNSENT)  # after the frames inserted
         self._in_flight = True
         # A lazy batch starts with no flush waiting, so nothing has cleared idle yet.
         self._not_idle()
