@@ -45,3 +45,16 @@ def test_realtime_fleet_benchmark_measures_both_processes() -> None:
     assert "CSMS      CPU" in proc.stdout and "simulator CPU" in proc.stdout
     logged = re.search(r"frames logged by the CSMS in the window: (\d+)", proc.stdout)
     assert logged is not None and int(logged[1]) > 0  # heartbeats every second
+
+
+def test_shutdown_benchmark_measures_both_modes() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "shutdown_time.py"), "--chargers", "20"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines() if line.strip().startswith("20 ")]
+    assert [row[1] for row in rows] == ["quiet", "reconnecting"], proc.stdout
+    for row in rows:
+        # connected, exit code 0, no handshake after the signal, everyone closed with 1001
+        assert (row[2], row[4], row[5], row[6]) == ("20", "0", "0", "20"), proc.stdout

@@ -21,7 +21,7 @@ from csms.ocpp.connection_manager import Connection, ConnectionManager
 from csms.ocpp.handlers.context import HandlerContext, VendorHandler
 from csms.ocpp.handlers.registry import build_router
 from csms.ocpp.keepalive import keepalive
-from csms.ocpp.server import serve_ocpp
+from csms.ocpp.server import Accepting, serve_ocpp
 from csms.ocpp.tls import server_context
 from csms.recorder import Recorder
 from csms.registry import Registry
@@ -71,6 +71,7 @@ class Csms:
         #: Smart charging, when the site has a limit (None otherwise).
         self.smart: SmartCharging | None = None
         self._cancel_scope: trio.CancelScope | None = None
+        self._accepting = Accepting()
         self._stopped = trio.Event()
         self._tls: ssl.SSLContext | None = None
         #: The operator API's bound port, once serving (None: no API).
@@ -179,7 +180,8 @@ class Csms:
                         await nursery.start(self.smart.run)
                     gate = Gate(self.registry, store, self.clock)
                     port: int = await nursery.start(functools.partial(
-                        serve_ocpp, self.config, self.connections, gate, tls=self._tls
+                        serve_ocpp, self.config, self.connections, gate, tls=self._tls,
+                        accepting=self._accepting,
                     ))
                     log.info(
                         "OCPP 1.6J listening on %s://%s:%d%s{chargePointId}",
@@ -206,13 +208,26 @@ class Csms:
                     charger.id, "disconnect", self.clock(), reason="CSMS restarted", replaced=False
                 )
 
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`shutdown` began."""
+        return self._accepting.stopped
+
     async def shutdown(self) -> None:
-        """Close every connection with 1001 and stop serving; returns when stopped."""
-        self.connections.close_all(1001, "server shutting down")
+        """Stop serving; returns when stopped. In this order:
+
+        1. stop listening: no WebSocket handshake completes from now on;
+        2. the API answers new commands 503 (``ShuttingDown``; nothing is sent);
+        3. every connection is closed with 1001, all at once, each waiting at most
+           ``shutdown_grace`` seconds for its charger to answer the close;
+        4. the store commits what it holds (nothing acknowledged is lost).
+        """
+        self._accepting.stop()
+        self.connections.close_all(1001, "server shutting down", wait=self.config.shutdown_grace)
         # Let every connection finish its closing handshake before the server is
         # cancelled: cancelling first would also kill trio-websocket's reader tasks, and
-        # each close would then wait the whole close_timeout for a reply nobody reads.
-        with trio.move_on_after(self.config.close_timeout):
+        # each close would then wait for a reply nobody reads.
+        with trio.move_on_after(self.config.shutdown_grace):
             await self.connections.wait_all_ended()
         if self._cancel_scope is not None:
             self._cancel_scope.cancel()

@@ -9,6 +9,7 @@ bind.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import math
@@ -119,6 +120,11 @@ def _parser() -> argparse.ArgumentParser:
         "--drop-after-timeouts", type=int, default=3,
         help="close a charge point's connection after this many of our CALLs in a row go "
         "unanswered; 0: never (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--shutdown-grace", type=float, default=1.0,
+        help="on SIGTERM/SIGINT, seconds chargers get to answer the 1001 close (all at "
+        "once) before their sockets are dropped (default: %(default)s)",
     )
     parser.add_argument(
         "--ping-interval",
@@ -327,6 +333,7 @@ def _config(args: argparse.Namespace) -> CsmsConfig:
         call_timeout=args.call_timeout,
         max_queued_calls=args.max_queued_calls,
         drop_after_timeouts=args.drop_after_timeouts,
+        shutdown_grace=args.shutdown_grace,
         ping_interval=args.ping_interval or None,
         ping_timeout=args.ping_timeout,
         db_path=args.db,
@@ -352,9 +359,14 @@ async def serve_until_signalled(config: CsmsConfig) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(csms.serve)
             async for signum in signals:
-                log.info("%s received: closing every connection", signal.Signals(signum).name)
+                # The process ends in a moment: a cyclic garbage collection over every
+                # connection's objects would only delay it (seconds with thousands).
+                gc.disable()
+                log.info("%s received: no longer accepting connections; closing every "
+                         "connection", signal.Signals(signum).name)
                 break
             await csms.shutdown()
+            log.info("stopped")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -390,6 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("--call-timeout", args.call_timeout),
         ("--max-queued-calls", args.max_queued_calls),
         ("--drop-after-timeouts", args.drop_after_timeouts),
+        ("--shutdown-grace", args.shutdown_grace),
         ("--ping-interval", args.ping_interval),
         ("--ping-timeout", args.ping_timeout),
     ):

@@ -48,6 +48,9 @@ class CsmsConfig:
             before its connection is closed (1001) and it is recorded as disconnected;
             0: never.
         close_timeout: seconds allowed for a WebSocket closing handshake.
+        shutdown_grace: seconds a shutdown lets chargers answer its 1001 close (all at
+            once) before their sockets are dropped; the process exits about this long
+            after SIGTERM.
         ping_interval: seconds without a frame from a charge point before the CSMS sends
             it a WebSocket ping; None: never. Twice the usual 60 s meter interval, so a
             charger in a transaction is never pinged. A charger whose link died without
@@ -109,6 +112,7 @@ class CsmsConfig:
     max_queued_calls: int = 16
     drop_after_timeouts: int = 3
     close_timeout: float = 5.0
+    shutdown_grace: float = 1.0
     ping_interval: float | None = 120.0
     ping_timeout: float = 30.0
     db_path: str = ":memory:"

@@ -106,6 +106,9 @@ class Api:
                 the connection closed before the answer (``sent_connection_closed``).
             CallTimeout: sent, and no answer within ``call_timeout`` seconds.
         """
+        if self.csms.stopping:
+            raise ApiError(503, "ShuttingDown", f"the CSMS is shutting down; the {action} was "
+                           "not sent", reason="shutting_down", **NOT_SENT)
         conn = self.csms.connections.get(cp_id)
         session = conn.session if conn is not None else None
         if session is None or session.closed:

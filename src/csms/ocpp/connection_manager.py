@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -98,6 +99,8 @@ class ConnectionManager:
         self._observer_factory = observer_factory
         self._connections: dict[str, Connection] = {}
         self._closing = False
+        #: trio time by which every closing handshake gives up (set by close_all).
+        self._close_deadline = math.inf
         # Every connection task still running, replaced ones included, so that a shutdown
         # can wait for their closing handshakes before it cancels the server.
         self._running: set[Connection] = set()
@@ -107,6 +110,11 @@ class ConnectionManager:
     def get(self, charge_point_id: str) -> Connection | None:
         """The live connection of ``charge_point_id``, if any."""
         return self._connections.get(charge_point_id)
+
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`close_all` was called (a shutdown)."""
+        return self._closing
 
     @property
     def count(self) -> int:
@@ -207,7 +215,8 @@ class ConnectionManager:
                 self._listener.disconnected(cp_id, reason, replaced=replaced)
             except Exception:
                 log.exception("%s: recording the disconnection failed", cp_id)
-        with trio.move_on_after(self._config.close_timeout) as cleanup:
+        deadline = trio.current_time() + self._config.close_timeout
+        with trio.move_on_at(min(deadline, self._close_deadline)) as cleanup:
             cleanup.shield = True
             await conn.websocket.aclose(conn.close_code, conn.close_reason or None)
         self._running.discard(conn)
@@ -220,8 +229,13 @@ class ConnectionManager:
         while self._running:
             await self._all_ended.wait()
 
-    def close_all(self, code: int = 1001, reason: str = "server shutting down") -> None:
-        """Close every connection (and any that arrives from now on) with ``code``."""
+    def close_all(self, code: int = 1001, reason: str = "server shutting down",
+                  wait: float | None = None) -> None:
+        """Close every connection (and any that arrives from now on) with ``code``, all at
+        once; each waits at most ``wait`` seconds (default: the close timeout) for its
+        charger to answer the close, then its socket is dropped."""
         self._closing = True
+        self._close_deadline = trio.current_time() + (
+            self._config.close_timeout if wait is None else wait)
         for conn in list(self._connections.values()):
             conn.close(code, reason)

@@ -95,20 +95,40 @@ class PendingHandshakes:
         return HandshakeSlot(self)
 
 
+class Accepting:
+    """Whether the OCPP server takes new connections. :meth:`stop` is a shutdown's first
+    step: the listening sockets close (a charger that connects now is refused by the
+    kernel, and one in the accept backlog is reset), and a handshake already under way
+    is answered 503; the live connections are not touched."""
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+
+    @property
+    def stopped(self) -> bool:
+        return self.scope.cancel_called
+
+    def stop(self) -> None:
+        self.scope.cancel()
+
+
 async def serve_ocpp(
     config: CsmsConfig,
     manager: ConnectionManager,
     gate: Gate | None = None,
     *,
     tls: ssl.SSLContext | None = None,
+    accepting: Accepting | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve OCPP 1.6J (over TLS with ``tls``) until cancelled; reports the port.
 
     Each TCP connection runs in its own task under :func:`trio.serve_listeners`; the
     WebSocket is opened with trio-websocket's public :func:`wrap_server_stream`, so that
-    the TLS stream (its client certificate) stays in hand.
+    the TLS stream (its client certificate) stays in hand. ``accepting.stop()`` closes
+    the listening sockets and leaves the connections running.
     """
+    accepting = accepting if accepting is not None else Accepting()
 
     pending = PendingHandshakes(config.max_pending_handshakes)
 
@@ -140,6 +160,10 @@ async def serve_ocpp(
 
     async def handle(request: trio_websocket.WebSocketRequest, peer: Peer) -> None:
         try:
+            if accepting.stopped:
+                # Shutting down: no handshake completes after the signal.
+                await request.reject(503, body=b"shutting down\n")
+                return
             await _handshake(config, manager, gate, request, peer)
         except trio_websocket.ConnectionClosed:
             pass
@@ -155,8 +179,15 @@ async def serve_ocpp(
     if tls is not None:
         listeners = [trio.SSLListener(listener, tls, https_compatible=True)
                      for listener in listeners]
+    async def accept(*, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        # serve_listeners closes its listeners when cancelled; the connections run in
+        # the outer nursery, so stopping to accept leaves them alone.
+        with accepting.scope:
+            await trio.serve_listeners(connection, listeners, handler_nursery=nursery,
+                                       task_status=task_status)
+
     async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, connection, listeners)
+        await nursery.start(accept)
         task_status.started(port)
         await trio.sleep_forever()
 
@@ -208,6 +239,10 @@ async def _handshake(
         log.warning("refused %s (%s): %d connections already", cp_id, remote,
                     config.max_connections)
         await request.reject(503, body=b"too many connections\n")
+        return
+    if manager.closing:
+        # The CSMS began shutting down while this handshake was checked.
+        await request.reject(503, body=b"shutting down\n")
         return
     ws = await request.accept(subprotocol=SUBPROTOCOL)
     if peer.slot is not None:
