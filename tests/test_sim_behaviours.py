@@ -19,6 +19,8 @@ import trio
 import trio.testing
 
 from csms import replay
+from csms.api.app import Api
+from csms.api.common import ApiError
 from csms.smart.site import SiteConfig
 from csms.storage.base import LogRow
 from fleet_helpers import VirtualSite, eventually, virtual_site
@@ -374,6 +376,30 @@ async def test_a_charger_that_never_answers(
         # Three in a row unanswered: the CSMS dropped it (it reconnects).
         dropped = [json.loads(r.frame).get("reason") for r in log if r.direction == "disconnect"]
         assert "no answer to 3 CALLs in a row" in dropped
+        await s.stop_csms()
+
+
+async def test_an_unanswered_profile_holds_an_operator_command_no_longer_than_its_deadline(
+    tmp_path: Path, virtual_clock: trio.testing.MockClock
+) -> None:
+    # Smart charging's SetChargingProfile waits in the same line as the operator's
+    # commands, under the same rule: a command asked while the profile waits 30 s for an
+    # answer gets its own deadline, not the profile's.
+    async with smart_site(tmp_path, virtual_clock, call_timeout=30.0, stop_fleet=False) as s:
+        await charging_alone(s, SlowAnswers(math.inf, frozenset({"SetChargingProfile"})))
+        state = s.running_csms.state
+        await eventually(lambda: any(
+            state.sessions[tx].pending is not None for tx in state.open_sessions.values()))
+        start = trio.current_time()
+        with pytest.raises(ApiError) as refused:
+            await Api(s.running_csms).exchange("CP_01", "GetConfiguration", {}, 5.0)
+        assert trio.current_time() - start == pytest.approx(5.0, abs=0.01)
+        assert (refused.value.status, refused.value.extra["reason"]) == (503, "deadline")
+        log = await s.log()
+        (given_up,) = [json.loads(r.frame) for r in log if r.direction == "abandoned"
+                       and json.loads(r.frame)["action"] == "GetConfiguration"]
+        assert (given_up["reason"], given_up["sent"]) == ("deadline", False)
+        assert given_up["uniqueId"] not in {f[1] for _, f in frames(log) if f[0] == 2}
         await s.stop_csms()
 
 
