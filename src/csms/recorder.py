@@ -25,7 +25,7 @@ from csms.domain.state import DomainState, apply
 from csms.storage.base import Changes, SampleRow, Store
 from ocppj import frames
 from ocppj.errors import FrameError
-from ocppj.session import abandoned_was_sent
+from ocppj.outgoing import abandoned_was_sent
 from ocppj.tolerance import Tolerated
 
 log = logging.getLogger("csms.recorder")

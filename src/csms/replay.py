@@ -26,9 +26,9 @@ from csms.recorder import connection_event, events_for_our_frame, sample_rows
 from csms.storage.base import LogRow, SampleRow
 from ocppj import frames
 from ocppj.errors import FrameError, PayloadError
+from ocppj.outgoing import keep_given_up
 from ocppj.payloads import request_from_payload, response_from_payload
 from ocppj.schemas import ACTIONS, validate_response
-from ocppj.session import keep_given_up
 from ocppj.tolerance import Tolerated, admit
 
 

@@ -19,14 +19,12 @@ the OCPP 1.6 code from :data:`ocppj.errors.ERROR_TABLE`.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import datetime
 import enum
-import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import attrs
 import orjson
@@ -47,6 +45,16 @@ from ocppj.errors import (
     SessionClosed,
     code_for,
 )
+from ocppj.outgoing import (
+    LATE_ANSWERS_KEPT,
+    NOT_SENT_REASONS,
+    Answer,
+    PendingCall,
+    Sending,
+    abandoned_record,
+    abandoned_was_sent,
+    keep_given_up,
+)
 from ocppj.payloads import (
     action_of,
     converter,
@@ -55,13 +63,30 @@ from ocppj.payloads import (
     response_from_payload,
     to_payload,
 )
+from ocppj.routing import CallInfo, Handler, Router, current_call
 from ocppj.schemas import ACTIONS, validate_request, validate_response
-from ocppj.tolerance import Tolerance, Tolerated, admit
+from ocppj.tolerance import admit
+
+__all__ = [
+    "LATE_ANSWERS_KEPT",
+    "NOT_SENT_REASONS",
+    "Answer",
+    "CallInfo",
+    "Direction",
+    "FrameObserver",
+    "Handler",
+    "MessageStream",
+    "Router",
+    "RpcSession",
+    "SessionStatistics",
+    "abandoned_record",
+    "abandoned_was_sent",
+    "current_call",
+    "keep_given_up",
+    "utc_now",
+]
 
 log = logging.getLogger("ocppj")
-
-#: A handler takes the request dataclass and returns the response dataclass.
-Handler = Callable[[Any], Awaitable[Any]]
 
 _CLOSED = (trio_websocket.ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError)
 _LOGGED_FRAME_CHARS = 200
@@ -93,20 +118,6 @@ class Direction(enum.StrEnum):
     ABANDONED = "abandoned"
 
 
-#: How many of our CALLs given up (with an ``on_answer``) a session remembers, so that a
-#: late answer to one is still recorded; replay keeps the same number.
-LATE_ANSWERS_KEPT = 8
-
-_T = TypeVar("_T")
-
-
-def keep_given_up(given_up: dict[str, _T], unique_id: str, call: _T) -> None:
-    """Remember a CALL given up, forgetting the oldest beyond :data:`LATE_ANSWERS_KEPT`:
-    the live session and replay keep the same ones."""
-    given_up[unique_id] = call
-    while len(given_up) > LATE_ANSWERS_KEPT:
-        del given_up[next(iter(given_up))]
-
 #: Awaited with every frame, in and out: its direction, its text on the wire and the
 #: moment (the session's clock) it was read or is about to be sent (and with every
 #: CALL of ours given up, see :attr:`Direction.ABANDONED`). An outgoing frame is
@@ -118,63 +129,6 @@ FrameObserver = Callable[[Direction, str, datetime.datetime], Awaitable[None]]
 def utc_now() -> datetime.datetime:
     """The wall clock, in UTC (the default session clock)."""
     return datetime.datetime.now(datetime.UTC)
-
-
-@attrs.define
-class CallInfo:
-    """The incoming CALL a handler is answering (see :data:`current_call`)."""
-
-    unique_id: str
-    action: str
-    received_at: datetime.datetime
-    #: Called (synchronously, in order) once the answer has been sent: what must happen
-    #: only after the peer has its answer (a CSMS's SetChargingProfile after the
-    #: StartTransaction answer that tells the charger its transactionId).
-    after_answer: list[Callable[[], None]] = attrs.Factory(list)
-    #: When the payload broke its schema and the router's tolerance repaired it: what was
-    #: repaired (the handler was given the repaired payload). Set before the handler runs.
-    tolerated: Tolerated | None = None
-
-
-#: While a handler runs, the CALL it answers: its uniqueId, action and the moment it
-#: was read (the same moment the observer saw).
-current_call: contextvars.ContextVar[CallInfo] = contextvars.ContextVar("current_call")
-
-
-class Router:
-    """Handlers by action name.
-
-    Args:
-        tolerance: when set, a CALL whose payload breaks its schema is given to it, and
-            answered with the repaired payload it returns (None: refused as before).
-    """
-
-    def __init__(self, tolerance: Tolerance | None = None) -> None:
-        self._handlers: dict[str, Handler] = {}
-        self.tolerance = tolerance
-
-    def register(self, action: str, handler: Handler) -> None:
-        """Answer CALLs of ``action`` with ``handler``.
-
-        Raises:
-            ValueError: ``action`` is not an OCPP 1.6 action.
-        """
-        if action not in ACTIONS:
-            raise ValueError(f"{action!r} is not an OCPP 1.6 action")
-        self._handlers[action] = handler
-
-    def on(self, action: str) -> Callable[[Handler], Handler]:
-        """Decorator form of :meth:`register`."""
-
-        def decorate(handler: Handler) -> Handler:
-            self.register(action, handler)
-            return handler
-
-        return decorate
-
-    def get(self, action: str) -> Handler | None:
-        """The handler for ``action``, if any."""
-        return self._handlers.get(action)
 
 
 @attrs.frozen
@@ -212,97 +166,6 @@ class _Flood(Exception):
 
 class _PeerCallError(CallError):
     """A CALLERROR the peer answered one of our CALLs with."""
-
-
-@attrs.define
-class _Pending:
-    unique_id: str
-    action: str
-    done: trio.Event = attrs.field(factory=trio.Event)
-    payload: dict[str, Any] | None = None
-    error: CallError | SessionClosed | None = None
-    answered_at: datetime.datetime | None = None
-    on_answer: Callable[[Answer], None] | None = None
-
-    def resolve(
-        self,
-        payload: dict[str, Any] | None,
-        error: CallError | SessionClosed | None,
-        at: datetime.datetime | None = None,
-    ) -> None:
-        self.payload, self.error, self.answered_at = payload, error, at
-        self.done.set()
-
-
-@attrs.frozen
-class Answer:
-    """How the peer answered one of our CALLs (see :meth:`RpcSession.exchange`).
-
-    Attributes:
-        unique_id: the CALL's uniqueId.
-        action: the CALL's action.
-        payload: the CALLRESULT payload, or None when the answer was an error.
-        error: the CALLERROR (or the invalid CALLRESULT) as a CallError, else None.
-        answered_at: when the answer frame was read (the time the observer saw).
-    """
-
-    unique_id: str
-    action: str
-    payload: dict[str, Any] | None
-    error: CallError | None
-    answered_at: datetime.datetime
-
-
-@attrs.define(eq=False)
-class _Sending:
-    """One CALL of ours on its way out."""
-
-    text: str
-    payload: dict[str, Any]
-    #: The observer was given the frame (a message log has it).
-    logged: bool = False
-    started: bool = False
-    #: The send ended without the whole frame on the wire.
-    failed: bool = False
-    done: trio.Event = attrs.field(factory=trio.Event)
-
-    @property
-    def sent(self) -> bool:
-        """On the wire, or on its way (a send still in progress may yet complete)."""
-        return self.started and not self.failed
-
-
-#: Reasons of an ``abandoned`` record whose CALL never left: the connection closed
-#: before or while it was sent (``not_sent``), its deadline passed while it waited for its
-#: turn (``deadline``), too many CALLs waited already (``queue_full``). A caller cancelled
-#: before its CALL left is ``cancelled`` with ``sent`` false.
-NOT_SENT_REASONS = frozenset({"not_sent", "deadline", "queue_full"})
-
-
-def abandoned_record(unique_id: str, action: str, reason: str,
-                     sending: _Sending) -> dict[str, Any]:
-    """The text of an :attr:`Direction.ABANDONED` record: ``uniqueId``, ``action``,
-    ``reason`` (``timeout``, ``cancelled``, ``closed``, or one of
-    :data:`NOT_SENT_REASONS`) and ``sent``. A CALL that never left also gets its
-    ``size`` (the frame's bytes) and the ``sha256`` of its payload, never the payload; and
-    ``logged``: the observer had been given its frame, which a message log is to replace
-    by this summary."""
-    record: dict[str, Any] = {"uniqueId": unique_id, "action": action, "reason": reason,
-                              "sent": sending.sent}
-    if not sending.sent:
-        record["logged"] = sending.logged
-        record["size"] = len(sending.text.encode())
-        record["sha256"] = hashlib.sha256(orjson.dumps(sending.payload)).hexdigest()
-    return record
-
-
-def abandoned_was_sent(record: dict[str, Any]) -> bool:
-    """Whether the CALL of an abandoned record may have reached the peer (records written
-    before ``sent`` existed: all but ``not_sent``)."""
-    sent = record.get("sent")
-    if isinstance(sent, bool):
-        return sent
-    return record.get("reason") not in NOT_SENT_REASONS
 
 
 class RpcSession:
@@ -378,10 +241,10 @@ class RpcSession:
             tuple[frames.Call, datetime.datetime]
         ](queue_size)
         self._call_lock = trio.Lock()
-        self._pending: _Pending | None = None
+        self._pending: PendingCall | None = None
         #: Our CALLs given up with an ``on_answer``, newest last (at most
         #: LATE_ANSWERS_KEPT): a late answer to one is still recorded.
-        self._given_up: dict[str, _Pending] = {}
+        self._given_up: dict[str, PendingCall] = {}
         self._closed = False
         self._ended = trio.Event()
         self._counters = _Counters()
@@ -505,8 +368,8 @@ class RpcSession:
         validate_request(action, payload)
         payload = in_schema_order(action, payload)
         deadline = trio.current_time() + (self.call_timeout if timeout is None else timeout)
-        pending = _Pending(str(uuid.uuid4()), action, on_answer=on_answer)
-        sending = _Sending(frames.encode_call(pending.unique_id, action, payload), payload)
+        pending = PendingCall(str(uuid.uuid4()), action, on_answer=on_answer)
+        sending = Sending(frames.encode_call(pending.unique_id, action, payload), payload)
         await self._take_turn(pending, sending, deadline)
         try:
             outcome = await self._transact(pending, sending, deadline)
@@ -536,7 +399,7 @@ class RpcSession:
             pending.unique_id, action, pending.payload, pending.error, pending.answered_at
         )
 
-    async def _take_turn(self, pending: _Pending, sending: _Sending, deadline: float) -> None:
+    async def _take_turn(self, pending: PendingCall, sending: Sending, deadline: float) -> None:
         """Take the CALL lock: wait behind our earlier CALLs (at most ``max_queued_calls``
         wait) until ``deadline``. A CALL that does not get its turn is recorded as not
         sent (``queue_full`` or ``deadline``) and raises :class:`NotSent`."""
@@ -563,7 +426,9 @@ class RpcSession:
         raise NotSent(f"{self.name}: {pending.action} not sent: its deadline passed while "
                       "earlier CALLs were outstanding", reason="deadline")
 
-    async def _transact(self, pending: _Pending, sending: _Sending, deadline: float) -> str | None:
+    async def _transact(
+        self, pending: PendingCall, sending: Sending, deadline: float
+    ) -> str | None:
         """With the CALL lock held: send our CALL and wait for its answer until ``deadline``.
 
         Returns:
@@ -617,7 +482,7 @@ class RpcSession:
                 await self._gave_up(pending, outcome, sending)
         return outcome
 
-    async def _transmit(self, sending: _Sending) -> None:
+    async def _transmit(self, sending: Sending) -> None:
         """Put our CALL on the wire; ``sending`` says how that went."""
         sending.started = True
         try:
@@ -640,7 +505,7 @@ class RpcSession:
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 
-    async def _gave_up(self, pending: _Pending, reason: str, sending: _Sending) -> None:
+    async def _gave_up(self, pending: PendingCall, reason: str, sending: Sending) -> None:
         """Tell the observer that our CALL ``pending`` ends unanswered, and why (see
         :func:`abandoned_record`)."""
         if self._observer is None:
@@ -770,7 +635,7 @@ class RpcSession:
             return
         self._resolve(pending, frame, at)
 
-    def _resolve(self, pending: _Pending, frame: frames.CallResult | frames.CallErrorFrame,
+    def _resolve(self, pending: PendingCall, frame: frames.CallResult | frames.CallErrorFrame,
                  at: datetime.datetime) -> None:
         """Resolve ``pending`` with its answer frame, and hand the answer to on_answer."""
         self._timeouts_in_a_row = 0
