@@ -2,9 +2,8 @@
 
 A command's deadline covers its wait behind our earlier CALLs; a bounded number may wait;
 a CALL that never left is recorded by action, size and hash; a peer that leaves N CALLs
-in a row unanswered, or whose socket takes no bytes for ``send_timeout``, ends the
-session. Virtual time (``autojump_clock``) over in-memory streams: every outcome and its
-moment is exact.
+in a row unanswered ends the session. Virtual time (``autojump_clock``) over in-memory
+streams: every outcome and its moment is exact.
 """
 
 from __future__ import annotations
@@ -19,10 +18,9 @@ import orjson
 import pytest
 import trio
 import trio.testing
-from ocpp.v16 import call_result
 
 from ocppj import CallTimeout, Direction, NotSent, Router
-from ocppj.session import NOT_SENT_REASONS, RpcSession
+from ocppj.session import RpcSession
 
 WATCHDOG = 600
 
@@ -161,52 +159,27 @@ async def test_a_peer_that_answers_nothing_is_dropped_after_three_timeouts(
         await session.exchange("ClearCache", {})
 
 
-async def test_a_peer_that_does_not_read_is_dropped_and_deadlines_are_kept(
+async def test_a_peer_that_does_not_read_cannot_hold_a_deadline(
     autojump_clock: trio.abc.Clock,
 ) -> None:
+    # Its send hangs (the CSMS's StallGuard ends such a connection, see
+    # test_stall_guard.py); the caller's deadline is kept all the same. It may yet arrive,
+    # so it is counted as sent.
     peer, log = Peer(deaf=True), Log()
     with trio.fail_after(WATCHDOG):
         async with trio.open_nursery() as nursery:
-            session = await _running(nursery, peer, log, send_timeout=30)
+            session = await _running(nursery, peer, log)
             start = trio.current_time()
-            # Its send hangs; its deadline is kept all the same. It may yet arrive, so it
-            # is counted as sent.
             with pytest.raises(CallTimeout):
                 await session.exchange("Reset", {"type": "Soft"}, timeout=2)
             assert trio.current_time() - start == 2
-            with pytest.raises(NotSent) as info:
-                await session.exchange("ClearCache", {}, timeout=60)
-            assert info.value.reason == "closed"
-            await session.wait_closed()
-            assert trio.current_time() - start == 30  # the first send's limit
-    assert session.ended_for == (1001, "not reading: a frame waited 30 s to be sent")
-    first, second = log.abandoned()
-    assert (first["reason"], first["sent"]) == ("timeout", True)
-    # The second was logged (and waited behind the first on the socket): its log row is
-    # to be replaced by this summary.
-    assert (second["reason"], second["sent"], second["logged"]) == ("not_sent", False, True)
-    assert set(second) >= {"size", "sha256"}
-    assert "not_sent" in NOT_SENT_REASONS
-
-
-async def test_an_answer_the_peer_does_not_take_ends_the_session(
-    autojump_clock: trio.abc.Clock,
-) -> None:
-    peer, log = Peer(deaf=True), Log()
-    router = Router()
-
-    @router.on("Heartbeat")
-    async def heartbeat(request: Any) -> Any:
-        return call_result.Heartbeat(current_time="2026-12-07T10:00:00Z")
-
-    with trio.fail_after(WATCHDOG):
-        session = RpcSession(peer, router, name="CP", observer=log, send_timeout=5)
-        start = trio.current_time()
-        async with trio.open_nursery() as nursery:
-            await nursery.start(session.run)
-            peer.send_call("Heartbeat", {})
-        assert trio.current_time() - start == 5
-    assert session.ended_for == (1001, "not reading: a frame waited 5 s to be sent")
+            # The next one is written after it (on a WebSocket, behind it): its deadline
+            # holds too, and it counts as possibly sent.
+            with pytest.raises(CallTimeout):
+                await session.exchange("ClearCache", {}, timeout=5)
+            assert trio.current_time() - start == 7
+            nursery.cancel_scope.cancel()
+    assert [(r["reason"], r["sent"]) for r in log.abandoned()] == [("timeout", True)] * 2
 
 
 async def test_calls_waiting_when_the_peer_is_dropped_are_not_sent(

@@ -108,8 +108,8 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         help="seconds from a CALL of ours to the charge point's answer, the wait behind "
-        "its earlier CALLs included; also how long a frame may wait for a charger that "
-        "does not read before it is dropped (default: %(default)s)",
+        "its earlier CALLs included; also how long a charger may take no bytes of a frame "
+        "before it is dropped for not reading (default: %(default)s)",
     )
     parser.add_argument(
         "--max-queued-calls", type=int, default=16,

@@ -39,9 +39,9 @@ class CsmsConfig:
             handshake; one more is closed at once.
         heartbeat_interval: seconds, sent in the BootNotification answer.
         call_timeout: seconds from a CALL of ours being asked for to the charge point's
-            answer, the wait behind its earlier CALLs included. Also how long a frame may
-            wait for the charge point's socket to take it: past that, a charger that does
-            not read is dropped (1001).
+            answer, the wait behind its earlier CALLs included. Also how long a charge
+            point's socket may take no bytes of a frame being sent: past that, a charger
+            that does not read is dropped (1001; see :mod:`csms.ocpp.stall`).
         max_queued_calls: CALLs of ours that may wait behind the one outstanding at one
             charge point; one more is not sent (the API answers 429).
         drop_after_timeouts: consecutive CALLs of ours a charge point may leave unanswered

@@ -193,9 +193,6 @@ class RpcSession:
             bound); one more is not sent (:class:`NotSent`, reason ``queue_full``).
         drop_after_timeouts: after this many of our CALLs in a row go unanswered, the
             session ends itself (:attr:`ended_for` ``(1001, ...)``); None: never.
-        send_timeout: seconds a frame may wait to be taken by the socket (a peer that
-            does not read fills its buffers) before the session ends itself
-            (:attr:`ended_for` ``(1001, ...)``); None: no limit.
     """
 
     def __init__(
@@ -213,14 +210,12 @@ class RpcSession:
         call_flood_after: float = 600.0,
         max_queued_calls: int | None = None,
         drop_after_timeouts: int | None = None,
-        send_timeout: float | None = None,
     ) -> None:
         self._max_queued_calls = max_queued_calls
         #: Our CALLs waiting for their turn behind the one outstanding.
         self._queued = 0
         self._drop_after_timeouts = drop_after_timeouts
         self._timeouts_in_a_row = 0
-        self._send_timeout = send_timeout
         self._nursery: trio.Nursery | None = None
         self._clock = clock
         self._call_rate = call_rate
@@ -457,7 +452,8 @@ class RpcSession:
                 else:
                     # In a task of the session, so that the deadline is kept even when
                     # the peer reads nothing: a send cut short would leave half a frame
-                    # on the wire. The send itself is bounded by ``send_timeout``.
+                    # on the wire. (A peer that reads nothing is the transport's to
+                    # notice: the CSMS's StallGuard breaks the stream.)
                     self._nursery.start_soon(self._transmit, sending)
                     await sending.done.wait()
                 if not sending.failed:
@@ -742,20 +738,13 @@ class RpcSession:
         await self._put_on_wire(text)
 
     async def _put_on_wire(self, text: str) -> None:
-        """Send one frame; a send that waits past ``send_timeout`` ends the session.
+        """Send one frame.
 
         Raises:
-            SessionClosed: the connection is closed (or was ended for not reading).
+            SessionClosed: the connection is closed.
         """
         try:
-            if self._send_timeout is None:
-                await self._stream.send_message(text)
-                return
-            with trio.move_on_after(self._send_timeout) as stalled:
-                await self._stream.send_message(text)
+            await self._stream.send_message(text)
         except _CLOSED as exc:
             self._closed = True
             raise SessionClosed(f"{self.name}: connection closed") from exc
-        if stalled.cancelled_caught:
-            self._end(1001, f"not reading: a frame waited {self._send_timeout:g} s to be sent")
-            raise SessionClosed(f"{self.name}: not reading")

@@ -19,6 +19,7 @@ import trio
 import trio_websocket
 
 from csms.config import CALL_BURST, CsmsConfig
+from csms.ocpp.stall import StallGuard
 from ocppj import Router, RpcSession
 from ocppj.session import FrameObserver, utc_now
 
@@ -55,6 +56,8 @@ class Connection:
     remote: str
     websocket: trio_websocket.WebSocketConnection
     session: RpcSession | None = None
+    #: The stream under the WebSocket: says when the charger stopped reading.
+    guard: StallGuard | None = None
     cancel_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     close_code: int = 1000
     close_reason: str = ""
@@ -127,10 +130,17 @@ class ConnectionManager:
         return list(self._connections)
 
     async def serve(
-        self, charge_point_id: str, websocket: trio_websocket.WebSocketConnection, remote: str
+        self,
+        charge_point_id: str,
+        websocket: trio_websocket.WebSocketConnection,
+        remote: str,
+        guard: StallGuard | None = None,
     ) -> None:
-        """Run one charge point's connection until it closes. Never raises ``Exception``."""
-        conn = Connection(charge_point_id, remote, websocket)
+        """Run one charge point's connection until it closes. Never raises ``Exception``.
+
+        ``guard``, the stream under ``websocket``, tells a charger that stopped reading
+        (it ends the connection; recorded as closed 1001 with its reason)."""
+        conn = Connection(charge_point_id, remote, websocket, guard=guard)
         old = self._connections.get(charge_point_id)
         if old is not None:
             log.info(
@@ -166,10 +176,13 @@ class ConnectionManager:
                     call_burst=CALL_BURST,
                     max_queued_calls=self._config.max_queued_calls,
                     drop_after_timeouts=self._config.drop_after_timeouts or None,
-                    send_timeout=self._config.call_timeout,
                 )
                 await self._run_session(conn, conn.session)
             if conn.cancel_scope.cancelled_caught:
+                reason = conn.close_reason
+            elif conn.guard is not None and conn.guard.stalled is not None:
+                log.warning("%s: dropped: %s", charge_point_id, conn.guard.stalled)
+                conn.close_code, conn.close_reason = 1001, conn.guard.stalled
                 reason = conn.close_reason
             elif conn.session is not None and conn.session.ended_for is not None:
                 conn.close_code, conn.close_reason = conn.session.ended_for

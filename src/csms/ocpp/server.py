@@ -30,6 +30,7 @@ from attrs import frozen
 from csms.config import CsmsConfig
 from csms.ocpp.admission import BASIC_CHALLENGE, Gate
 from csms.ocpp.connection_manager import ConnectionManager
+from csms.ocpp.stall import StallGuard
 from csms.ocpp.tls import peer_common_name
 from ocppj import SUBPROTOCOL
 from ocppj.identity import BadChargePointId, decode_charge_point_id
@@ -48,13 +49,6 @@ def charge_point_segment(path: str, prefix: str) -> str | None:
     return raw
 
 
-def _remote(request: trio_websocket.WebSocketRequest) -> str:
-    remote = request.remote
-    if isinstance(remote, trio_websocket.Endpoint):
-        return f"{remote.address}:{remote.port}"
-    return str(remote)
-
-
 @frozen
 class Peer:
     """What the transport says about a connecting client."""
@@ -64,6 +58,10 @@ class Peer:
     certificate_name: str | None = None
     #: Its place among the pending handshakes, given back once the handshake is done.
     slot: HandshakeSlot | None = None
+    #: The stream under its WebSocket, which notices a charger that does not read.
+    guard: StallGuard | None = None
+    #: Its address, ``host:port``.
+    remote: str = "?"
 
 
 class HandshakeSlot:
@@ -141,12 +139,14 @@ async def serve_ocpp(
         try:
             async with trio.open_nursery() as nursery:
                 request = None
+                guard = StallGuard(stream, config.call_timeout)
                 with trio.move_on_after(config.close_timeout):
                     request = await trio_websocket.wrap_server_stream(
-                        nursery, stream, max_message_size=config.max_frame_size
+                        nursery, guard, max_message_size=config.max_frame_size
                     )
                 if request is not None:
-                    peer = Peer(tls is not None, peer_common_name(stream), slot)
+                    peer = Peer(tls is not None, peer_common_name(stream), slot, guard,
+                                _stream_remote(stream))
                     await handle(request, peer)
                 nursery.cancel_scope.cancel()
         except Exception:
@@ -170,7 +170,7 @@ async def serve_ocpp(
         except Exception:
             # The handshake itself failed (a peer that vanished, a broken request):
             # the other connections must not notice.
-            log.exception("handshake from %s failed", _remote(request))
+            log.exception("handshake from %s failed", peer.remote)
 
     listeners: list[trio.abc.Listener[Any]] = list(
         await trio.open_tcp_listeners(config.port, host=config.host)
@@ -200,7 +200,7 @@ async def _handshake(
     peer: Peer,
 ) -> None:
     """Check one WebSocket handshake; refuse it, or accept it and serve the connection."""
-    remote = _remote(request)
+    remote = peer.remote
     segment = charge_point_segment(request.path, config.path_prefix)
     if segment is None:
         log.info("refused %s: no charge point id in path %r", remote, request.path)
@@ -247,7 +247,7 @@ async def _handshake(
     ws = await request.accept(subprotocol=SUBPROTOCOL)
     if peer.slot is not None:
         peer.slot.release()  # the handshake is done: no longer pending
-    await manager.serve(cp_id, ws, remote)
+    await manager.serve(cp_id, ws, remote, peer.guard)
 
 
 def _stream_remote(stream: trio.abc.Stream) -> str:
