@@ -211,7 +211,7 @@ class Csms:
     @property
     def stopping(self) -> bool:
         """True once :meth:`shutdown` began."""
-        return self._accepting.stopped
+        return self.connections.closing
 
     async def shutdown(self) -> None:
         """Stop serving; returns when stopped. In this order:

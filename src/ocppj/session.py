@@ -160,6 +160,15 @@ class _Counters:
     calls_throttled: int = 0
 
 
+#: For each record reason of a CALL that never left: :class:`NotSent`'s ``reason`` and
+#: what its message says.
+_NOT_SENT = {
+    "deadline": ("deadline", "its deadline passed before its turn"),
+    "queue_full": ("queue_full", "too many CALLs already wait their turn"),
+    "not_sent": ("closed", "the connection closed first"),
+}
+
+
 class _Flood(Exception):
     """The peer stayed over its CALL rate for too long."""
 
@@ -365,11 +374,12 @@ class RpcSession:
         deadline = trio.current_time() + (self.call_timeout if timeout is None else timeout)
         pending = PendingCall(str(uuid.uuid4()), action, on_answer=on_answer)
         sending = Sending(frames.encode_call(pending.unique_id, action, payload), payload)
-        await self._take_turn(pending, sending, deadline)
-        try:
-            outcome = await self._transact(pending, sending, deadline)
-        finally:
-            self._call_lock.release()
+        outcome = await self._take_turn(pending, sending, deadline)
+        if outcome is None:
+            try:
+                outcome = await self._transact(pending, sending, deadline)
+            finally:
+                self._call_lock.release()
         if outcome == "timeout":
             self._timeouts_in_a_row += 1
             limit = self._drop_after_timeouts
@@ -385,41 +395,44 @@ class RpcSession:
                 "sent, before its answer"
             )
         if outcome in NOT_SENT_REASONS:
-            why = "its deadline passed first" if outcome == "deadline" else "connection closed"
-            raise NotSent(f"{self.name}: {action} not sent: {why}",
-                          reason="deadline" if outcome == "deadline" else "closed")
+            reason, why = _NOT_SENT[outcome]
+            raise NotSent(f"{self.name}: {action} not sent: {why}", reason=reason)
         assert pending.answered_at is not None
         assert not isinstance(pending.error, SessionClosed)  # that is outcome "closed"
         return Answer(
             pending.unique_id, action, pending.payload, pending.error, pending.answered_at
         )
 
-    async def _take_turn(self, pending: PendingCall, sending: Sending, deadline: float) -> None:
+    async def _take_turn(
+        self, pending: PendingCall, sending: Sending, deadline: float
+    ) -> str | None:
         """Take the CALL lock: wait behind our earlier CALLs (at most ``max_queued_calls``
-        wait) until ``deadline``. A CALL that does not get its turn is recorded as not
-        sent (``queue_full`` or ``deadline``) and raises :class:`NotSent`."""
+        wait) until ``deadline``.
+
+        Returns:
+            None (the lock is taken), or why the CALL did not get its turn, after its
+            record: ``queue_full`` or ``deadline``.
+        """
         # The lock is fair: acquire_nowait succeeds only when nobody holds it or waits for
         # it. Taking it so spares the scheduling round trip of ``await acquire()`` on the
         # common path.
         try:
             self._call_lock.acquire_nowait()
-            return
+            return None
         except trio.WouldBlock:
             pass
         if self._max_queued_calls is not None and self._queued >= self._max_queued_calls:
             await self._gave_up(pending, "queue_full", sending)
-            raise NotSent(f"{self.name}: {self._queued} CALLs already wait their turn; "
-                          f"{pending.action} not sent", reason="queue_full")
+            return "queue_full"
         self._queued += 1
         try:
             with trio.move_on_at(deadline):
                 await self._call_lock.acquire()
-                return
+                return None
         finally:
             self._queued -= 1
         await self._gave_up(pending, "deadline", sending)
-        raise NotSent(f"{self.name}: {pending.action} not sent: its deadline passed while "
-                      "earlier CALLs were outstanding", reason="deadline")
+        return "deadline"
 
     async def _transact(
         self, pending: PendingCall, sending: Sending, deadline: float

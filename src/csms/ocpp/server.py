@@ -96,15 +96,12 @@ class PendingHandshakes:
 class Accepting:
     """Whether the OCPP server takes new connections. :meth:`stop` is a shutdown's first
     step: the listening sockets close (a charger that connects now is refused by the
-    kernel, and one in the accept backlog is reset), and a handshake already under way
-    is answered 503; the live connections are not touched."""
+    kernel, and one in the accept backlog is reset); the live connections are not
+    touched. A handshake already under way is answered 503 once the connection manager
+    is closing (see :func:`_handshake`)."""
 
     def __init__(self) -> None:
         self.scope = trio.CancelScope()
-
-    @property
-    def stopped(self) -> bool:
-        return self.scope.cancel_called
 
     def stop(self) -> None:
         self.scope.cancel()
@@ -160,10 +157,6 @@ async def serve_ocpp(
 
     async def handle(request: trio_websocket.WebSocketRequest, peer: Peer) -> None:
         try:
-            if accepting.stopped:
-                # Shutting down: no handshake completes after the signal.
-                await request.reject(503, body=b"shutting down\n")
-                return
             await _handshake(config, manager, gate, request, peer)
         except trio_websocket.ConnectionClosed:
             pass
@@ -241,7 +234,8 @@ async def _handshake(
         await request.reject(503, body=b"too many connections\n")
         return
     if manager.closing:
-        # The CSMS began shutting down while this handshake was checked.
+        # Shutting down (perhaps since this handshake's checks began): no handshake
+        # completes after the signal.
         await request.reject(503, body=b"shutting down\n")
         return
     ws = await request.accept(subprotocol=SUBPROTOCOL)
