@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 import trio
+from ocpp.v16 import call, call_result
 from trio_websocket import WebSocketConnection, open_websocket_url, serve_websocket
 
 from ocppj import SUBPROTOCOL, Direction, Router, RpcSession
@@ -98,6 +99,17 @@ async def websocket_pair(
         finally:
             release.set()
             nursery.cancel_scope.cancel()
+
+
+def heartbeat_router(current_time: str = "2026-11-24T10:00:00Z") -> Router:
+    """A router that answers every Heartbeat at once with ``current_time``."""
+    router = Router()
+
+    @router.on("Heartbeat")
+    async def heartbeat(request: call.Heartbeat) -> call_result.Heartbeat:
+        return call_result.Heartbeat(current_time=current_time)
+
+    return router
 
 
 @attrs.define(eq=False)

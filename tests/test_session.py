@@ -39,6 +39,7 @@ from ocppj.session import LATE_ANSWERS_KEPT
 from ocppj_helpers import (
     WATCHDOG,
     example_payload,
+    heartbeat_router,
     raw_csms,
     raw_peer,
     session_pair,
@@ -673,11 +674,7 @@ async def test_observer_sees_every_frame_in_and_out(autojump_clock: trio.abc.Clo
 async def test_observer_sees_the_exact_wire_text_of_bad_frames(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    router = Router()
-
-    @router.on("Heartbeat")
-    async def heartbeat(request: call.Heartbeat) -> call_result.Heartbeat:
-        return call_result.Heartbeat(current_time=NOW)
+    router = heartbeat_router(NOW)
 
     good, garbage, broken = '[2, "g", "Heartbeat", {}]', "\u26a1 not json", '[2, "b", 7, {}]'
     async with raw_peer(router) as peer:
@@ -753,11 +750,7 @@ async def test_a_call_flood_is_read_at_the_call_rate_and_nothing_is_refused(
 ) -> None:
     """150 CALLs sent without waiting: the first ``burst`` are read at once, the rest at
     ``rate`` per second (the peer is pushed back by TCP), and every one is answered."""
-    router = Router()
-
-    @router.on("Heartbeat")
-    async def heartbeat(request: call.Heartbeat) -> call_result.Heartbeat:
-        return call_result.Heartbeat(current_time=NOW)
+    router = heartbeat_router(NOW)
 
     flood = 150
     async with websocket_pair() as (server_ws, client_ws), trio.open_nursery() as nursery:
@@ -781,11 +774,7 @@ async def test_a_call_flood_is_read_at_the_call_rate_and_nothing_is_refused(
 async def test_a_peer_over_its_rate_for_too_long_is_ended_with_1008(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    router = Router()
-
-    @router.on("Heartbeat")
-    async def heartbeat(request: call.Heartbeat) -> call_result.Heartbeat:
-        return call_result.Heartbeat(current_time=NOW)
+    router = heartbeat_router(NOW)
 
     async with websocket_pair() as (server_ws, client_ws), trio.open_nursery() as nursery:
         session = RpcSession(server_ws, router, name="csms", call_rate=10.0, call_burst=10.0,
