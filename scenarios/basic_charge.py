@@ -19,13 +19,13 @@ async def scenario(ctx: ScenarioContext) -> None:
     for cp in chargers:
         await cp.plug_in(1, Ev(capacity_wh=60_000, soc=20.0, max_power_w=11_000))
         started = await cp.start_session(1, f"TAG-{cp.id}")
-        ctx.check(started, f"{cp.id}: the session did not start")
+        ctx.check(started, f"[sessions] {cp.id}: the session did not start")
     await ctx.sleep(ctx.params["hours"] * 3600)
     for cp in chargers:
         await cp.unplug(1)
     await ctx.sleep(120)
     for cp in chargers:
-        ctx.check(cp.queued == 0, f"{cp.id}: {cp.queued} transaction messages undelivered")
+        ctx.check(cp.queued == 0, f"[delivery] {cp.id}: {cp.queued} transaction messages undelivered")
         for session in cp.sessions:
-            ctx.check(session.energy_wh > 1000, f"{cp.id}: only {session.energy_wh} Wh")
-            ctx.check(session.transaction_id is not None, f"{cp.id}: no transactionId")
+            ctx.check(session.energy_wh > 1000, f"[energy] {cp.id}: only {session.energy_wh} Wh")
+            ctx.check(session.transaction_id is not None, f"[sessions] {cp.id}: no transactionId")

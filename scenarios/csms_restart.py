@@ -41,4 +41,4 @@ async def scenario(ctx: ScenarioContext) -> None:
     ctx.check_sessions(chargers, arrivals)
     reconnected = sum(1 for cp in chargers if cp.connects >= 2)
     ctx.check(reconnected == len(chargers),
-              f"[sessions] {reconnected} of {len(chargers)} chargers reconnected")
+              f"[reconnected] {reconnected} of {len(chargers)} chargers reconnected")

@@ -25,6 +25,6 @@ async def scenario(ctx: ScenarioContext) -> None:
     ctx.check_sessions(chargers, arrivals)
     for cp in chargers:
         for session in cp.sessions:
-            ctx.check(session.energy_wh > 0, f"{cp.id} {session.evse}: no energy")
+            ctx.check(session.energy_wh > 0, f"[energy] {cp.id} {session.evse}: no energy")
     evses = sum(len(cp.evses) for cp in chargers)
     ctx.note(f"{arrivals} arrivals on {evses} EVSEs over {hours:g} h")

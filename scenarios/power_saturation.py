@@ -29,5 +29,5 @@ async def scenario(ctx: ScenarioContext) -> None:
     demand = sum(len(cp.evses) for cp in chargers) * 22.0
     ctx.note(f"demand {demand:.0f} kW against a site limit of {p['site_limit_kw']} kW")
     for cp in chargers:
-        ctx.check(cp.queued == 0, f"{cp.id}: {cp.queued} transaction messages undelivered")
-        ctx.check(all(s.energy_wh > 0 for s in cp.sessions), f"{cp.id}: a session without energy")
+        ctx.check(cp.queued == 0, f"[delivery] {cp.id}: {cp.queued} transaction messages undelivered")
+        ctx.check(all(s.energy_wh > 0 for s in cp.sessions), f"[energy] {cp.id}: a session without energy")

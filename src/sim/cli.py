@@ -18,7 +18,7 @@ from typing import Any
 import trio
 import trio.testing
 
-from sim import behaviour, incidents
+from sim import behaviour, incidents, plots
 from sim.config import ConfigError, SimConfig, load_config
 from sim.control import (
     ControlError,
@@ -26,6 +26,9 @@ from sim.control import (
     send_command,
     serve_fleet,
 )
+from sim.html_report import render_html
+from sim.junit import junit_xml
+from sim.report import ScenarioReport
 from sim.simulator_runner import ScenarioError, load_scenario, run_scenario
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -83,7 +86,15 @@ def _scenario_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--evses", type=int, help="EVSEs per charger (scenario parameter)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any scenario parameter")
-    parser.add_argument("--report", type=Path, help="also write the report as JSON here")
+    parser.add_argument("--json", "--report", dest="json", type=Path, metavar="FILE",
+                        help="also write the report as JSON")
+    parser.add_argument("--html", type=Path, metavar="FILE",
+                        help="also write a self-contained HTML report: plots, checks, "
+                        "sessions (needs matplotlib: pip install 'trio-csms[report]')")
+    parser.add_argument("--plot", type=Path, metavar="FILE.svg|png",
+                        help="also write the site-power plot alone, SVG or PNG by the suffix")
+    parser.add_argument("--junit", type=Path, metavar="FILE",
+                        help="also write the checks as JUnit XML, one testcase per check")
 
 
 def _start_arguments(parser: argparse.ArgumentParser) -> None:
@@ -243,6 +254,7 @@ def cmd_scenario(args: argparse.Namespace, config: SimConfig) -> int:
     """Run one scenario; print its report."""
     module = load_scenario(args.name)
     params = _params(module, args)
+    _check_outputs(args)
     if args.seed is not None:
         config = SimConfig(config.csms_url, args.seed, config.meter_interval,
                            config.heartbeat_interval, config.chargers, config.ev_mix)
@@ -263,9 +275,34 @@ def cmd_scenario(args: argparse.Namespace, config: SimConfig) -> int:
         report = trio.run(lambda: run_scenario(module, config, params, url=None, clock=clock,
                                                site_limit_kw=site_limit), clock=clock)
     print(report.to_text())
-    if args.report is not None:
-        args.report.write_text(report.to_json() + "\n", encoding="utf-8")
+    _write_outputs(args, report)
     return EXIT_OK if report.passed else EXIT_FAILED
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before the run, outputs that cannot be written (ConfigError)."""
+    if args.plot is not None and args.plot.suffix.lower() not in (".svg", ".png"):
+        raise ConfigError(f"--plot {args.plot}: the file name ends in .svg or .png")
+    if args.html is not None or args.plot is not None:
+        try:
+            plots.require_matplotlib()
+        except plots.PlotsUnavailable as exc:
+            raise ConfigError(f"--html/--plot: {exc}") from None
+    for path in (args.json, args.html, args.plot, args.junit):
+        if path is not None and not path.parent.is_dir():
+            raise ConfigError(f"{path}: no directory {path.parent}")
+
+
+def _write_outputs(args: argparse.Namespace, report: ScenarioReport) -> None:
+    """Write the report files the command line asked for."""
+    if args.json is not None:
+        args.json.write_text(report.to_json() + "\n", encoding="utf-8")
+    if args.junit is not None:
+        args.junit.write_text(junit_xml(report), encoding="utf-8")
+    if args.plot is not None:
+        plots.write_plot(report, args.plot)
+    if args.html is not None:
+        args.html.write_text(render_html(report), encoding="utf-8")
 
 
 def cmd_start(args: argparse.Namespace, config: SimConfig) -> int:

@@ -187,7 +187,7 @@ async def serve_fleet(url: str, config: SimConfig, chargers: int, evses: int, se
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             fleet = Fleet(url, config, clock=lambda: datetime.datetime.now(datetime.UTC),
-                          rng=random.Random(seed), nursery=nursery)
+                          rng=random.Random(seed), nursery=nursery, record=False)
             await nursery.start(_serve_control, control, fleet, stop)
 
             async def on_signal() -> None:

@@ -13,10 +13,12 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from attrs import frozen
 
 from csms.inspect import table
 from csms.storage.base import SampleRow
+from sim.timeline import Timeline
 
 if TYPE_CHECKING:
     from sim.simulator_runner import Fleet, ScenarioContext
@@ -38,6 +40,15 @@ class ScenarioReport:
     profiles: list[dict[str, Any]]
     failures: list[str]
     notes: list[str]
+    #: Every named check: ``{"name", "held", "failed", "failures"}`` (what was observed
+    #: each time it failed), in the order the run first made it.
+    checks: list[dict[str, Any]] = attrs.Factory(list)
+    #: The run over time as the chargers saw it (not in the JSON: the HTML report and
+    #: the plot draw it).
+    timeline: Timeline = attrs.field(factory=Timeline, eq=False)
+    #: In-process runs: the site power (W) the CSMS received, at each reading's arrival.
+    csms_series: list[tuple[datetime.datetime, float]] | None = attrs.field(
+        default=None, eq=False)
 
     @property
     def passed(self) -> bool:
@@ -49,6 +60,7 @@ class ScenarioReport:
         return json.dumps({
             "scenario": self.scenario, "seed": self.seed, "params": self.params,
             "passed": self.passed, "failures": self.failures, "notes": self.notes,
+            "checks": self.checks,
             "totals": self.totals, "sessions": self.sessions, "profiles": self.profiles,
         }, indent=2, sort_keys=True)
 
@@ -124,8 +136,10 @@ def build_report(name: str, seed: int, params: dict[str, Any], fleet: Fleet,
         "site_limit_kw": ctx.site_limit_kw,
         "csms_seen": ctx.csms_view,
     }
+    checks = [{"name": name, "held": tally.held, "failed": len(tally.failures),
+               "failures": list(tally.failures)} for name, tally in ctx.checks.items()]
     return ScenarioReport(name, seed, params, sessions, totals, profiles, list(ctx.failures),
-                          list(ctx.notes))
+                          list(ctx.notes), checks, fleet.timeline, ctx.csms_series)
 
 
 def _profile_summary(profile: dict[str, Any]) -> dict[str, Any]:
@@ -138,6 +152,40 @@ def _profile_summary(profile: dict[str, Any]) -> dict[str, Any]:
         "unit": schedule.get("chargingRateUnit"),
         "first_limit": periods[0]["limit"] if periods else None,
     }
+
+
+def site_power_series(samples: Iterable[SampleRow],
+                      ended: Mapping[int, datetime.datetime] | None = None,
+                      ) -> list[tuple[datetime.datetime, float]]:
+    """The site's power (W) as the CSMS received it, at every moment a reading arrived.
+
+    Each session's power is its last reported Power.Active.Import (a step function); the
+    site's power is their sum. ``ended``: when the CSMS closed each session it closed (its
+    StopTransaction, or the evidence that its charger lost it in a reboot): its power
+    counts until then, and a reading received later (delivered late) no longer does.
+    """
+    ended = ended or {}
+    last: dict[int, float] = {}
+    by_time: dict[datetime.datetime, list[tuple[int, float]]] = {}
+    for row in samples:
+        s = row.sample
+        tx = row.transaction_id
+        if (tx is None or s.measurand != "Power.Active.Import"
+                or s.phase is not None or s.number is None
+                or (tx in ended and row.received_at >= ended[tx])):
+            continue
+        by_time.setdefault(row.received_at, []).append((tx, s.number))
+    endings = sorted((at, tx) for tx, at in ended.items())
+    next_end = 0
+    series = []
+    for moment in sorted(by_time):
+        while next_end < len(endings) and endings[next_end][0] <= moment:
+            last.pop(endings[next_end][1], None)
+            next_end += 1
+        for tx, watts in by_time[moment]:
+            last[tx] = watts
+        series.append((moment, sum(last.values())))
+    return series
 
 
 def site_power_seen(samples: Iterable[SampleRow], limit_w: float,
@@ -154,29 +202,10 @@ def site_power_seen(samples: Iterable[SampleRow], limit_w: float,
     reading received later (delivered late) no longer does.
     """
     tolerance = 1.0  # W: rounding of reported values
-    ended = ended or {}
-    last: dict[int, float] = {}
-    by_time: dict[datetime.datetime, list[tuple[int, float]]] = {}
-    for row in samples:
-        s = row.sample
-        tx = row.transaction_id
-        if (tx is None or s.measurand != "Power.Active.Import"
-                or s.phase is not None or s.number is None
-                or (tx in ended and row.received_at >= ended[tx])):
-            continue
-        by_time.setdefault(row.received_at, []).append((tx, s.number))
-    endings = sorted((at, tx) for tx, at in ended.items())
-    next_end = 0
     peak, peak_at = 0.0, None
     longest, longest_from = 0.0, None
     run_start: datetime.datetime | None = None
-    for moment in sorted(by_time):
-        while next_end < len(endings) and endings[next_end][0] <= moment:
-            last.pop(endings[next_end][1], None)
-            next_end += 1
-        for tx, watts in by_time[moment]:
-            last[tx] = watts
-        total = sum(last.values())
+    for moment, total in site_power_series(samples, ended):
         if total > peak:
             peak, peak_at = total, moment
         if total > limit_w + tolerance:

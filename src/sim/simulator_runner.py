@@ -20,6 +20,7 @@ import inspect
 import logging
 import os
 import random
+import re
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -41,7 +42,8 @@ from sim.config import SimConfig
 from sim.ev import Ev
 from sim.loopback import LoopbackSockets
 from sim.records_check import check_records
-from sim.report import ScenarioReport, build_report, site_power_seen
+from sim.report import ScenarioReport, build_report, site_power_seen, site_power_series
+from sim.timeline import EvseSample, Timeline, activity
 from sim.wheel import Wheel
 
 log = logging.getLogger("sim.runner")
@@ -57,6 +59,20 @@ SCENARIO_DIRS = (Path.cwd() / "scenarios", Path(__file__).resolve().parent / "sc
 
 class ScenarioError(Exception):
     """A scenario cannot be found or loaded."""
+
+
+@attrs.define
+class CheckTally:
+    """How often one named check held, and what was observed each time it failed."""
+
+    held: int = 0
+    failures: list[str] = attrs.Factory(list)
+
+
+def check_name(message: str) -> str:
+    """The name of a check: the ``[tag]`` its message starts with, else ``checks``."""
+    match = re.match(r"\[([^\]]+)\]", message)
+    return match.group(1) if match else "checks"
 
 
 class ScenarioFailed(AssertionError):
@@ -94,7 +110,8 @@ class Fleet:
     """Simulated charge points supervised in one nursery."""
 
     def __init__(self, url: str, config: SimConfig, *, clock: Callable[[], datetime.datetime],
-                 rng: random.Random, nursery: trio.Nursery, wheel: Wheel | None = None) -> None:
+                 rng: random.Random, nursery: trio.Nursery, wheel: Wheel | None = None,
+                 record: bool = True) -> None:
         self.url = url
         #: Every timer of the fleet, its chargers and its scenario (see sim.wheel).
         self.wheel = wheel if wheel is not None else Wheel()
@@ -103,25 +120,27 @@ class Fleet:
         self.rng = rng
         self._nursery = nursery
         self.chargers: dict[str, SimChargePoint] = {}
-        #: (moment, total power in W) sampled every meter interval.
-        self.site_power: list[tuple[datetime.datetime, float]] = []
-        nursery.start_soon(self._sample_site_power)
+        #: Site power and every EVSE, sampled every meter interval (``record``; a fleet
+        #: that runs until stopped, ``start-sim``, keeps none).
+        self.timeline = Timeline()
+        if record:
+            nursery.start_soon(self._sample)
 
-    async def _sample_site_power(self) -> None:
+    async def _sample(self) -> None:
         # Halfway between meter ticks, when no charger is changing its power, so that the
         # samples do not depend on which task runs first at a tick.
         await self.wheel.sleep(self.config.meter_interval / 2)
         while True:
             await self.wheel.sleep(self.config.meter_interval)
-            total = sum(evse.power_w for cp in self for evse in cp.evses.values())
-            self.site_power.append((self.clock(), total))
+            self.timeline.record(self.clock(), (
+                EvseSample(f"{cp.id} EVSE_{n}", evse.max_power_w / 1000, evse.power_w,
+                           evse.limit_w if evse.transaction is not None else None,
+                           activity(evse.fsm.state, online=cp.online))
+                for cp in self for n, evse in cp.evses.items()))
 
     def peak_site_power(self) -> tuple[float, datetime.datetime | None]:
         """The highest sampled site power (kW) and when."""
-        if not self.site_power:
-            return 0.0, None
-        at, watts = max(self.site_power, key=lambda sample: sample[1])
-        return watts / 1000, at
+        return self.timeline.peak()
 
     def _credentials(self, cp_id: str) -> tuple[str | None, str | None]:
         """The charger's password and client certificate file (``security``)."""
@@ -205,8 +224,12 @@ class ScenarioContext:
     site_limit_kw: float | None = None
     failures: list[str] = attrs.Factory(list)
     notes: list[str] = attrs.Factory(list)
+    #: Every check the run made, by name, in the order each name first came up.
+    checks: dict[str, CheckTally] = attrs.Factory(dict)
     #: In-process runs: the site power as the CSMS received it (see report.site_power_seen).
     csms_view: dict[str, Any] | None = None
+    #: In-process runs: the site power (W) the CSMS received, at each reading's arrival.
+    csms_series: list[tuple[datetime.datetime, float]] | None = None
     #: Whether the run ends by comparing the CSMS's records with the chargers'.
     records_checked: bool = False
     #: In-process runs: the CSMS, which restart_csms can kill and start again.
@@ -244,15 +267,15 @@ class ScenarioContext:
         return len(slots)
 
     def check_sessions(self, chargers: list[SimChargePoint], arrivals: int) -> None:
-        """``[sessions]``: every arrival got a session; no transaction message is left
-        undelivered or was given up."""
+        """``[sessions]``: every arrival got a session; ``[delivery]``: no transaction message
+        is left undelivered or was given up."""
         started = sum(len(cp.sessions) for cp in chargers)
         self.check(started == arrivals, f"[sessions] {started} sessions for {arrivals} "
                    "arrivals")
         for cp in chargers:
-            self.check(cp.queued == 0, f"[sessions] {cp.id}: {cp.queued} transaction "
+            self.check(cp.queued == 0, f"[delivery] {cp.id}: {cp.queued} transaction "
                        "messages undelivered")
-            self.check(cp.dropped == 0, f"[sessions] {cp.id}: {cp.dropped} transaction "
+            self.check(cp.dropped == 0, f"[delivery] {cp.id}: {cp.dropped} transaction "
                        "messages given up")
 
     async def visit(self, cp: SimChargePoint, connector: int, arrive: float, stay: float,
@@ -262,7 +285,7 @@ class ScenarioContext:
         await self.sleep_until(arrive)
         await cp.plug_in(connector, self.ev())
         started = await cp.start_session(connector, tag)
-        self.check(started, f"{cp.id} EVSE_{connector}: the session did not start")
+        self.check(started, f"[sessions] {cp.id} EVSE_{connector}: the session did not start")
         await self.sleep(stay)
         await cp.unplug(connector)
 
@@ -296,9 +319,18 @@ class ScenarioContext:
         """The EV mix of the simulator configuration."""
         return list(self.fleet.config.ev_mix)
 
-    def check(self, condition: bool, message: str) -> None:
-        """Record a failed check (the scenario goes on; the run exits 1)."""
-        if not condition:
+    def check(self, condition: bool, message: str, *, name: str | None = None) -> None:
+        """Record a check; a failed one fails the run (the scenario goes on; exit 1).
+
+        ``name`` groups checks in the report and in JUnit (one testcase per name); by
+        default it is the ``[tag]`` the message starts with (``[sessions] …``), else
+        ``checks``. ``message`` says what was observed.
+        """
+        tally = self.checks.setdefault(name or check_name(message), CheckTally())
+        if condition:
+            tally.held += 1
+        else:
+            tally.failures.append(message)
             self.failures.append(message)
 
     def note(self, message: str) -> None:
@@ -389,12 +421,13 @@ async def _run_in_process(module: ModuleType, config: SimConfig, params: dict[st
             if ctx.records_checked:
                 await check_records(ctx.fleet, store, ctx.check)
             # What the CSMS received, checked against the site limit (OCPP alone).
-            if site.limit_w is None:
-                return
             samples = await store.read_samples("Power.Active.Import")
             state = await store.load_state()
             ended = {tx: session.stopped_at for tx, session in state.sessions.items()
                      if session.stopped_at is not None}
+            ctx.csms_series = site_power_series(samples, ended)
+            if site.limit_w is None:
+                return
             view = site_power_seen(samples, site.limit_w, ended)
             ctx.csms_view = view
             tolerance = site.rebalance_interval_s
