@@ -70,8 +70,12 @@ def test_the_wheel_runs_scenarios_from_any_directory(tmp_path: Path) -> None:
                  cwd=elsewhere).stdout
     assert str(venv) in where and str(ROOT) not in where, where
 
-    done = _run([str(python), "-m", "sim", "scenario", "basic_charge"], cwd=elsewhere)
+    # A built-in scenario against the baseline the wheel ships, with its HTML report.
+    done = _run([str(python), "-m", "sim", "scenario", "basic_charge", "--baseline",
+                 "--html", "r.html"], cwd=elsewhere)
     assert "all checks passed" in done.stdout
+    assert f"{purelib}/sim/scenarios/baselines/basic_charge.json: the same" in done.stdout
+    assert "<svg" in (elsewhere / "r.html").read_text()
     (elsewhere / "mine.py").write_text(MY_SCENARIO)
     done = _run([str(python), "-m", "sim", "scenario", "mine.py"], cwd=elsewhere)
     assert "my own scenario ran" in done.stdout

@@ -1,7 +1,7 @@
 """``python -m sim``: run scenarios and long-running fleets.
 
-Exit codes: 0 success, 1 a scenario check failed, 2 bad usage or configuration,
-3 cannot reach the CSMS or the running simulator.
+Exit codes: 0 success, 1 a scenario check failed (or the run differs from its baseline),
+2 bad usage or configuration, 3 cannot reach the CSMS or the running simulator.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import Any
 import trio
 import trio.testing
 
-from sim import behaviour, incidents, plots
+from sim import behaviour, incidents
+from sim.baseline import BaselineError
 from sim.config import ConfigError, SimConfig, load_config
 from sim.control import (
     ControlError,
@@ -26,10 +27,8 @@ from sim.control import (
     send_command,
     serve_fleet,
 )
-from sim.html_report import render_html
-from sim.junit import junit_xml
-from sim.report import ScenarioReport
-from sim.simulator_runner import ScenarioError, load_scenario, run_scenario
+from sim.outputs import Outputs, default_baseline
+from sim.simulator_runner import ScenarioError, find_scenario, load_scenario, run_scenario
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -40,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sim",
         description="Simulated OCPP 1.6J charge points that talk to a CSMS over real "
-        "WebSockets. Exit codes: 0 ok, 1 scenario check failed, 2 bad usage or config, "
+        "WebSockets. Exit codes: 0 ok, 1 scenario check failed or baseline differs, 2 bad "
+        "usage or config, "
         "3 CSMS or simulator unreachable.",
     )
     parser.add_argument("--config", type=Path, default=None,
@@ -95,6 +95,13 @@ def _scenario_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the site-power plot alone, SVG or PNG by the suffix")
     parser.add_argument("--junit", type=Path, metavar="FILE",
                         help="also write the checks as JUnit XML, one testcase per check")
+    parser.add_argument("--baseline", nargs="?", const="", metavar="FILE",
+                        help="compare the run with a stored report of the same scenario, "
+                        "seed and parameters; exit 1 listing what changed beyond the "
+                        "tolerances (default FILE: the scenario's baselines/NAME.json)")
+    parser.add_argument("--update-baseline", action="store_true",
+                        help="write this run as the baseline (the --baseline FILE, or the "
+                        "default)")
 
 
 def _start_arguments(parser: argparse.ArgumentParser) -> None:
@@ -254,10 +261,12 @@ def cmd_scenario(args: argparse.Namespace, config: SimConfig) -> int:
     """Run one scenario; print its report."""
     module = load_scenario(args.name)
     params = _params(module, args)
-    _check_outputs(args)
+    outputs = _outputs(args)
+    outputs.check()
     if args.seed is not None:
         config = SimConfig(config.csms_url, args.seed, config.meter_interval,
                            config.heartbeat_interval, config.chargers, config.ev_mix)
+    baseline = outputs.load_baseline(find_scenario(args.name).stem, config.seed, params)
     url = args.url or config.csms_url
     site_limit = params.get("site_limit_kw")
     per_evse = params.get("site_limit_kw_per_evse")
@@ -275,34 +284,22 @@ def cmd_scenario(args: argparse.Namespace, config: SimConfig) -> int:
         report = trio.run(lambda: run_scenario(module, config, params, url=None, clock=clock,
                                                site_limit_kw=site_limit), clock=clock)
     print(report.to_text())
-    _write_outputs(args, report)
-    return EXIT_OK if report.passed else EXIT_FAILED
+    outputs.write(report)
+    same, said = outputs.against_baseline(report, baseline)
+    if said:
+        print(said)
+    return EXIT_OK if report.passed and same else EXIT_FAILED
 
 
-def _check_outputs(args: argparse.Namespace) -> None:
-    """Refuse, before the run, outputs that cannot be written (ConfigError)."""
-    if args.plot is not None and args.plot.suffix.lower() not in (".svg", ".png"):
-        raise ConfigError(f"--plot {args.plot}: the file name ends in .svg or .png")
-    if args.html is not None or args.plot is not None:
-        try:
-            plots.require_matplotlib()
-        except plots.PlotsUnavailable as exc:
-            raise ConfigError(f"--html/--plot: {exc}") from None
-    for path in (args.json, args.html, args.plot, args.junit):
-        if path is not None and not path.parent.is_dir():
-            raise ConfigError(f"{path}: no directory {path.parent}")
-
-
-def _write_outputs(args: argparse.Namespace, report: ScenarioReport) -> None:
-    """Write the report files the command line asked for."""
-    if args.json is not None:
-        args.json.write_text(report.to_json() + "\n", encoding="utf-8")
-    if args.junit is not None:
-        args.junit.write_text(junit_xml(report), encoding="utf-8")
-    if args.plot is not None:
-        plots.write_plot(report, args.plot)
-    if args.html is not None:
-        args.html.write_text(render_html(report), encoding="utf-8")
+def _outputs(args: argparse.Namespace) -> Outputs:
+    """The files the command line asks for, and the baseline it names."""
+    baseline = None
+    if args.baseline:
+        baseline = Path(args.baseline)
+    elif args.baseline is not None or args.update_baseline:
+        baseline = default_baseline(find_scenario(args.name))
+    return Outputs(args.json, args.html, args.plot, args.junit, baseline,
+                   args.update_baseline)
 
 
 def cmd_start(args: argparse.Namespace, config: SimConfig) -> int:
@@ -380,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "clear":
             return cmd_clear(args)
         return cmd_stop(args)
-    except (ConfigError, ScenarioError) as exc:
+    except (ConfigError, ScenarioError, BaselineError) as exc:
         print(f"python -m sim: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ControlError as exc:
