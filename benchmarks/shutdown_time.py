@@ -38,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import rpc_throughput as rt  # noqa: E402  (a sibling script, not a package)
+import rpc_throughput as rt  # a sibling script, not a package
 
 TARGETS = {"quiet": 3.0, "reconnecting": 5.0}
 
@@ -154,7 +154,9 @@ def run_one(chargers: int, mode: str, delay: float, csms_args: list[str]) -> dic
             "--db", str(Path(scratch) / "csms.db"), "--no-api", "--ping-interval", "0",
             "--max-connections", "20000", *csms_args,
         ])
-        csms = subprocess.Popen(command, cwd=scratch, preexec_fn=rt.raise_nofile_limit)
+        # No threads in this process yet: preexec_fn is safe.
+        csms = subprocess.Popen(command, cwd=scratch,
+                                preexec_fn=rt.raise_nofile_limit)  # noqa: PLW1509
         try:
             if not rt.wait_listening(csms, port):
                 return {"chargers": chargers, "mode": mode, "error": "CSMS did not listen"}

@@ -28,6 +28,8 @@ from sim.control import (
     serve_fleet,
 )
 from sim.outputs import Outputs, default_baseline
+from sim.progress import Progress
+from sim.progress import wanted as progress_wanted
 from sim.simulator_runner import ScenarioError, find_scenario, load_scenario, run_scenario
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -99,6 +101,8 @@ def _scenario_arguments(parser: argparse.ArgumentParser) -> None:
                         help="compare the run with a stored report of the same scenario, "
                         "seed and parameters; exit 1 listing what changed beyond the "
                         "tolerances (default FILE: the scenario's baselines/NAME.json)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress display (shown only on a terminal, outside CI)")
     parser.add_argument("--update-baseline", action="store_true",
                         help="write this run as the baseline (the --baseline FILE, or the "
                         "default)")
@@ -272,17 +276,25 @@ def cmd_scenario(args: argparse.Namespace, config: SimConfig) -> int:
     per_evse = params.get("site_limit_kw_per_evse")
     if site_limit is None and per_evse is not None:
         site_limit = per_evse * params.get("chargers", 1) * params.get("evses", 1)
+    hours = params.get("hours")
+    progress = Progress(find_scenario(args.name).stem,
+                        hours * 3600 if isinstance(hours, int | float) else None,
+                        enabled=not args.no_progress and progress_wanted(sys.stderr))
     if url is not None:
         if not trio.run(_reachable, url):
             print(f"cannot reach the CSMS at {url}", file=sys.stderr)
             return EXIT_UNREACHABLE
-        report = trio.run(lambda: run_scenario(module, config, params, url=url, clock=None,
-                                               site_limit_kw=site_limit))
+        with progress:
+            report = trio.run(lambda: run_scenario(
+                module, config, params, url=url, clock=None, site_limit_kw=site_limit,
+                on_start=progress.watch))
     else:
         _seed_scheduler(config.seed)
         clock = trio.testing.MockClock()
-        report = trio.run(lambda: run_scenario(module, config, params, url=None, clock=clock,
-                                               site_limit_kw=site_limit), clock=clock)
+        with progress:
+            report = trio.run(lambda: run_scenario(
+                module, config, params, url=None, clock=clock, site_limit_kw=site_limit,
+                on_start=progress.watch), clock=clock)
     print(report.to_text())
     outputs.write(report)
     same, said = outputs.against_baseline(report, baseline)

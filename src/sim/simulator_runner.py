@@ -132,11 +132,13 @@ class Fleet:
         await self.wheel.sleep(self.config.meter_interval / 2)
         while True:
             await self.wheel.sleep(self.config.meter_interval)
-            self.timeline.record(self.clock(), (
+            self.timeline.record(self.clock(), [
                 EvseSample(f"{cp.id} EVSE_{n}", evse.max_power_w / 1000, evse.power_w,
                            evse.limit_w if evse.transaction is not None else None,
                            activity(evse.fsm.state, online=cp.online))
-                for cp in self for n, evse in cp.evses.items()))
+                for cp in self for n, evse in cp.evses.items()], open_sessions=sum(
+                    1 for cp in self for evse in cp.evses.values()
+                    if evse.transaction is not None))
 
     def peak_site_power(self) -> tuple[float, datetime.datetime | None]:
         """The highest sampled site power (kW) and when."""
@@ -378,13 +380,20 @@ async def run_scenario(
     url: str | None,
     clock: trio.testing.MockClock | None,
     site_limit_kw: float | None = None,
+    on_start: Callable[[Fleet, datetime.datetime], None] | None = None,
 ) -> ScenarioReport:
-    """Run one scenario: in-process with ``clock`` (virtual), or against ``url``."""
+    """Run one scenario: in-process with ``clock`` (virtual), or against ``url``.
+
+    ``on_start(fleet, start)`` is called once the fleet exists, before the scenario runs
+    (the progress display watches it from another thread).
+    """
     rng = random.Random(config.seed)
     if url is None:
         assert clock is not None
-        return await _run_in_process(module, config, params, rng, clock, site_limit_kw)
-    return await _run(module, config, params, rng, url, _wall_clock, site_limit_kw)
+        return await _run_in_process(module, config, params, rng, clock, site_limit_kw,
+                                     on_start)
+    return await _run(module, config, params, rng, url, _wall_clock, site_limit_kw,
+                      on_start=on_start)
 
 
 def _wall_clock() -> datetime.datetime:
@@ -393,7 +402,9 @@ def _wall_clock() -> datetime.datetime:
 
 async def _run_in_process(module: ModuleType, config: SimConfig, params: dict[str, Any],
                           rng: random.Random, clock: trio.testing.MockClock,
-                          site_limit_kw: float | None) -> ScenarioReport:
+                          site_limit_kw: float | None,
+                          on_start: Callable[[Fleet, datetime.datetime], None] | None,
+                          ) -> ScenarioReport:
     t0 = trio.current_time()
     epoch = VIRTUAL_EPOCH
     # Both ends of every connection are in this process: make loopback delivery look
@@ -442,7 +453,8 @@ async def _run_in_process(module: ModuleType, config: SimConfig, params: dict[st
             nursery.start_soon(drive_virtual_clock, clock,
                                lambda: _wait_store_idle(embedded.csms), wheel)
             report = await _run(module, config, params, rng, f"ws://127.0.0.1:{port}/ocpp",
-                                virtual_now, site_limit_kw, observe, wheel, embedded)
+                                virtual_now, site_limit_kw, observe, wheel, embedded,
+                                on_start)
             await embedded.csms.shutdown()
             nursery.cancel_scope.cancel()
     return report
@@ -500,12 +512,15 @@ async def _run(module: ModuleType, config: SimConfig, params: dict[str, Any],
                site_limit_kw: float | None,
                observe: Callable[[ScenarioContext], Awaitable[None]] | None = None,
                wheel: Wheel | None = None, embedded: EmbeddedCsms | None = None,
+               on_start: Callable[[Fleet, datetime.datetime], None] | None = None,
                ) -> ScenarioReport:
     async with trio.open_nursery() as nursery:
         fleet = Fleet(url, config, clock=clock, rng=random.Random(rng.random()), nursery=nursery,
                       wheel=wheel)
         ctx = ScenarioContext(fleet, params, random.Random(rng.random()), clock(),
                               site_limit_kw=site_limit_kw, embedded=embedded)
+        if on_start is not None:
+            on_start(fleet, ctx.start)
         async with trio.open_nursery() as tasks:
             ctx._tasks = tasks
             await module.scenario(ctx)

@@ -85,10 +85,17 @@ class Timeline:
     times: list[datetime.datetime] = attrs.Factory(list)
     site_kw: list[float] = attrs.Factory(list)
     lanes: dict[str, Lane] = attrs.Factory(dict)
+    #: Transactions running at each sample.
+    open_sessions: list[int] = attrs.Factory(list)
 
-    def record(self, at: datetime.datetime, evses: Iterable[EvseSample]) -> None:
+    def record(self, at: datetime.datetime, evses: Iterable[EvseSample],
+               open_sessions: int = 0) -> None:
         """Add the sample at ``at``. An EVSE seen for the first time gets a lane, idle
-        before it existed."""
+        before it existed.
+
+        ``times`` grows last: a reader in another thread (the progress display) that sees
+        ``n`` moments finds ``n`` entries in the other lists too.
+        """
         before = len(self.times)
         total = 0.0
         for sample in evses:
@@ -101,13 +108,14 @@ class Timeline:
             lane.limit_kw.append(None if sample.limit_w is None else sample.limit_w / 1000)
             lane.activity.append(sample.activity)
             total += sample.power_w
-        self.times.append(at)
-        self.site_kw.append(total / 1000)
         for lane in self.lanes.values():  # an EVSE that was not sampled this time
             if len(lane.power_kw) == before:
                 lane.power_kw.append(0.0)
                 lane.limit_kw.append(None)
                 lane.activity.append(Activity.IDLE)
+        self.site_kw.append(total / 1000)
+        self.open_sessions.append(open_sessions)
+        self.times.append(at)
 
     def peak(self) -> tuple[float, datetime.datetime | None]:
         """The highest site power sampled (kW) and when (the first time, on a tie)."""
