@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html.parser
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +171,17 @@ def test_the_timeline_shows_the_fault_the_power_and_what_the_csms_received() -> 
     # The CSMS received 11 kW too, and 0 once the fault stopped the transaction.
     assert report.csms_series is not None
     assert max(w for _, w in report.csms_series) == pytest.approx(11_000.0)
+
+
+def test_the_docs_show_each_plot_beside_the_command_that_made_it() -> None:
+    root = Path(__file__).parent.parent
+    text = (root / "docs" / "simulator.md").read_text()
+    shown = re.findall(r"!\[[^\]]*\]\(img/(\w+)\.svg\)", text)
+    assert {"morning_rush", "unruly_fleet"} <= set(shown)
+    for name in shown:
+        command = f"python -m sim scenario {name} --plot docs/img/{name}.svg"
+        assert command in text, command
+        assert text.index(command) < text.index(f"](img/{name}.svg)")
+        svg = (root / "docs" / "img" / f"{name}.svg").read_text()
+        assert f"{name} (seed 1): site power" in svg and "received by the CSMS" in svg
+    assert "](docs/img/morning_rush.svg)" in (root / "README.md").read_text()
