@@ -163,3 +163,18 @@ def test_a_baseline_is_of_one_scenario_seed_and_parameters(tmp_path: Path) -> No
     changed = copy.deepcopy(base)
     changed["params"]["chargers"] = 1.0  # JSON does not tell 1 from 1.0 apart here
     check_comparable(changed, "demo", 1, {"chargers": 1}, path)
+
+
+def test_each_groups_received_power_is_compared() -> None:
+    seen = {"peak_kw": 59.5, "longest_over_limit_s": 0.0}
+    before = report(groups={"north": {"chargers": ["CP_01"], "limit_kw": 60.0,
+                                      "csms_seen": seen}})
+    after = report(groups={"north": {"chargers": ["CP_01"], "limit_kw": 60.0,
+                                     "csms_seen": {**seen, "peak_kw": 64.0,
+                                                   "longest_over_limit_s": 120.0}},
+                           "south": {"chargers": ["CP_02"], "limit_kw": 90.0}})
+    assert differences(before, after) == [
+        "peak group north power, received by the CSMS: 59.5 kW -> 64.0 kW (+7.6%)",
+        "longest above the group north limit: 0.0 s -> 120.0 s",
+        "group south: new",
+    ]

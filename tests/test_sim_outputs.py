@@ -185,3 +185,62 @@ def test_the_docs_show_each_plot_beside_the_command_that_made_it() -> None:
         svg = (root / "docs" / "img" / f"{name}.svg").read_text()
         assert f"{name} (seed 1): site power" in svg and "received by the CSMS" in svg
     assert "](docs/img/morning_rush.svg)" in (root / "README.md").read_text()
+
+
+#: Two chargers behind a 10 kW feeder that ignore every profile: the feeder's check fails.
+UNRULY_FEEDER = '''
+from sim.behaviour import IgnoreProfiles
+from sim.ev import Ev
+from sim.simulator_runner import ScenarioContext
+
+PARAMETERS = {"feeder_kw": 10.0}
+
+
+def site(params):
+    return {"limit_kw": 100.0,
+            "groups": {"yard": {"chargers": ["CP_01", "CP_02"], "limit_kw": params["feeder_kw"]}}}
+
+
+async def scenario(ctx: ScenarioContext) -> None:
+    chargers = await ctx.fleet.spawn(3, evses=1)
+    for cp in chargers:
+        if cp.id != "CP_03":
+            cp.behaviour = IgnoreProfiles()
+        await cp.plug_in(1, Ev(capacity_wh=60_000, soc=20.0, max_power_w=11_000))
+        ctx.check(await cp.start_session(1, f"TAG-{cp.id}"), "[sessions] no start")
+    await ctx.sleep(3600)
+    for cp in chargers:
+        await cp.unplug(1)
+'''
+
+
+def test_group_limits_are_plotted_and_checked(tmp_path: Path) -> None:
+    (tmp_path / "feeder.py").write_text(UNRULY_FEEDER)
+    done = sim(tmp_path, "scenario", "feeder.py", "--html", "r.html", "--json", "r.json",
+               "--junit", "j.xml")
+    assert done.returncode == 1, done.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    yard = report["totals"]["groups"]["yard"]
+    assert yard["chargers"] == ["CP_01", "CP_02"] and yard["limit_kw"] == 10.0
+    assert yard["csms_seen"]["peak_kw"] == pytest.approx(22.0)
+    [failure] = report["failures"]
+    assert failure.startswith("[group-limit] group yard: power reported in MeterValues "
+                              "stayed above its 10 kW limit for ")
+    assert [c["name"] for c in report["checks"]] == ["sessions", "site-limit", "group-limit"]
+    text = " ".join(read_page(tmp_path / "r.html").text)
+    assert "group yard (2 chargers)" in text and "group limit 10 kW" in text
+    assert "site limit 100 kW" in text
+    [suite] = list(junitparser.JUnitXml.fromfile(str(tmp_path / "j.xml")))
+    assert [case.name for case in suite if not case.is_passed] == ["group-limit"]
+
+
+def test_a_bad_site_section_exits_2_naming_the_field(tmp_path: Path) -> None:
+    (tmp_path / "feeder.py").write_text(UNRULY_FEEDER)
+    done = sim(tmp_path, "scenario", "feeder.py", "--set", "feeder_kw=-1")
+    assert done.returncode == 2
+    assert "must be finite and not negative" in done.stderr
+    (tmp_path / "bad.py").write_text(UNRULY_FEEDER.replace('"limit_kw": 100.0,',
+                                                           '"limit_kw": "lots",'))
+    done = sim(tmp_path, "scenario", "bad.py")
+    assert done.returncode == 2
+    assert "scenario bad: site.limit_kw" in done.stderr, done.stderr

@@ -6,7 +6,8 @@ platforms; a run on one machine repeats its report byte for byte):
 
 * every check: its name and whether it held;
 * the run's totals: sessions, energy, peak site power (metered, and as the CSMS received
-  it), how long the received power stayed above the limit, profiles received, OCPP calls;
+  it), how long the received power stayed above the limit, the same for each group
+  (feeder), profiles received, OCPP calls;
 * every session, matched by charger, EVSE and its order on that EVSE: start, stop, stop
   reason, energy, peak power, profiles received.
 
@@ -144,15 +145,33 @@ def _totals(baseline: dict[str, Any], current: dict[str, Any], tol: Tolerances,
     if not _close(was["peak_site_kw"], now["peak_site_kw"], tol.power_rel, tol.power_abs_kw):
         yield _change("peak site power, metered", was["peak_site_kw"], now["peak_site_kw"],
                       " kW")
-    seen_was, seen_now = was.get("csms_seen") or {}, now.get("csms_seen") or {}
-    if seen_was or seen_now:
-        peak_was, peak_now = seen_was.get("peak_kw", 0.0), seen_now.get("peak_kw", 0.0)
-        if not _close(peak_was, peak_now, tol.power_rel, tol.power_abs_kw):
-            yield _change("peak site power, received by the CSMS", peak_was, peak_now, " kW")
-        over_was = seen_was.get("longest_over_limit_s")
-        over_now = seen_now.get("longest_over_limit_s")
-        if over_was != over_now:
-            yield _change("longest above the site limit", over_was, over_now, " s")
+    yield from _seen("site", was.get("csms_seen"), now.get("csms_seen"), tol)
+    groups_was, groups_now = was.get("groups") or {}, now.get("groups") or {}
+    for name in sorted({*groups_was, *groups_now}):
+        group_was, group_now = groups_was.get(name), groups_now.get(name)
+        if group_was is None or group_now is None:
+            yield f"group {name}: " + ("new" if group_was is None else "no longer there")
+            continue
+        for key in ("chargers", "limit_kw"):
+            if group_was.get(key) != group_now.get(key):
+                yield _change(f"group {name}: {key.replace('_', ' ')}", group_was.get(key),
+                              group_now.get(key))
+        yield from _seen(f"group {name}", group_was.get("csms_seen"),
+                         group_now.get("csms_seen"), tol)
+
+
+def _seen(what: str, was: dict[str, Any] | None, now: dict[str, Any] | None,
+          tol: Tolerances) -> Iterator[str]:
+    """Differences in the power the CSMS received, for the site or a group."""
+    was, now = was or {}, now or {}
+    if not (was or now):
+        return
+    peak_was, peak_now = was.get("peak_kw", 0.0), now.get("peak_kw", 0.0)
+    if not _close(peak_was, peak_now, tol.power_rel, tol.power_abs_kw):
+        yield _change(f"peak {what} power, received by the CSMS", peak_was, peak_now, " kW")
+    over_was, over_now = was.get("longest_over_limit_s"), now.get("longest_over_limit_s")
+    if over_was != over_now:
+        yield _change(f"longest above the {what} limit", over_was, over_now, " s")
 
 
 def _keyed(report: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, Any]]:

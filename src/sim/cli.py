@@ -31,6 +31,7 @@ from sim.outputs import Outputs, default_baseline
 from sim.progress import Progress
 from sim.progress import wanted as progress_wanted
 from sim.simulator_runner import ScenarioError, find_scenario, load_scenario, run_scenario
+from sim.site_view import SiteError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -389,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "clear":
             return cmd_clear(args)
         return cmd_stop(args)
-    except (ConfigError, ScenarioError, BaselineError) as exc:
+    except (ConfigError, ScenarioError, BaselineError, SiteError) as exc:
         print(f"python -m sim: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ControlError as exc:

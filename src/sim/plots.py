@@ -83,29 +83,47 @@ def _time_axis(ax: Axes) -> None:
 
 
 def site_power_figure(report: ScenarioReport) -> Figure:
-    """Site power over time: metered by the chargers, received by the CSMS, the limit."""
-    fig = _figure(10.0, 3.6)
-    ax = fig.add_subplot()
+    """Site power over time: metered by the chargers, received by the CSMS, the limit;
+    below it, the same for each group (feeder) of the site."""
+    groups = report.totals.get("groups") or {}
+    fig = _figure(10.0, 3.6 + 2.4 * len(groups))
+    axes = fig.subplots(1 + len(groups), 1, sharex=True, squeeze=False)[:, 0]
     timeline = report.timeline
-    if timeline.times:
-        ax.plot(_x(timeline.times), timeline.site_kw, drawstyle="steps-post", color=METERED,
-                linewidth=1.4, label="metered by the chargers")
-    if report.csms_series:
-        times = _x(at for at, _ in report.csms_series)
-        ax.plot(times, [w / 1000 for _, w in report.csms_series], drawstyle="steps-post",
-                color=RECEIVED, linewidth=1.0, alpha=0.9,
+    _power(axes[0], f"{report.scenario} (seed {report.seed}): site power",
+           timeline.site_kw, report.csms_series, report.totals.get("site_limit_kw"),
+           x=_x(timeline.times), what="site")
+    for ax, (name, group) in zip(axes[1:], sorted(groups.items()), strict=True):
+        members = set(group["chargers"])
+        lanes = [lane for lane in timeline.lanes.values()
+                 if lane.name.split(" ", 1)[0] in members]
+        metered = [sum(lane.power_kw[i] for lane in lanes) for i in range(len(timeline.times))]
+        _power(ax, f"group {name} ({len(members)} chargers)", metered,
+               report.csms_group_series.get(name), group.get("limit_kw"),
+               x=_x(timeline.times), what="group")
+    for ax in axes[:-1]:
+        ax.tick_params(labelbottom=False)
+    _time_axis(axes[-1])
+    return fig
+
+
+def _power(ax: Axes, title: str, metered_kw: list[float],
+           received_w: list[tuple[datetime.datetime, float]] | None, limit_kw: float | None,
+           *, x: list[float], what: str) -> None:
+    if x:
+        ax.plot(x, metered_kw, drawstyle="steps-post", color=METERED, linewidth=1.4,
+                label="metered by the chargers")
+    if received_w:
+        ax.plot(_x(at for at, _ in received_w), [w / 1000 for _, w in received_w],
+                drawstyle="steps-post", color=RECEIVED, linewidth=1.0, alpha=0.9,
                 label="received by the CSMS (MeterValues)")
-    limit = report.totals.get("site_limit_kw")
-    if limit is not None:
-        ax.axhline(limit, color=LIMIT, linestyle="--", linewidth=1.2,
-                   label=f"site limit {limit:g} kW")
+    if limit_kw is not None:
+        ax.axhline(limit_kw, color=LIMIT, linestyle="--", linewidth=1.2,
+                   label=f"{what} limit {limit_kw:g} kW")
     ax.set_ylabel("kW")
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
-    ax.set_title(f"{report.scenario} (seed {report.seed}): site power")
-    _time_axis(ax)
-    ax.legend(loc="upper right", fontsize=8)
-    return fig
+    ax.set_title(title)
+    ax.legend(loc="lower center", fontsize=8)
 
 
 def _runs(values: list[Activity], wanted: Activity) -> Iterator[tuple[int, int]]:

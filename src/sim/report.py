@@ -49,6 +49,9 @@ class ScenarioReport:
     #: In-process runs: the site power (W) the CSMS received, at each reading's arrival.
     csms_series: list[tuple[datetime.datetime, float]] | None = attrs.field(
         default=None, eq=False)
+    #: In-process runs: each group's power (W) the CSMS received.
+    csms_group_series: dict[str, list[tuple[datetime.datetime, float]]] = attrs.field(
+        factory=dict, eq=False)
 
     @property
     def passed(self) -> bool:
@@ -136,10 +139,13 @@ def build_report(name: str, seed: int, params: dict[str, Any], fleet: Fleet,
         "site_limit_kw": ctx.site_limit_kw,
         "csms_seen": ctx.csms_view,
     }
+    if ctx.groups:  # the site's feeders: chargers, limit, and what the CSMS received
+        totals["groups"] = ctx.groups
     checks = [{"name": name, "held": tally.held, "failed": len(tally.failures),
                "failures": list(tally.failures)} for name, tally in ctx.checks.items()]
     return ScenarioReport(name, seed, params, sessions, totals, profiles, list(ctx.failures),
-                          list(ctx.notes), checks, fleet.timeline, ctx.csms_series)
+                          list(ctx.notes), checks, fleet.timeline, ctx.csms_series,
+                          ctx.csms_group_series)
 
 
 def _profile_summary(profile: dict[str, Any]) -> dict[str, Any]:

@@ -37,12 +37,12 @@ from csms.app import Csms
 from csms.config import CsmsConfig
 from csms.smart.site import SiteConfig
 from csms.storage.sqlite import SqliteStore
+from sim import site_view
 from sim.charge_point import ChargePointConfig, SimChargePoint
 from sim.config import SimConfig
 from sim.ev import Ev
 from sim.loopback import LoopbackSockets
-from sim.records_check import check_records
-from sim.report import ScenarioReport, build_report, site_power_seen, site_power_series
+from sim.report import ScenarioReport, build_report
 from sim.timeline import EvseSample, Timeline, activity
 from sim.wheel import Wheel
 
@@ -232,6 +232,10 @@ class ScenarioContext:
     csms_view: dict[str, Any] | None = None
     #: In-process runs: the site power (W) the CSMS received, at each reading's arrival.
     csms_series: list[tuple[datetime.datetime, float]] | None = None
+    #: The site's groups: chargers, limit (kW) and, in-process, ``csms_seen``.
+    groups: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    #: In-process runs: each group's power (W) the CSMS received.
+    csms_group_series: dict[str, list[tuple[datetime.datetime, float]]] = attrs.Factory(dict)
     #: Whether the run ends by comparing the CSMS's records with the chargers'.
     records_checked: bool = False
     #: In-process runs: the CSMS, which restart_csms can kill and start again.
@@ -388,11 +392,11 @@ async def run_scenario(
     (the progress display watches it from another thread).
     """
     rng = random.Random(config.seed)
+    site = site_view.scenario_site(module, params, site_limit_kw)
     if url is None:
         assert clock is not None
-        return await _run_in_process(module, config, params, rng, clock, site_limit_kw,
-                                     on_start)
-    return await _run(module, config, params, rng, url, _wall_clock, site_limit_kw,
+        return await _run_in_process(module, config, params, rng, clock, site, on_start)
+    return await _run(module, config, params, rng, url, _wall_clock, site,
                       on_start=on_start)
 
 
@@ -402,7 +406,7 @@ def _wall_clock() -> datetime.datetime:
 
 async def _run_in_process(module: ModuleType, config: SimConfig, params: dict[str, Any],
                           rng: random.Random, clock: trio.testing.MockClock,
-                          site_limit_kw: float | None,
+                          site: SiteConfig,
                           on_start: Callable[[Fleet, datetime.datetime], None] | None,
                           ) -> ScenarioReport:
     t0 = trio.current_time()
@@ -419,7 +423,6 @@ async def _run_in_process(module: ModuleType, config: SimConfig, params: dict[st
     with tempfile.TemporaryDirectory(prefix="sim-csms-") as tmp:
         # A temporary database: durability against power loss buys nothing here. SQLite
         # runs inline: no worker thread's wall-clock timing decides what happens first.
-        site = SiteConfig(limit_kw=site_limit_kw)
         embedded = EmbeddedCsms(
             CsmsConfig(port=0, db_path=str(Path(tmp) / "csms.db"), synchronous="OFF",
                        db_inline=True, heartbeat_interval=config.heartbeat_interval,
@@ -428,33 +431,14 @@ async def _run_in_process(module: ModuleType, config: SimConfig, params: dict[st
         )
 
         async def observe(ctx: ScenarioContext) -> None:
-            store = embedded.csms.store
-            if ctx.records_checked:
-                await check_records(ctx.fleet, store, ctx.check)
-            # What the CSMS received, checked against the site limit (OCPP alone).
-            samples = await store.read_samples("Power.Active.Import")
-            state = await store.load_state()
-            ended = {tx: session.stopped_at for tx, session in state.sessions.items()
-                     if session.stopped_at is not None}
-            ctx.csms_series = site_power_series(samples, ended)
-            if site.limit_w is None:
-                return
-            view = site_power_seen(samples, site.limit_w, ended)
-            ctx.csms_view = view
-            tolerance = site.rebalance_interval_s
-            ctx.check(view["longest_over_limit_s"] <= tolerance,
-                      f"[site-limit] site power reported in MeterValues stayed above the "
-                      f"{site_limit_kw} kW limit for {view['longest_over_limit_s']:.0f} s "
-                      f"(more than one {tolerance:.0f} s tick) from "
-                      f"{view['longest_over_limit_from']}")
+            await site_view.observe(ctx, embedded.csms.store, site)
 
         async with trio.open_nursery() as nursery:
             port = await embedded.start(nursery)
             nursery.start_soon(drive_virtual_clock, clock,
                                lambda: _wait_store_idle(embedded.csms), wheel)
             report = await _run(module, config, params, rng, f"ws://127.0.0.1:{port}/ocpp",
-                                virtual_now, site_limit_kw, observe, wheel, embedded,
-                                on_start)
+                                virtual_now, site, observe, wheel, embedded, on_start)
             await embedded.csms.shutdown()
             nursery.cancel_scope.cancel()
     return report
@@ -509,7 +493,7 @@ async def _wait_store_idle(csms: Csms) -> bool:
 
 async def _run(module: ModuleType, config: SimConfig, params: dict[str, Any],
                rng: random.Random, url: str, clock: Callable[[], datetime.datetime],
-               site_limit_kw: float | None,
+               site: SiteConfig,
                observe: Callable[[ScenarioContext], Awaitable[None]] | None = None,
                wheel: Wheel | None = None, embedded: EmbeddedCsms | None = None,
                on_start: Callable[[Fleet, datetime.datetime], None] | None = None,
@@ -518,7 +502,8 @@ async def _run(module: ModuleType, config: SimConfig, params: dict[str, Any],
         fleet = Fleet(url, config, clock=clock, rng=random.Random(rng.random()), nursery=nursery,
                       wheel=wheel)
         ctx = ScenarioContext(fleet, params, random.Random(rng.random()), clock(),
-                              site_limit_kw=site_limit_kw, embedded=embedded)
+                              site_limit_kw=site_view.limit_kw(site), embedded=embedded,
+                              groups=site_view.groups_of(site))
         if on_start is not None:
             on_start(fleet, ctx.start)
         async with trio.open_nursery() as tasks:
