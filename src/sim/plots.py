@@ -123,7 +123,8 @@ def _power(ax: Axes, title: str, metered_kw: list[float],
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     ax.set_title(title)
-    ax.legend(loc="lower center", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower center", fontsize=8)
 
 
 def _runs(values: list[Activity], wanted: Activity) -> Iterator[tuple[int, int]]:
