@@ -40,6 +40,7 @@ from trio_websocket import open_websocket_url, serve_websocket
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import trio_websocket_floor_server as canned
+from csms.smart.site import SiteConfig
 from sim.config import load_config
 from sim.simulator_runner import VIRTUAL_EPOCH, _run, drive_virtual_clock, load_scenario
 
@@ -113,7 +114,7 @@ async def simulator(chargers: int) -> int:
         server = await nursery.start(serve_websocket, canned.handle, "127.0.0.1", 0, None)
         nursery.start_soon(drive_virtual_clock, clock, never_busy)
         report = await _run(module, config, params, random.Random(config.seed),
-                            f"ws://127.0.0.1:{server.port}/ocpp", virtual_now, None)
+                            f"ws://127.0.0.1:{server.port}/ocpp", virtual_now, SiteConfig())
         nursery.cancel_scope.cancel()
     return int(report.totals["calls_sent"]) + int(report.totals["calls_received"])
 
