@@ -36,8 +36,6 @@ async def scenario(ctx: ScenarioContext) -> None:
     arrivals = ctx.morning(chargers, hours=hours, arrivals_per_evse=p["arrivals_per_evse"])
     await ctx.sleep_until(hours * 3600)
     ctx.check_sessions(chargers, arrivals)
-    for cp in chargers:
-        for session in cp.sessions:
-            ctx.check(session.energy_wh > 0, f"[energy] {cp.id} {session.evse}: no energy")
+    ctx.check_energy(chargers)
     ctx.note(f"{arrivals} arrivals; feeders north {p['north_kw']:g} kW, south "
              f"{p['south_kw']:g} kW, site {p['site_limit_kw']:g} kW")

@@ -49,14 +49,9 @@ def run_shipped(name: str, *, seed: int = 1, **overrides: Any) -> ScenarioReport
     if seed != config.seed:
         config = SimConfig(config.csms_url, seed, config.meter_interval,
                            config.heartbeat_interval, config.chargers, config.ev_mix)
-    site_limit = params.get("site_limit_kw")
-    per_evse = params.get("site_limit_kw_per_evse")
-    if site_limit is None and per_evse is not None:  # as cmd_scenario computes it
-        site_limit = per_evse * params.get("chargers", 1) * params.get("evses", 1)
     _seed_scheduler(seed)  # the CLI does the same: the report's contract includes it
     clock = trio.testing.MockClock()
-    run = functools.partial(run_scenario, module, config, params, url=None, clock=clock,
-                            site_limit_kw=site_limit)
+    run = functools.partial(run_scenario, module, config, params, url=None, clock=clock)
     return trio.run(run, clock=clock)
 
 

@@ -17,6 +17,7 @@ moments and names must be equal.
 
 from __future__ import annotations
 
+import collections
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,11 +178,11 @@ def _seen(what: str, was: dict[str, Any] | None, now: dict[str, Any] | None,
 def _keyed(report: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, Any]]:
     """Sessions by (charger, EVSE, their order on that EVSE)."""
     keyed: dict[tuple[str, str, int], dict[str, Any]] = {}
+    seen: collections.Counter[tuple[str, str]] = collections.Counter()
     for session in report["sessions"]:
-        n = 1
-        while (session["charger"], session["evse"], n) in keyed:
-            n += 1
-        keyed[(session["charger"], session["evse"], n)] = session
+        evse = (session["charger"], session["evse"])
+        seen[evse] += 1
+        keyed[(*evse, seen[evse])] = session
     return keyed
 
 

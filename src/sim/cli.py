@@ -265,20 +265,17 @@ def _seed_scheduler(seed: int) -> None:
 def cmd_scenario(args: argparse.Namespace, config: SimConfig) -> int:
     """Run one scenario; print its report."""
     module = load_scenario(args.name)
+    scenario_file = find_scenario(args.name)
     params = _params(module, args)
-    outputs = _outputs(args)
+    outputs = _outputs(args, scenario_file)
     outputs.check()
     if args.seed is not None:
         config = SimConfig(config.csms_url, args.seed, config.meter_interval,
                            config.heartbeat_interval, config.chargers, config.ev_mix)
-    baseline = outputs.load_baseline(find_scenario(args.name).stem, config.seed, params)
+    baseline = outputs.load_baseline(scenario_file.stem, config.seed, params)
     url = args.url or config.csms_url
-    site_limit = params.get("site_limit_kw")
-    per_evse = params.get("site_limit_kw_per_evse")
-    if site_limit is None and per_evse is not None:
-        site_limit = per_evse * params.get("chargers", 1) * params.get("evses", 1)
     hours = params.get("hours")
-    progress = Progress(find_scenario(args.name).stem,
+    progress = Progress(scenario_file.stem,
                         hours * 3600 if isinstance(hours, int | float) else None,
                         enabled=not args.no_progress and progress_wanted(sys.stderr))
     if url is not None:
@@ -287,15 +284,14 @@ def cmd_scenario(args: argparse.Namespace, config: SimConfig) -> int:
             return EXIT_UNREACHABLE
         with progress:
             report = trio.run(lambda: run_scenario(
-                module, config, params, url=url, clock=None, site_limit_kw=site_limit,
-                on_start=progress.watch))
+                module, config, params, url=url, clock=None, on_start=progress.watch))
     else:
         _seed_scheduler(config.seed)
         clock = trio.testing.MockClock()
         with progress:
             report = trio.run(lambda: run_scenario(
-                module, config, params, url=None, clock=clock, site_limit_kw=site_limit,
-                on_start=progress.watch), clock=clock)
+                module, config, params, url=None, clock=clock, on_start=progress.watch),
+                clock=clock)
     print(report.to_text())
     outputs.write(report)
     same, said = outputs.against_baseline(report, baseline)
@@ -304,13 +300,13 @@ def cmd_scenario(args: argparse.Namespace, config: SimConfig) -> int:
     return EXIT_OK if report.passed and same else EXIT_FAILED
 
 
-def _outputs(args: argparse.Namespace) -> Outputs:
+def _outputs(args: argparse.Namespace, scenario_file: Path) -> Outputs:
     """The files the command line asks for, and the baseline it names."""
     baseline = None
     if args.baseline:
         baseline = Path(args.baseline)
     elif args.baseline is not None or args.update_baseline:
-        baseline = default_baseline(find_scenario(args.name))
+        baseline = default_baseline(scenario_file)
     return Outputs(args.json, args.html, args.plot, args.junit, baseline,
                    args.update_baseline)
 

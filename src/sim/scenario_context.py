@@ -110,6 +110,13 @@ class ScenarioContext:
             self.check(cp.dropped == 0, f"[delivery] {cp.id}: {cp.dropped} transaction "
                        "messages given up")
 
+    def check_energy(self, chargers: list[SimChargePoint]) -> None:
+        """``[energy]``: every session the chargers ran delivered energy."""
+        for cp in chargers:
+            for session in cp.sessions:
+                self.check(session.energy_wh > 0, f"[energy] {cp.id} {session.evse}: no "
+                           "energy")
+
     async def visit(self, cp: SimChargePoint, connector: int, arrive: float, stay: float,
                     tag: str) -> None:
         """An EV from the mix arrives ``arrive`` seconds into the run, starts a session

@@ -236,8 +236,10 @@ async def run_scenario(
 ) -> ScenarioReport:
     """Run one scenario: in-process with ``clock`` (virtual), or against ``url``.
 
-    ``on_start(fleet, start)`` is called once the fleet exists, before the scenario runs
-    (the progress display watches it from another thread).
+    ``site_limit_kw``: the CSMS's site limit; by default the one the parameters give
+    (``site_limit_kw``, or ``site_limit_kw_per_evse`` times the EVSEs). ``on_start(fleet,
+    start)`` is called once the fleet exists, before the scenario runs (the progress
+    display watches it from another thread).
     """
     rng = random.Random(config.seed)
     site = site_view.scenario_site(module, params, site_limit_kw)

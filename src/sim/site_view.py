@@ -25,14 +25,27 @@ class SiteError(Exception):
     """A scenario's ``site()`` is not a valid site section."""
 
 
+def site_limit_from(params: dict[str, Any]) -> float | None:
+    """The site limit (kW) a scenario's parameters give: ``site_limit_kw``, else
+    ``site_limit_kw_per_evse`` times its EVSEs, else None."""
+    site_limit = params.get("site_limit_kw")
+    per_evse = params.get("site_limit_kw_per_evse")
+    if site_limit is None and per_evse is not None:
+        site_limit = per_evse * params.get("chargers", 1) * params.get("evses", 1)
+    return site_limit
+
+
 def scenario_site(module: ModuleType, params: dict[str, Any],
-                  site_limit_kw: float | None) -> SiteConfig:
-    """The site a scenario runs its CSMS with.
+                  site_limit_kw: float | None = None) -> SiteConfig:
+    """The site a scenario runs its CSMS with: ``site_limit_kw`` if given, else the limit
+    its parameters give (:func:`site_limit_from`), and its ``site(params)`` section.
 
     Raises:
         SiteError: its ``site(params)`` is not a valid ``site:`` section (the message
             names the field).
     """
+    if site_limit_kw is None:
+        site_limit_kw = site_limit_from(params)
     make = getattr(module, "site", None)
     section: dict[str, Any] = dict(make(params)) if callable(make) else {}
     if site_limit_kw is not None and "limit_a_per_phase" not in section:
