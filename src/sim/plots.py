@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 #: More lanes than this make a page nobody reads: the report shows the first ones and says so.
 MAX_LANES = 200
 
+#: The share of a lane's height the highest power or limit fills.
+LANE_FILL = 0.8
+
 #: How each activity other than charging and idle is shaded in a lane.
 SHADES = {
     Activity.PAUSED: ("#f2c14e", "paused by its limit (SuspendedEVSE)"),
@@ -89,17 +92,17 @@ def site_power_figure(report: ScenarioReport) -> Figure:
     fig = _figure(10.0, 3.6 + 2.4 * len(groups))
     axes = fig.subplots(1 + len(groups), 1, sharex=True, squeeze=False)[:, 0]
     timeline = report.timeline
+    x = _x(timeline.times)
     _power(axes[0], f"{report.scenario} (seed {report.seed}): site power",
            timeline.site_kw, report.csms_series, report.totals.get("site_limit_kw"),
-           x=_x(timeline.times), what="site")
+           x=x, what="site")
     for ax, (name, group) in zip(axes[1:], sorted(groups.items()), strict=True):
         members = set(group["chargers"])
         lanes = [lane for lane in timeline.lanes.values()
                  if lane.name.split(" ", 1)[0] in members]
-        metered = [sum(lane.power_kw[i] for lane in lanes) for i in range(len(timeline.times))]
+        metered = [sum(lane.power_kw[i] for lane in lanes) for i in range(len(x))]
         _power(ax, f"group {name} ({len(members)} chargers)", metered,
-               report.csms_group_series.get(name), group.get("limit_kw"),
-               x=_x(timeline.times), what="group")
+               report.csms_group_series.get(name), group.get("limit_kw"), x=x, what="group")
     for ax in axes[:-1]:
         ax.tick_params(labelbottom=False)
     _time_axis(axes[-1])
@@ -140,10 +143,9 @@ def _runs(values: list[Activity], wanted: Activity) -> Iterator[tuple[int, int]]
 
 def _lane(ax: Axes, lane: Lane, base: float, x: list[float], step: float,
           scale: float) -> None:
-    height = 0.8
+    height = LANE_FILL
     for activity_, (colour, _) in SHADES.items():
-        spans = [(x[a], (x[b - 1] if b - 1 < len(x) else x[-1]) - x[a] + step)
-                 for a, b in _runs(lane.activity, activity_)]
+        spans = [(x[a], x[b - 1] - x[a] + step) for a, b in _runs(lane.activity, activity_)]
         if spans:
             ax.broken_barh(spans, (base, 0.9), facecolors=colour, alpha=0.55, linewidth=0)
     px, power = _changes(x, [base + height * p / scale for p in lane.power_kw])
@@ -192,7 +194,7 @@ def lanes_figure(report: ScenarioReport) -> Figure:
     shown = f" (the first {len(lanes)} of {len(timeline.lanes)})" if (
         len(timeline.lanes) > len(lanes)) else ""
     ax.set_title(f"each EVSE{shown}: power and the limit in force (a lane's height is "
-                 f"{scale / 0.8:.3g} kW)")
+                 f"{scale / LANE_FILL:.3g} kW)")
     handles = [Patch(color=POWER, label="power"), Patch(color=LIMIT, label="limit in force")]
     handles += [Patch(color=colour, alpha=0.55, label=label)
                 for colour, label in SHADES.values()]

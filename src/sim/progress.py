@@ -40,7 +40,7 @@ def wanted(stream: IO[str]) -> bool:
 
 class Progress:
     """The progress display of one run (a context manager; does nothing when not
-    ``enabled``). ``watch(fleet)`` once the fleet exists."""
+    ``enabled``). ``watch(fleet, start)`` once the fleet exists."""
 
     def __init__(self, name: str, length_s: float | None, *, enabled: bool,
                  stream: IO[str] | None = None) -> None:

@@ -207,11 +207,18 @@ def site_power_seen(samples: Iterable[SampleRow], limit_w: float,
     evidence that its charger lost it in a reboot): its power counts until then, and a
     reading received later (delivered late) no longer does.
     """
+    return power_against_limit(site_power_series(samples, ended), limit_w)
+
+
+def power_against_limit(series: Iterable[tuple[datetime.datetime, float]],
+                        limit_w: float) -> dict[str, Any]:
+    """A received-power series (:func:`site_power_series`) against ``limit_w``: its peak,
+    and its longest stretch above the limit (see :func:`site_power_seen`)."""
     tolerance = 1.0  # W: rounding of reported values
     peak, peak_at = 0.0, None
     longest, longest_from = 0.0, None
     run_start: datetime.datetime | None = None
-    for moment, total in site_power_series(samples, ended):
+    for moment, total in series:
         if total > peak:
             peak, peak_at = total, moment
         if total > limit_w + tolerance:

@@ -9,13 +9,14 @@ CSMS configuration, groups included, with ``def site(params) -> dict``.
 
 from __future__ import annotations
 
+import datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from csms.smart.site import SiteConfig, SiteConfigError, parse_site
 from csms.storage.base import Store
 from sim.records_check import check_records
-from sim.report import site_power_seen, site_power_series
+from sim.report import power_against_limit, site_power_series
 
 if TYPE_CHECKING:
     from sim.simulator_runner import ScenarioContext
@@ -85,21 +86,26 @@ async def observe(ctx: ScenarioContext, store: Store, site: SiteConfig) -> None:
     ctx.csms_series = site_power_series(samples, ended)
     tolerance = site.rebalance_interval_s
     if site.limit_w is not None:
-        view = site_power_seen(samples, site.limit_w, ended)
-        ctx.csms_view = view
-        ctx.check(view["longest_over_limit_s"] <= tolerance,
-                  f"[site-limit] site power reported in MeterValues stayed above the "
-                  f"{site.limit_w / 1000:g} kW limit for {view['longest_over_limit_s']:.0f} s "
-                  f"(more than one {tolerance:.0f} s tick) from "
-                  f"{view['longest_over_limit_from']}")
+        ctx.csms_view = _held(ctx, "site-limit", "site power", "the", ctx.csms_series,
+                              site.limit_w, tolerance)
     for name, limit_w in sorted(site.group_limits_w().items()):
         members = set(site.groups[name].chargers)
-        rows = [row for row in samples if row.charger_id in members]
-        ctx.csms_group_series[name] = site_power_series(rows, ended)
-        view = site_power_seen(rows, limit_w, ended)
-        ctx.groups[name]["csms_seen"] = view
-        ctx.check(view["longest_over_limit_s"] <= tolerance,
-                  f"[group-limit] group {name}: power reported in MeterValues stayed above "
-                  f"its {limit_w / 1000:g} kW limit for {view['longest_over_limit_s']:.0f} s "
-                  f"(more than one {tolerance:.0f} s tick) from "
-                  f"{view['longest_over_limit_from']}")
+        series = site_power_series([row for row in samples if row.charger_id in members],
+                                   ended)
+        ctx.csms_group_series[name] = series
+        ctx.groups[name]["csms_seen"] = _held(ctx, "group-limit", f"group {name}: power",
+                                              "its", series, limit_w, tolerance)
+
+
+def _held(ctx: ScenarioContext, tag: str, subject: str, whose: str,
+          series: list[tuple[datetime.datetime, float]], limit_w: float,
+          tolerance: float) -> dict[str, Any]:
+    """Check that ``series`` stayed above ``limit_w`` for no longer than ``tolerance``
+    seconds; the view of it (:func:`sim.report.power_against_limit`)."""
+    view = power_against_limit(series, limit_w)
+    ctx.check(view["longest_over_limit_s"] <= tolerance,
+              f"[{tag}] {subject} reported in MeterValues stayed above {whose} "
+              f"{limit_w / 1000:g} kW limit for {view['longest_over_limit_s']:.0f} s "
+              f"(more than one {tolerance:.0f} s tick) from "
+              f"{view['longest_over_limit_from']}")
+    return view
