@@ -104,6 +104,14 @@ def test_a_baseline_of_other_parameters_or_none_is_refused_before_the_run(
     (tmp_path / "bad.json").write_text("{not json")
     done = run(tmp_path, "--baseline", "bad.json")
     assert done.returncode == 2 and "baseline bad.json cannot be read" in done.stderr
+    # A report of the right shape on top but not inside (hand-edited, or another version).
+    stored = json.loads((tmp_path / "b.json").read_text())
+    del stored["sessions"][0]["energy_kwh"]
+    (tmp_path / "edited.json").write_text(json.dumps(stored))
+    done = run(tmp_path, "--baseline", "edited.json")
+    assert done.returncode == 2 and not done.stdout
+    assert "baseline edited.json is not a scenario report this version reads (KeyError: " \
+        "'energy_kwh')" in done.stderr
 
 
 # -- the comparison (pure) ---------------------------------------------------------------

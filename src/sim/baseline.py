@@ -65,6 +65,11 @@ def load_baseline(path: Path) -> dict[str, Any]:
                                           "totals"} <= data.keys():
         raise BaselineError(f"baseline {path} is not a scenario report (python -m sim "
                             "scenario NAME --json FILE writes one)")
+    try:  # compared with itself, every field the comparison reads is read once
+        differences(data, data)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise BaselineError(f"baseline {path} is not a scenario report this version "
+                            f"reads ({type(exc).__name__}: {exc})") from None
     return data
 
 
