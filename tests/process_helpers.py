@@ -106,3 +106,16 @@ async def run_python(*args: str, cwd: Path | None = None) -> subprocess.Complete
             capture_stderr=True,
             check=False,
         )
+
+
+API_ON = re.compile(r"operator API on (?P<url>http://[^\s/]+)/api/")
+
+
+async def api_url_of(child: CsmsProcess) -> str:
+    """The operator API's base URL, from the line the process logs once it serves it."""
+    with trio.fail_after(STARTUP_TIMEOUT):
+        # Polls the log: the process tells nothing else (and the line may follow the
+        # OCPP one the start-up waited for).
+        while not (found := API_ON.search(child.log)):  # noqa: ASYNC110
+            await trio.sleep(0.01)
+    return found["url"]

@@ -20,7 +20,8 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from process_helpers import csms_process
+from csms.api.client import call_api
+from process_helpers import api_url_of, csms_process
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="prlimit on another process is Linux's")
@@ -35,9 +36,15 @@ async def test_a_failing_disk_gets_no_acknowledgement_and_the_csms_recovers(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "csms.db"
-    async with csms_process("--port", "0", "--no-api", "--db", str(db),
+    async with csms_process("--port", "0", "--api-port", "0", "--db", str(db),
                             "--unknown-id-tags", "accept") as child:
         pid = child.process.pid
+        api_url = await api_url_of(child)
+
+        async def health() -> tuple[int, str]:
+            answer = await trio.to_thread.run_sync(call_api, api_url, "GET", "/api/health")
+            return answer.status, answer.body["status"]
+
         _, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
         with trio.fail_after(60):
             async with open_websocket_url(f"ws://127.0.0.1:{child.port}/ocpp/CP_D",
@@ -55,6 +62,7 @@ async def test_a_failing_disk_gets_no_acknowledgement_and_the_csms_recovers(
                     await ws.get_message()
                 assert waited.cancelled_caught, "answered a StartTransaction it did not store"
                 assert child.process.returncode is None  # still up
+                assert await health() == (503, "storeUnavailable")
 
                 # The disk is back: the answer comes, and the other charger is served.
                 resource.prlimit(pid, resource.RLIMIT_FSIZE, (hard, hard))
@@ -62,6 +70,7 @@ async def test_a_failing_disk_gets_no_acknowledgement_and_the_csms_recovers(
                 assert answer[:2] == [3, "s1"] and answer[2]["idTagInfo"]["status"] == "Accepted"
                 await other.send_message(json.dumps([2, "h", "Heartbeat", {}]))
                 assert json.loads(await other.get_message())[:2] == [3, "h"]
+                assert await health() == (200, "ok")
         transaction_id = answer[2]["transactionId"]
         with closing(sqlite3.connect(db)) as conn:
             stored = conn.execute(

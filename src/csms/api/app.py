@@ -47,6 +47,7 @@ from csms.api.common import (
     query_charge_point,
 )
 from csms.api.guard import EdgeGuard, allowed_hosts
+from csms.api.health import Health
 from csms.api.openapi import openapi_document
 from csms.api.registrations import Registrations
 from csms.authorization import STATUSES
@@ -451,6 +452,7 @@ def build_app(
 
     routes = [
         route("/api/openapi.json", api.openapi, "GET"),
+        route("/api/health", Health(csms).get, "GET"),
         route("/api/charge-points", api.charge_points, "GET"),
         route(cp, api.charge_point, "GET"),
         route(cp + "/ocpp16/{action}", api.send, "POST"),

@@ -43,7 +43,25 @@ _UNAUTHORIZED = _error("a bearer token is configured and the request has none or
 
 
 def _schemas() -> dict[str, Any]:
+    count = {"type": "integer", "minimum": 0}
     return {
+        "Health": {
+            "type": "object",
+            "required": ["status", "connections", "store"],
+            "properties": {
+                "status": {"enum": ["ok", "storeUnavailable", "stopping"]},
+                "connections": count,
+                "store": {
+                    "type": "object",
+                    "required": ["pending", "writing", "commits", "rowsWritten", "flushes",
+                                 "unavailable"],
+                    "properties": {
+                        "pending": count, "writing": {"type": "boolean"}, "commits": count,
+                        "rowsWritten": count, "flushes": count, "unavailable": _NSTRING,
+                    },
+                },
+            },
+        },
         "Error": {
             "type": "object",
             "required": ["error", "message"],
@@ -423,6 +441,17 @@ def openapi_document() -> dict[str, Any]:
         },
     }
     paths.update(_registration_paths(cp_param))
+    paths["/api/health"] = {"get": {
+        "summary": "Whether the CSMS serves and stores; connections and store counters",
+        "description": "200 while it serves and its database takes writes; 503 (same body) "
+        "while the database cannot be written or the CSMS is stopping. Counters are since "
+        "start: commits, rows and flushes over an interval give commit batch sizes.",
+        "responses": {
+            "200": _json(_ref("Health"), "serving"),
+            "401": _UNAUTHORIZED,
+            "503": _json(_ref("Health"), "not serving: see `status`"),
+        },
+    }}
     for operations in paths.values():
         for method, operation in operations.items():
             if method == "parameters":

@@ -89,10 +89,18 @@ class IdTagRow:
 class StoreStatistics:
     """Counters of a store (see :meth:`Store.statistics`)."""
 
+    #: Rows queued, not yet taken by a commit.
     pending: int
+    #: A commit is on the database thread now.
     in_flight: bool
+    #: Commits since start.
     commits: int
+    #: Rows those commits wrote (message-log frames, projection changes).
     rows_written: int
+    #: Flushes those commits released: answers that waited for their rows to be stored.
+    flushes: int = 0
+    #: Why the database cannot be written now (a disk error), or None.
+    unavailable: str | None = None
 
 
 class Store(Protocol):

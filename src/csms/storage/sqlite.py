@@ -132,6 +132,7 @@ class SqliteStore:
         self._reads = 0
         self._commits = 0
         self._rows = 0
+        self._flushes = 0
         self._failed: BaseException | None = None
         #: Why the database cannot be written now (None: it can): a disk or I/O error
         #: the writer is retrying.
@@ -368,6 +369,7 @@ class SqliteStore:
         self._waiters -= len(waiters)
         self._commits += 1
         self._rows += rows
+        self._flushes += len(waiters)
         for waiter in waiters:
             waiter.set()
 
@@ -386,7 +388,8 @@ class SqliteStore:
 
     def statistics(self) -> StoreStatistics:
         """A snapshot of the writer's counters."""
-        return StoreStatistics(len(self._queue), self._in_flight, self._commits, self._rows)
+        return StoreStatistics(len(self._queue), self._in_flight, self._commits, self._rows,
+                               self._flushes, self.unavailable)
 
     @property
     def busy(self) -> bool:
