@@ -359,6 +359,13 @@ def session_violations(state: DomainState) -> list[str]:
         if session is None or not session.open or (session.charger_id,
                                                    session.connector_id) != key:
             problems.append(f"open_sessions[{key}] = {tx} names no open session there")
+    by_tag: dict[str, set[tuple[str, int]]] = {}
+    for key, tx in state.open_sessions.items():
+        if tx in state.sessions:
+            by_tag.setdefault(state.sessions[tx].id_tag.casefold(), set()).add(key)
+    if by_tag != state.open_by_tag:
+        problems.append(f"open_by_tag {state.open_by_tag!r} is not the open sessions' "
+                        f"idTags {by_tag!r}")
     if state.sessions and state.next_transaction_id <= max(state.sessions):
         problems.append(f"next transactionId {state.next_transaction_id} already given out")
     return problems

@@ -85,6 +85,36 @@ class DomainState:
     reservations: dict[tuple[str, int], Reservation] = attrs.Factory(dict)
     remote_commands: list[RemoteCommand] = attrs.Factory(list)
     dirty: set[tuple[str, Any]] = attrs.field(factory=set, eq=False, repr=False)
+    #: The connectors with an open session, by its idTag casefolded (an index of
+    #: ``open_sessions``, kept by :meth:`set_open` and :meth:`set_closed`): a ConcurrentTx
+    #: check must not scan ten thousand open sessions per StartTransaction.
+    open_by_tag: dict[str, set[tuple[str, int]]] = attrs.field(
+        factory=dict, eq=False, repr=False)
+    _open_tags: dict[tuple[str, int], str] = attrs.field(
+        factory=dict, eq=False, repr=False, alias="_open_tags")
+
+    def set_open(self, session: Session) -> None:
+        """Make ``session`` the open one of its connector."""
+        key = (session.charger_id, session.connector_id)
+        self._unindex(key)
+        self.open_sessions[key] = session.transaction_id
+        tag = session.id_tag.casefold()
+        self._open_tags[key] = tag
+        self.open_by_tag.setdefault(tag, set()).add(key)
+
+    def set_closed(self, key: tuple[str, int], transaction_id: int) -> None:
+        """The connector's session ``transaction_id`` is no longer open (if it was)."""
+        if self.open_sessions.get(key) == transaction_id:
+            del self.open_sessions[key]
+            self._unindex(key)
+
+    def _unindex(self, key: tuple[str, int]) -> None:
+        tag = self._open_tags.pop(key, None)
+        if tag is not None:
+            keys = self.open_by_tag[tag]
+            keys.discard(key)
+            if not keys:
+                del self.open_by_tag[tag]
 
     def take_dirty(self) -> set[tuple[str, Any]]:
         """The records touched since the last call, and forget them."""
@@ -129,9 +159,7 @@ def _anomaly(state: DomainState, anomaly: Anomaly) -> None:
 
 
 def _close(state: DomainState, session: Session) -> None:
-    key = (session.charger_id, session.connector_id)
-    if state.open_sessions.get(key) == session.transaction_id:
-        del state.open_sessions[key]
+    state.set_closed((session.charger_id, session.connector_id), session.transaction_id)
     _put_session(state, session)
 
 
@@ -218,7 +246,7 @@ def _(event: ev.SessionStarted, state: DomainState) -> None:
         last_register_wh=float(event.meter_start),
     )
     _put_session(state, session)
-    state.open_sessions[(event.charger_id, event.connector_id)] = event.transaction_id
+    state.set_open(session)
     state.start_keys[
         start_key(
             event.charger_id, event.connector_id, event.id_tag, event.meter_start, event.timestamp

@@ -429,9 +429,7 @@ class SqliteStore:
             session = codec.loads(data, Session)
             state.sessions[session.transaction_id] = session
             if session.open:
-                state.open_sessions[(session.charger_id, session.connector_id)] = (
-                    session.transaction_id
-                )
+                state.set_open(session)
             state.start_keys[
                 start_key(
                     session.charger_id,

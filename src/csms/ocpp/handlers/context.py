@@ -74,10 +74,9 @@ class HandlerContext:
         info = self.id_tag_info(id_tag)
         if self.config.concurrent_tx != "refuse" or info.status != AuthorizationStatus.accepted:
             return info
-        state, here = self.state, (self.charge_point_id, connector_id)
-        tag = id_tag.casefold()
-        for where, transaction_id in state.open_sessions.items():
-            if where != here and state.sessions[transaction_id].id_tag.casefold() == tag:
+        here = (self.charge_point_id, connector_id)
+        for where in self.state.open_by_tag.get(id_tag.casefold(), ()):
+            if where != here:
                 return IdTagInfo(status=AuthorizationStatus.concurrent_tx,
                                  expiry_date=info.expiry_date,
                                  parent_id_tag=info.parent_id_tag)
