@@ -58,3 +58,25 @@ def test_shutdown_benchmark_measures_both_modes() -> None:
     for row in rows:
         # connected, exit code 0, no handshake after the signal, everyone closed with 1001
         assert (row[2], row[4], row[5], row[6]) == ("20", "0", "0", "20"), proc.stdout
+
+
+def test_fleet_scale_benchmark_measures_the_steady_load_and_both_storms() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "fleet_scale.py"), "--chargers", "20",
+         "--shards", "2", "--seconds", "3", "--warmup", "0.5", "--meter-interval", "1",
+         "--heartbeat-interval", "2", "--session-minutes", "0.05"],
+        capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "booted 20 chargers" in out, out
+    for figure in ("KiB per connection", "% of one core", "per commit"):
+        assert figure in out, out
+    # Sessions start and stop in the window: the realistic mix, not one message kind.
+    round_trips = re.search(r"round trips +[\d,]+ \(\d+/s\): (.*)", out)
+    assert round_trips is not None, out
+    for action in ("MeterValues", "StatusNotification", "StartTransaction", "StopTransaction"):
+        assert action in round_trips[1], out
+    assert "CALLERRORs         0" in out
+    # Both storms: every charger booted again after the kill -9 and the restart.
+    assert re.findall(r"booted again +(\d+) of 20;", out) == ["20", "20"], out
