@@ -29,6 +29,7 @@ from csms.app import Csms
 from csms.authorization import STATUSES
 from csms.cli_client import CLIENT_COMMANDS, client_commands, run_client
 from csms.config import DEFAULT_MAX_FRAME_SIZE, CsmsConfig
+from csms.gc_policy import tune_after_startup
 from csms.inspect import render_json, render_text
 from csms.ocpp.tls import TlsConfigError, server_context
 from csms.oserrors import sole_leaf, sole_os_error
@@ -358,6 +359,8 @@ async def serve_until_signalled(config: CsmsConfig) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(csms.serve)
+            # This process serves and nothing else: it owns the heap and its collector.
+            tune_after_startup()
             async for signum in signals:
                 # The process ends in a moment: a cyclic garbage collection over every
                 # connection's objects would only delay it (seconds with thousands).
