@@ -225,6 +225,13 @@ def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return found
 
 
+def _fresh(draw: st.DrawFn, values: st.SearchStrategy[Any]) -> Any:
+    # sampled_from gives the same object each time: a {} put in a payload and then given
+    # an extra key would be another {} in the next example (hypothesis calls that a flaky
+    # strategy), so every drawn value is a copy.
+    return copy.deepcopy(draw(values))
+
+
 @st.composite
 def mutated(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     action = draw(st.sampled_from(sorted(TOLERANT_ACTIONS)))
@@ -239,13 +246,13 @@ def mutated(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
             parent = parent[part]
         operation = draw(st.sampled_from(["replace", "delete", "extra"]))
         if operation == "replace":
-            parent[path[-1]] = draw(ODD_VALUES | JSON_VALUES)
+            parent[path[-1]] = _fresh(draw, ODD_VALUES | JSON_VALUES)
         elif operation == "delete":
             del parent[path[-1]]
             if isinstance(parent, list) and not parent:
-                parent.append(draw(ODD_VALUES))
+                parent.append(_fresh(draw, ODD_VALUES))
         elif isinstance(parent, dict):
-            parent[draw(st.text(min_size=1, max_size=8))] = draw(ODD_VALUES)
+            parent[draw(st.text(min_size=1, max_size=8))] = _fresh(draw, ODD_VALUES)
     return action, payload
 
 
