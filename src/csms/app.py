@@ -20,7 +20,7 @@ from csms.ocpp.admission import Gate
 from csms.ocpp.connection_manager import Connection, ConnectionManager
 from csms.ocpp.handlers.context import HandlerContext, VendorHandler
 from csms.ocpp.handlers.registry import build_router
-from csms.ocpp.keepalive import keepalive
+from csms.ocpp.keepalive import watch_silence
 from csms.ocpp.server import Accepting, serve_ocpp
 from csms.ocpp.tls import server_context
 from csms.recorder import Recorder
@@ -63,10 +63,6 @@ class Csms:
         self.connections = ConnectionManager(
             config, self._router_for, self._observer_for, listener=self, clock=clock
         )
-        if config.ping_interval is not None:
-            self.connections.add_connection_task(
-                keepalive(config.ping_interval, config.ping_timeout)
-            )
         self._recorder: Recorder | None = None
         #: Smart charging, when the site has a limit (None otherwise).
         self.smart: SmartCharging | None = None
@@ -171,6 +167,9 @@ class Csms:
                     self.policy.load(await store.read_id_tags())
                     self.registry.load(await store.read_registrations())
                     self._close_stale_connections()
+                    if self.config.ping_interval is not None:
+                        nursery.start_soon(watch_silence, self.connections,
+                                           self.config.ping_interval, self.config.ping_timeout)
                     site = self.config.site
                     if site.limit_w is not None or site.group_limits_w():
                         self.smart = SmartCharging(

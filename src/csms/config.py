@@ -52,7 +52,7 @@ class CsmsConfig:
             once) before their sockets are dropped; the process exits about this long
             after SIGTERM.
         ping_interval: seconds without a frame from a charge point before the CSMS sends
-            it a WebSocket ping; None: never. Twice the usual 60 s meter interval, so a
+            it a WebSocket ping (checked every half interval); None: never. Twice the usual 60 s meter interval, so a
             charger in a transaction is never pinged. A charger whose link died without
             a close (a power cut, a mobile network dropping it) is otherwise shown
             connected until the kernel gives up on the TCP connection, hours later.

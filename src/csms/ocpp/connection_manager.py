@@ -129,6 +129,10 @@ class ConnectionManager:
         """Ids of the charge points connected now."""
         return list(self._connections)
 
+    def live(self) -> set[Connection]:
+        """The connections open now."""
+        return set(self._connections.values())
+
     async def serve(
         self,
         charge_point_id: str,
