@@ -52,10 +52,11 @@ class CsmsConfig:
             once) before their sockets are dropped; the process exits about this long
             after SIGTERM.
         ping_interval: seconds without a frame from a charge point before the CSMS sends
-            it a WebSocket ping (checked every half interval); None: never. Twice the usual 60 s meter interval, so a
-            charger in a transaction is never pinged. A charger whose link died without
-            a close (a power cut, a mobile network dropping it) is otherwise shown
-            connected until the kernel gives up on the TCP connection, hours later.
+            it a WebSocket ping (checked every half interval); None: never. Twice the
+            usual 60 s meter interval, so a charger in a transaction is never pinged. A
+            charger whose link died without a close (a power cut, a mobile network
+            dropping it) is otherwise shown connected until the kernel gives up on the TCP
+            connection, hours later.
         ping_timeout: seconds to wait for the pong; then the connection is closed (1001)
             and recorded as disconnected.
         db_path: the SQLite file (``:memory:`` keeps nothing after exit; the CLI's
