@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     parser.add_argument(
-        "--max-pending-handshakes", type=int, default=1_000,
+        "--max-pending-handshakes", type=int, default=10_000,
         help="TCP connections still in their WebSocket handshake; one more is closed "
         "unread (default: %(default)s)",
     )

@@ -36,7 +36,9 @@ class CsmsConfig:
         max_connections: charge point connections at once; a new id beyond it is
             refused at the handshake (503). A reconnecting id always gets in.
         max_pending_handshakes: TCP connections that have not finished their WebSocket
-            handshake; one more is closed at once.
+            handshake; one more is closed at once. As many as a fleet that reconnects all
+            at once after a restart (10,000: ``benchmarks/fleet_scale.py`` measured the
+            storm 24 s with it, 30 s and 31,000 connections dropped unread with 1,000).
         heartbeat_interval: seconds, sent in the BootNotification answer.
         call_timeout: seconds from a CALL of ours being asked for to the charge point's
             answer, the wait behind its earlier CALLs included. Also how long a charge
@@ -107,7 +109,7 @@ class CsmsConfig:
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     max_call_rate: float | None = None
     max_connections: int = 20_000
-    max_pending_handshakes: int = 1_000
+    max_pending_handshakes: int = 10_000
     heartbeat_interval: int = 300
     call_timeout: float = 30.0
     max_queued_calls: int = 16
