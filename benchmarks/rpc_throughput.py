@@ -10,6 +10,7 @@ issued. Then it runs every connection in a closed loop (one outstanding CALL per
 connection, as OCPP-J requires):
 the next CALL goes out as soon as the answer to the previous one arrived. For each phase
 (``heartbeat``, ``metervalues``, ``mixed`` = alternating Heartbeat / MeterValues per
+connection, ``realistic`` = 80 % MeterValues, 10 % StatusNotification, 10 % Heartbeat per
 connection) it warms up for ``--warmup`` seconds and then measures a ``--seconds`` window:
 
 * round trips per second (answers received in the window / window length);
@@ -59,7 +60,7 @@ from typing import Any
 
 HOST = "127.0.0.1"
 PATH_PREFIX = "/ocpp/"
-PHASES = ("heartbeat", "metervalues", "mixed")
+PHASES = ("heartbeat", "metervalues", "mixed", "realistic")
 SERVERS = ("csms", "reference", "floor")
 #: Measured unless --servers says otherwise; "floor" is the transport floor, on request.
 DEFAULT_SERVERS = ("csms", "reference")
@@ -71,6 +72,11 @@ SERVER_LABELS = {
 CONNECT_TIMEOUT_S = 120.0
 TARGET_CPU_US_PER_MV = 150.0
 TARGET_THROUGHPUT_RATIO = 2.0
+#: Server CPU per round trip at most this many times the transport floor's (issue 17).
+TARGET_FLOOR_RATIO = 2.0
+#: The ``realistic`` phase, per connection and in this order: 8 MeterValues, a
+#: StatusNotification, a Heartbeat (80 / 10 / 10 %).
+REALISTIC_CYCLE = 10
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # ---------------------------------------------------------------------------------------
@@ -260,7 +266,10 @@ def setup_calls(client: int) -> list[tuple[bytes, bytes]]:
     ]
 
 
-HB, MV = 0, 1
+HB, MV, ST = 0, 1, 2
+#: A StatusNotification of the connector in its session (as the set-up's last one).
+STATUS_CHARGING = json.dumps({"connectorId": 1, "errorCode": "NoError", "status": "Charging",
+                              "timestamp": SETUP_TIMESTAMP}, separators=(",", ":")).encode()
 
 
 class LoadGen:
@@ -271,7 +280,7 @@ class LoadGen:
         self.measuring = False
         self.stopping = False
         self.count = 0
-        self.count_by_kind = [0, 0]
+        self.count_by_kind = [0, 0, 0]
         self.errors = 0
         self.mismatches = 0
         self.latencies: list[float] = []
@@ -434,7 +443,15 @@ class WsClient(asyncio.Protocol):
         if gen.stopping or self.transport is None or self.transport.is_closing():
             return
         phase = gen.phase
-        if phase == "heartbeat" or (phase == "mixed" and self.seq % 2 == 0):
+        if phase == "realistic":
+            step = self.seq % REALISTIC_CYCLE
+            if step == REALISTIC_CYCLE - 2:
+                self.send_call(ST, b"StatusNotification", STATUS_CHARGING)
+            elif step == REALISTIC_CYCLE - 1:
+                self.send_call(HB, b"Heartbeat", b"{}")
+            else:
+                self.send_call(MV, b"MeterValues", self.mv_payload)
+        elif phase == "heartbeat" or (phase == "mixed" and self.seq % 2 == 0):
             self.send_call(HB, b"Heartbeat", b"{}")
         else:
             self.send_call(MV, b"MeterValues", self.mv_payload)
@@ -550,7 +567,7 @@ async def loadgen_main(cfg: dict[str, Any]) -> None:
         gen.phase = phase
         await asyncio.sleep(cfg["warmup"])
         gen.count = 0
-        gen.count_by_kind = [0, 0]
+        gen.count_by_kind = [0, 0, 0]
         gen.errors = 0
         gen.mismatches = 0
         gen.latencies = []
@@ -574,6 +591,7 @@ async def loadgen_main(cfg: dict[str, Any]) -> None:
                 "round_trips": gen.count,
                 "heartbeats": gen.count_by_kind[HB],
                 "meter_values": gen.count_by_kind[MV],
+                "status_notifications": gen.count_by_kind[ST],
                 "window_s": w1 - w0,
                 "server_cpu_s": srv1 - srv0,
                 "loadgen_cpu_s": own1 - own0,
@@ -891,6 +909,17 @@ def print_report(results: list[dict[str, Any]], args: argparse.Namespace, plan_t
 
     print()
     print("Targets")
+    for n in args.clients:
+        for phase in ("metervalues", "realistic"):
+            a, f = by_key.get(("csms", n, phase)), by_key.get(("floor", n, phase))
+            if a is None or f is None or not f["cpu_us"]:
+                continue
+            ratio = a["cpu_us"] / f["cpu_us"]
+            print(
+                f"  server CPU per round trip <= {TARGET_FLOOR_RATIO:.1f}x the floor's, N={n}, "
+                f"{phase}: A {a['cpu_us']:.0f} us / F {f['cpu_us']:.0f} us = {ratio:.2f}x "
+                f"-> {_verdict(ratio <= TARGET_FLOOR_RATIO)}"
+            )
     for n in args.clients:
         a = by_key.get(("csms", n, "metervalues"))
         if a is not None:

@@ -80,3 +80,20 @@ def test_fleet_scale_benchmark_measures_the_steady_load_and_both_storms() -> Non
     assert "CALLERRORs         0" in out
     # Both storms: every charger booted again after the kill -9 and the restart.
     assert re.findall(r"booted again +(\d+) of 20;", out) == ["20", "20"], out
+
+
+def test_rpc_benchmark_compares_our_csms_with_the_transport_floor() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "rpc_throughput.py"), "--clients", "5",
+         "--seconds", "0.5", "--warmup", "0.2", "--servers", "csms", "floor",
+         "--phases", "metervalues", "realistic"],
+        capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for phase in ("metervalues", "realistic"):
+        # Both servers answered in both phases, and the ratio to the floor is printed.
+        for server in ("A  csms", "F  trio-websocket floor"):
+            row = re.search(rf"^{server}.*\s5 {phase}\s+(\d+)", proc.stdout, re.MULTILINE)
+            assert row is not None and int(row[1]) > 0, proc.stdout
+        assert re.search(rf"the floor's, N=5, {phase}: A \d+ us / F \d+ us = [\d.]+x",
+                         proc.stdout), proc.stdout
