@@ -90,28 +90,28 @@ class DomainState:
     #: check must not scan ten thousand open sessions per StartTransaction.
     open_by_tag: dict[str, set[tuple[str, int]]] = attrs.field(
         factory=dict, eq=False, repr=False)
-    _open_tags: dict[tuple[str, int], str] = attrs.field(
-        factory=dict, eq=False, repr=False, alias="_open_tags")
 
     def set_open(self, session: Session) -> None:
-        """Make ``session`` the open one of its connector."""
+        """Make ``session`` (already in :attr:`sessions`) the open one of its connector."""
         key = (session.charger_id, session.connector_id)
         self._unindex(key)
         self.open_sessions[key] = session.transaction_id
-        tag = session.id_tag.casefold()
-        self._open_tags[key] = tag
-        self.open_by_tag.setdefault(tag, set()).add(key)
+        self.open_by_tag.setdefault(session.id_tag.casefold(), set()).add(key)
 
     def set_closed(self, key: tuple[str, int], transaction_id: int) -> None:
         """The connector's session ``transaction_id`` is no longer open (if it was)."""
         if self.open_sessions.get(key) == transaction_id:
-            del self.open_sessions[key]
             self._unindex(key)
+            del self.open_sessions[key]
 
     def _unindex(self, key: tuple[str, int]) -> None:
-        tag = self._open_tags.pop(key, None)
-        if tag is not None:
-            keys = self.open_by_tag[tag]
+        """Take the connector's open session, if any, out of :attr:`open_by_tag`."""
+        session = self.sessions.get(self.open_sessions.get(key, -1))
+        if session is None:
+            return
+        tag = session.id_tag.casefold()
+        keys = self.open_by_tag.get(tag)
+        if keys is not None:
             keys.discard(key)
             if not keys:
                 del self.open_by_tag[tag]
