@@ -56,11 +56,11 @@ def now_iso() -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    return {"p50_ms": rt._percentile(ordered, 0.50) * 1e3,
-            "p99_ms": rt._percentile(ordered, 0.99) * 1e3,
-            "max_ms": (ordered[-1] * 1e3) if ordered else float("nan")}
+def status_call(connector_id: int, state: str) -> Call:
+    """A StatusNotification of ``connector_id`` in ``state``, stamped now."""
+    payload = rt._compact({"connectorId": connector_id, "errorCode": "NoError",
+                           "status": state, "timestamp": now_iso()})
+    return b"StatusNotification", lambda: payload, None
 
 
 class Connector:
@@ -71,12 +71,9 @@ class Connector:
         self.transaction_id: int | None = None
         self.energy_wh = 1_000_000 + 1_000 * station.index + connector_id
         self.power_w = 11_000.0
-        self.meter_timer: asyncio.TimerHandle | None = None
 
     def status(self, state: str) -> Call:
-        payload = rt._compact({"connectorId": self.id, "errorCode": "NoError", "status": state,
-                               "timestamp": now_iso()})
-        return b"StatusNotification", lambda: payload, None
+        return status_call(self.id, state)
 
     def start(self) -> None:
         station = self.station
@@ -160,7 +157,7 @@ class Link(rt.WsClient):
                 return
         self.in_flight = False
         self.gen.answered()
-        self.station.answered(self, payload, is_error, time.perf_counter() - self.t_sent)
+        self.station.answered(payload, is_error, time.perf_counter() - self.t_sent)
 
 
 class Station:
@@ -210,17 +207,16 @@ class Station:
                 return
         self.boot_calls = collections.deque(
             [(b"BootNotification", lambda: BOOT, None)]
-            + [self.status_call(c) for c in (0, 1, 2)]
+            + [status_call(c, self.state_of(c)) for c in (0, 1, 2)]
         )
         self.current_is_boot = False
         self.pump()
 
-    def status_call(self, connector_id: int) -> Call:
-        charging = connector_id and self.connectors[connector_id - 1].transaction_id is not None
-        payload = rt._compact({"connectorId": connector_id, "errorCode": "NoError",
-                               "status": "Charging" if charging else "Available",
-                               "timestamp": now_iso()})
-        return b"StatusNotification", lambda: payload, None
+    def state_of(self, connector_id: int) -> str:
+        """What a boot reports for ``connector_id`` (0: the charger itself)."""
+        if connector_id and self.connectors[connector_id - 1].transaction_id is not None:
+            return "Charging"
+        return "Available"
 
     def lost(self, link: Link) -> None:
         if self.link is not link:
@@ -267,7 +263,7 @@ class Station:
         action, payload, _ = self.current
         link.send_call(0, action, payload())
 
-    def answered(self, link: Link, payload: bytes, is_error: bool, latency: float) -> None:
+    def answered(self, payload: bytes, is_error: bool, latency: float) -> None:
         fleet = self.fleet
         call, self.current = self.current, None
         assert call is not None

@@ -141,17 +141,7 @@ class Shards:
 
     def read(self, name: str) -> list[dict[str, Any]]:
         """Each shard's next ``name`` event."""
-        events = []
-        for proc in self.procs:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                record: dict[str, Any] = json.loads(line)
-                if record.get("event") == name:
-                    events.append(record)
-                    break
-            else:
-                raise RuntimeError(f"a load generator ended before {name!r}")
-        return events
+        return [rt.read_event(proc, name) for proc in self.procs]
 
     def cpu_s(self) -> float:
         return sum(rt.proc_cpu_seconds(p.pid) for p in self.procs)

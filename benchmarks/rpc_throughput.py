@@ -518,6 +518,17 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
+def read_event(proc: subprocess.Popen[bytes], name: str) -> dict[str, Any]:
+    """The next JSON-line event called ``name`` that a load-generator process printed
+    (the lines before it are skipped)."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        record: dict[str, Any] = json.loads(line)
+        if record.get("event") == name:
+            return record
+    raise RuntimeError(f"the load generator ended before {name!r}")
+
+
 def _emit(record: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(record) + "\n")
     sys.stdout.flush()

@@ -138,15 +138,6 @@ def run_loadgen(cfg_json: str) -> int:
     return 0
 
 
-def _read_event(proc: subprocess.Popen[bytes], name: str) -> dict[str, Any]:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        record: dict[str, Any] = json.loads(line)
-        if record.get("event") == name:
-            return record
-    raise RuntimeError(f"the load generator ended before {name!r}")
-
-
 def run_one(chargers: int, mode: str, delay: float, csms_args: list[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="shutdown-bench-") as scratch:
         port = rt.free_port()
@@ -167,7 +158,7 @@ def run_one(chargers: int, mode: str, delay: float, csms_args: list[str]) -> dic
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             )
             assert loadgen.stdin is not None
-            ready = _read_event(loadgen, "ready")
+            ready = rt.read_event(loadgen, "ready")
             signalled = time.monotonic()
             loadgen.stdin.write(f"{signalled}\n".encode())
             loadgen.stdin.flush()
@@ -179,7 +170,7 @@ def run_one(chargers: int, mode: str, delay: float, csms_args: list[str]) -> dic
             exit_s = time.monotonic() - signalled
             loadgen.stdin.write(b"stop\n")
             loadgen.stdin.flush()
-            done = _read_event(loadgen, "done")
+            done = rt.read_event(loadgen, "done")
             loadgen.wait(timeout=30)
         finally:
             rt.stop_process(csms)
