@@ -122,9 +122,10 @@ class Shards:
 
     def __init__(self, args: argparse.Namespace, port: int) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
-        size = -(-args.chargers // args.shards)
-        for k in range(args.shards):
-            first, last = k * size + 1, min(args.chargers, (k + 1) * size) + 1
+        n, shards = args.chargers, args.shards
+        for k in range(shards):
+            # CP_00001 ... in shards that differ by one charger at most, none empty.
+            first, last = k * n // shards + 1, (k + 1) * n // shards + 1
             cfg = {"port": port, "first": first, "last": last, "seed": args.seed,
                    "meter_s": args.meter_interval, "heartbeat_s": args.heartbeat_interval,
                    "session_s": args.session_minutes * 60, "connect_concurrency": 200}
@@ -258,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csms-arg", action="append", default=[],
                         help="an extra argument for python -m csms (repeatable)")
     args = parser.parse_args(argv)
+    if not 1 <= args.shards <= args.chargers:
+        parser.error("need at least one charger per load generator (1 <= --shards <= "
+                     "--chargers)")
     soft, hard = rt.raise_nofile_limit()
     print(f"{args.chargers:,} chargers x 2 connectors on one python -m csms; "
           f"{args.shards} load generator(s); {os.cpu_count()} CPUs shared; open files "
