@@ -7,7 +7,17 @@ is connected and booted, then measures both processes over a window of real time
 logged. Ends with ``stop-sim`` and SIGTERM. Target (issue: simulator): ``start-sim
 --chargers 100`` holds 100 chargers in real time; report CPU and memory.
 
+With ``--sessions M`` the fleet runs ``start-sim``'s steady load (half the EVSEs charging,
+visits and pauses of M minutes on average, MeterValues every 60 s per charging EVSE): the
+window then starts ``--settle`` seconds after the last boot, once the first arrivals are
+in, and the simulator's RSS per charger is printed (above its RSS when it printed that
+it starts its chargers). Target (issue 17): at most 60 KiB per simulated charger.
+
     .venv/bin/python benchmarks/sim_fleet_realtime.py --chargers 100 --seconds 60
+    .venv/bin/python benchmarks/sim_fleet_realtime.py --chargers 10000 --sessions 30
+
+Both processes inherit this one's open-files limit, raised to the hard limit (``start-sim``
+also raises its own when it needs to).
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -77,13 +88,22 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window")
     parser.add_argument("--heartbeat-interval", type=int, default=300,
                         help="given to the chargers by the CSMS (default: %(default)s)")
+    parser.add_argument("--sessions", type=float, metavar="MINUTES",
+                        help="start-sim's steady load, visits and pauses of MINUTES on average")
+    parser.add_argument("--settle", type=float, default=90.0,
+                        help="with --sessions: seconds between the last boot and the window "
+                        "(default: %(default)s; the first arrivals take a meter interval)")
     args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with tempfile.TemporaryDirectory() as tmp:
         db, control = Path(tmp) / "csms.db", Path(tmp) / "ctl.sock"
         log = (Path(tmp) / "csms.log").open("w")
         csms = subprocess.Popen(
             [sys.executable, "-m", "csms", "--port", "0", "--api-port", "0", "--db", str(db),
-             "--heartbeat-interval", str(args.heartbeat_interval)],
+             "--heartbeat-interval", str(args.heartbeat_interval),
+             "--unknown-id-tags", "accept"],  # start-sim's idTags are {charger}-{connector}
             stderr=log,
         )
         fleet = None
@@ -91,21 +111,31 @@ def main() -> None:
             port = _listening_port(Path(log.name))
             url = f"ws://127.0.0.1:{port}/ocpp"
             started = time.monotonic()
+            load = [] if args.sessions is None else ["--sessions", str(args.sessions)]
             fleet = subprocess.Popen(
                 [sys.executable, "-m", "sim", "start-sim", "--chargers", str(args.chargers),
-                 "--evses", "2", "--url", url, "--control", str(control)],
+                 "--evses", "2", "--url", url, "--control", str(control), *load],
                 stdout=subprocess.PIPE, text=True,
             )
             assert fleet.stdout is not None
-            wait_for(fleet.stdout, "control socket", 120)
+            wait_for(fleet.stdout, "starting CP_", 60)
+            idle_rss = rss_mb(fleet.pid)  # imported, running, no charger yet
+            wait_for(fleet.stdout, "control socket", 600)
             booted = "SELECT COUNT(*) FROM message_log WHERE frame LIKE '%\"BootNotification\"%'"
             while count(db, booted) < args.chargers:
                 time.sleep(0.2)
             ready = time.monotonic() - started
+            if args.sessions is not None:
+                time.sleep(args.settle)
             frames = "SELECT COUNT(*) FROM message_log"
-            before = (cpu_seconds(csms.pid), cpu_seconds(fleet.pid), count(db, frames))
+            starts = ("SELECT COUNT(*) FROM message_log WHERE frame LIKE "
+                      "'%\"StartTransaction\"%'")
+            meter_values = "SELECT COUNT(*) FROM message_log WHERE frame LIKE '%\"MeterValues\"%'"
+            before = (cpu_seconds(csms.pid), cpu_seconds(fleet.pid), count(db, frames),
+                      count(db, starts), count(db, meter_values))
             time.sleep(args.seconds)
-            after = (cpu_seconds(csms.pid), cpu_seconds(fleet.pid), count(db, frames))
+            after = (cpu_seconds(csms.pid), cpu_seconds(fleet.pid), count(db, frames),
+                     count(db, starts), count(db, meter_values))
             figures = [
                 ("CSMS", csms.pid, after[0] - before[0]),
                 ("simulator", fleet.pid, after[1] - before[1]),
@@ -116,6 +146,16 @@ def main() -> None:
                 print(f"  {name:<9} CPU {100 * cpu / args.seconds:5.1f} % of one core, "
                       f"RSS {rss_mb(pid):6.1f} MB")
             print(f"  frames logged by the CSMS in the window: {after[2] - before[2]}")
+            if args.sessions is not None:
+                charging = count(db, "SELECT COUNT(*) FROM sessions WHERE open = 1")
+                print(f"  steady load: sessions of {args.sessions:g} min on average; "
+                      f"{charging} sessions open at the CSMS at the end "
+                      f"({100 * charging / (2 * args.chargers):.0f} % of the EVSEs); in the "
+                      f"window {after[3] - before[3]} started (frames) and "
+                      f"{after[4] - before[4]} MeterValues frames")
+            per_charger = (rss_mb(fleet.pid) - idle_rss) * 1024 / args.chargers
+            print(f"  simulator RSS per charger: {per_charger:.1f} KiB above its "
+                  f"{idle_rss:.1f} MB before the first charger (target at load: <= 60 KiB)")
             subprocess.run([sys.executable, "-m", "sim", "stop-sim", "--control", str(control)],
                            check=True, capture_output=True, timeout=60)
             fleet.wait(timeout=60)

@@ -37,7 +37,8 @@ def test_simulator_part_runs_the_scenario_against_canned_answers() -> None:
 def test_realtime_fleet_benchmark_measures_both_processes() -> None:
     proc = subprocess.run(
         [sys.executable, str(BENCHMARKS / "sim_fleet_realtime.py"), "--chargers", "3",
-         "--seconds", "2.5", "--heartbeat-interval", "1"],
+         "--seconds", "2.5", "--heartbeat-interval", "1", "--sessions", "0.02",
+         "--settle", "0.5"],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr
@@ -45,6 +46,10 @@ def test_realtime_fleet_benchmark_measures_both_processes() -> None:
     assert "CSMS      CPU" in proc.stdout and "simulator CPU" in proc.stdout
     logged = re.search(r"frames logged by the CSMS in the window: (\d+)", proc.stdout)
     assert logged is not None and int(logged[1]) > 0  # heartbeats every second
+    # Visits of 1.2 s on average: sessions start in a 2.5 s window.
+    load = re.search(r"steady load: .* in the window (\d+) started", proc.stdout)
+    assert load is not None and int(load[1]) > 0, proc.stdout
+    assert re.search(r"simulator RSS per charger: -?[\d.]+ KiB", proc.stdout), proc.stdout
 
 
 def test_shutdown_benchmark_measures_both_modes() -> None:

@@ -120,6 +120,16 @@ def test_a_bad_command_line_exits_2() -> None:
     assert done.returncode == 2
     assert "start-sim: --chargers must be at least 1, got 0" in done.stderr
     assert "Traceback" not in done.stderr
+    for args, said in [
+        (("--sessions", "0"), "--sessions must be a positive number of minutes, got 0"),
+        (("--sessions", "nan"), "--sessions must be a positive number of minutes, got nan"),
+        (("--shard", "3/2"), "--shard: K must be between 1 and N, got 3/2"),
+        (("--shard", "1/5"), "--shard: 5 shards for 3 chargers leaves some empty"),
+        (("--shard", "two"), "--shard: expected K/N such as 2/4, got 'two'"),
+    ]:
+        done = sim("start-sim", "--chargers", "3", *args)
+        assert done.returncode == 2, args
+        assert f"python -m sim: start-sim: {said}" in done.stderr, done.stderr
 
 
 def test_an_unreachable_csms_exits_3(closed_port: int) -> None:
@@ -215,6 +225,61 @@ async def background(nursery: trio.Nursery, *args: str) -> AsyncIterator[Backgro
             cleanup.shield = True
             await process.wait()
             await running.wait_closed()
+
+
+async def test_two_shards_of_a_fleet_run_a_steady_load(tmp_path: Path, control: Path) -> None:
+    """start-sim --shard K/N --sessions M: two processes share a fleet of 3 chargers
+    without an id twice, and their EVSEs come and go (a second visit on some EVSE);
+    stop-sim ends every session at the CSMS."""
+    db = tmp_path / "csms.db"
+    controls = [control.with_name(f"ctl-{k}.sock") for k in (1, 2)]
+    async with trio.open_nursery() as nursery, background(
+            nursery, "-m", "csms", "--port", "0", "--api-port", "0", "--db", str(db),
+            "--unknown-id-tags", "accept") as csms:
+        with trio.fail_after(TIMEOUT):
+            listening = await csms.wait_line("stderr", r"listening on ws://[\d.]+:(\d+)/")
+        url = f"ws://127.0.0.1:{listening[1]}/ocpp"
+
+        def shard(k: int) -> list[str]:
+            return ["-m", "sim", "start-sim", "--chargers", "3", "--shard", f"{k}/2",
+                    "--sessions", "0.02", "--url", url, "--control", str(controls[k - 1])]
+
+        async with background(nursery, *shard(1)) as first, \
+                background(nursery, *shard(2)) as second:
+            with trio.fail_after(TIMEOUT):
+                await first.wait_line("stdout", r"starting CP_01\.\.CP_02 \(shard 1/2\)")
+                await second.wait_line("stdout", r"starting CP_03\.\.CP_03 \(shard 2/2\)")
+                said = await second.wait_line("stdout", "control socket")
+                assert "sessions of 0.02 min on average" in said.string
+                await first.wait_line("stdout", "control socket")
+
+            def sessions(status: dict[str, Any] | None) -> list[dict[str, Any]]:
+                status = status or {}
+                return [*status.get("open_sessions", []),
+                        *status.get("recent_sessions", [])]
+
+            with trio.fail_after(TIMEOUT):  # bounded: each poll is one process run
+                status = await csms_status(db)
+                while not ({s["charger_id"] for s in sessions(status)}
+                           == {"CP_01", "CP_02", "CP_03"} and len(sessions(status)) > 6):
+                    status = await csms_status(db)
+            assert sorted(c["id"] for c in (status or {})["chargers"]) == [
+                "CP_01", "CP_02", "CP_03"]
+            for session in sessions(status):  # the idTag names the EVSE
+                assert session["id_tag"] == (f"{session['charger_id']}-"
+                                             f"{session['connector_id']}")
+
+            for k, fleet in ((1, first), (2, second)):
+                stop = await run("-m", "sim", "stop-sim", "--control", str(controls[k - 1]))
+                assert stop.returncode == 0, stop.stderr
+                with trio.fail_after(TIMEOUT):
+                    await fleet.process.wait()
+                assert fleet.process.returncode == 0, fleet.lines["stderr"]
+        status = await csms_status(db)
+        assert status is not None and status["open_sessions"] == []
+        csms.process.terminate()
+        with trio.fail_after(TIMEOUT):
+            await csms.process.wait()
 
 
 async def csms_status(db: Path) -> dict[str, Any] | None:

@@ -83,8 +83,12 @@ class SimChargePoint:
         behaviour: Behaviour = IDEAL,
         wheel: Wheel | None = None,
         incidents: tuple[Incident, ...] = (),
+        record: bool = True,
     ) -> None:
         self.config = config
+        #: Keep a record of each session and profile received, for the report (a fleet
+        #: that runs until stopped keeps none: they would grow without end).
+        self.record = record
         #: Every timer of this charger (see sim.wheel).
         self.wheel = wheel if wheel is not None else Wheel()
         self.id = config.id
@@ -459,7 +463,8 @@ class SimChargePoint:
         record = SessionRecord(
             self.id, f"EVSE_{connector_id}", id_tag, now, None, 0.0, 0.0, None, None
         )
-        self.sessions.append(record)
+        if self.record:
+            self.sessions.append(record)
         payload: dict[str, Any] = {
             "connectorId": connector_id,
             "idTag": id_tag,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import resource
 import sys
 import urllib.parse
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from sim.baseline import BaselineError
 from sim.config import ConfigError, SimConfig, load_config
 from sim.control import (
     ControlError,
+    FleetPlan,
     default_control_path,
     send_command,
     serve_fleet,
@@ -30,6 +32,7 @@ from sim.control import (
 from sim.outputs import Outputs, default_baseline
 from sim.progress import Progress
 from sim.progress import wanted as progress_wanted
+from sim.shard import ShardError, parse_shard, shard_numbers
 from sim.simulator_runner import ScenarioError, find_scenario, load_scenario, run_scenario
 from sim.site_view import SiteError
 
@@ -115,7 +118,19 @@ def _start_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="the CSMS (default: the config's csms_url or "
                         "ws://127.0.0.1:9000/ocpp)")
     parser.add_argument("--seed", type=int)
-    _control_argument(parser)
+    parser.add_argument("--sessions", type=float, metavar="MINUTES",
+                        help="a steady load: every EVSE is free for MINUTES on average (an "
+                        "exponential time), then an EV from the mix charges for MINUTES on "
+                        "average, so half the EVSEs charge at any moment; each EVSE's idTag "
+                        "is {chargePointId}-{connectorId} (default: no sessions)")
+    parser.add_argument("--shard", metavar="K/N",
+                        help="run shard K of N of a fleet of --chargers: N processes started "
+                        "with the same --chargers run every charger once, no id twice "
+                        "(default control socket: one per shard)")
+    parser.add_argument("--control", type=Path, default=None,
+                        help="the running fleet's control socket (default: "
+                        f"{default_control_path()}, or with --shard K/N that path's stem "
+                        "+ '-K')")
 
 
 def _fault_arguments(parser: argparse.ArgumentParser) -> None:
@@ -316,12 +331,49 @@ def cmd_start(args: argparse.Namespace, config: SimConfig) -> int:
     url = args.url or config.csms_url or "ws://127.0.0.1:9000/ocpp"
     for name, value in (("--chargers", args.chargers), ("--evses", args.evses)):
         _require_count(f"start-sim: {name}", value)
+    if args.sessions is not None and not (math.isfinite(args.sessions) and args.sessions > 0):
+        raise ConfigError(f"start-sim: --sessions must be a positive number of minutes, got "
+                          f"{args.sessions:g}")
+    numbers, shard = range(1, args.chargers + 1), ""
+    seed: int | str = args.seed if args.seed is not None else config.seed
+    control = args.control or default_control_path()
+    if args.shard is not None:
+        try:
+            k, n = parse_shard(args.shard)
+            numbers = shard_numbers(args.chargers, k, n)
+        except ShardError as exc:
+            raise ConfigError(f"start-sim: {exc}") from None
+        shard = f"{k}/{n}"
+        seed = f"{seed}/{shard}"  # every shard draws its own
+        if args.control is None:
+            control = control.with_name(f"{control.stem}-{k}{control.suffix}")
+    _open_files_for(len(numbers))
     if not trio.run(_reachable, url):
         print(f"cannot reach the CSMS at {url}", file=sys.stderr)
         return EXIT_UNREACHABLE
-    seed = args.seed if args.seed is not None else config.seed
-    trio.run(serve_fleet, url, config, args.chargers, args.evses, seed, args.control)
+    sessions_s = None if args.sessions is None else args.sessions * 60
+    plan = FleetPlan(len(numbers), args.evses, numbers.start, shard, sessions_s)
+    trio.run(serve_fleet, url, config, plan, seed, control)
     return EXIT_OK
+
+
+def _open_files_for(chargers: int) -> None:
+    """Raise the soft open-files limit to the hard one when ``chargers`` sockets (and a
+    margin) need it.
+
+    Raises:
+        ConfigError: even the hard limit is too low (say how to raise it).
+    """
+    needed = chargers + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if needed <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and needed > hard:
+        raise ConfigError(f"start-sim: {chargers} chargers need about {needed} open files; "
+                          f"the limit is {hard} (raise it: ulimit -Hn, or shard the fleet "
+                          "with --shard K/N over processes)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    log.info("open-files limit raised from %d to %d", soft, hard)
 
 
 def cmd_fault(args: argparse.Namespace) -> int:

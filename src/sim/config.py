@@ -5,6 +5,7 @@ error naming the file, the field and what was expected."""
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from cattrs.gen import make_dict_structure_fn
 
 from ocppj.charging import parse_units
 from sim.behaviour import Behaviour, BehaviourError, behaviour_from_spec, combined
+from sim.ev import Ev
 from sim.incidents import Incident, incident_from_spec
 
 #: Shipped in the package (a symlink to the project's top-level config.yaml, its source).
@@ -185,6 +187,14 @@ class SimConfig:
         if key not in self.chargers:
             raise ConfigError(f"no charger template {key!r} (have: {', '.join(self.chargers)})")
         return self.chargers[key]
+
+    def draw_ev(self, rng: random.Random) -> Ev:
+        """An EV drawn from the mix by ``rng``: its kind by weight, then its SoC."""
+        spec = rng.choices(self.ev_mix, weights=[e.weight for e in self.ev_mix])[0]
+        soc = rng.uniform(spec.soc_min, spec.soc_max)
+        return Ev(capacity_wh=spec.capacity_kwh * 1000, soc=round(soc, 1),
+                  max_power_w=spec.max_power_kw * 1000, phases=spec.phases,
+                  taper_from_soc=spec.taper_from_soc)
 
 
 _converter = cattrs.Converter(forbid_extra_keys=True)

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
 from sim.behaviour import BehaviourError, behaviour_from_spec, combined
@@ -23,6 +24,7 @@ from sim.config import SimConfig
 from sim.evse import Action
 from sim.incidents import incident_from_spec
 from sim.simulator_runner import Fleet
+from sim.steady_load import LoadCounts, SteadyLoad, drive
 
 log = logging.getLogger("sim.control")
 
@@ -71,8 +73,9 @@ def _evse_number(name: str) -> int | None:
 
 
 def _no_charger(fleet: Fleet, charger: str) -> dict[str, Any]:
-    return {"ok": False, "message": f"no charger {charger} (have CP_01..CP_"
-            f"{len(fleet.chargers):02d})"}
+    ids = list(fleet.chargers)
+    have = f"{ids[0]}..{ids[-1]}" if ids else "none"
+    return {"ok": False, "message": f"no charger {charger} (have {have})"}
 
 
 async def _misbehave(fleet: Fleet, request: dict[str, Any]) -> dict[str, Any]:
@@ -180,14 +183,29 @@ async def _serve_control(path: Path, fleet: Fleet, stop: trio.Event,
             await socket_file.unlink(missing_ok=True)
 
 
-async def serve_fleet(url: str, config: SimConfig, chargers: int, evses: int, seed: int,
+@attrs.frozen
+class FleetPlan:
+    """What ``start-sim`` runs: ``count`` chargers of ``evses`` EVSEs numbered from
+    ``first`` (a shard of a larger fleet starts past 1), and, with ``sessions_s``, a
+    steady load whose visits and pauses last ``sessions_s`` on average (sim.steady_load)."""
+
+    count: int
+    evses: int
+    first: int = 1
+    shard: str = ""
+    sessions_s: float | None = None
+
+
+async def serve_fleet(url: str, config: SimConfig, plan: FleetPlan, seed: int | str,
                       control: Path) -> None:
-    """Run ``chargers`` chargers against ``url`` until stop-sim, SIGINT or SIGTERM."""
+    """Run ``plan``'s chargers against ``url`` until stop-sim, SIGINT or SIGTERM."""
     stop = trio.Event()
+    counts = LoadCounts()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             fleet = Fleet(url, config, clock=lambda: datetime.datetime.now(datetime.UTC),
-                          rng=random.Random(seed), nursery=nursery, record=False)
+                          rng=random.Random(seed), nursery=nursery, record=False,
+                          first_number=plan.first)
             await nursery.start(_serve_control, control, fleet, stop)
 
             async def on_signal() -> None:
@@ -196,10 +214,30 @@ async def serve_fleet(url: str, config: SimConfig, chargers: int, evses: int, se
                     return
 
             nursery.start_soon(on_signal)
-            await fleet.spawn(chargers, evses=evses)
-            print(f"{chargers} chargers of {evses} EVSEs against {url}; control socket "
-                  f"{control}", flush=True)
+            shard = f" (shard {plan.shard})" if plan.shard else ""
+            last = plan.first + plan.count - 1
+            print(f"starting CP_{plan.first:02d}..CP_{last:02d}{shard} against {url}",
+                  flush=True)
+            chargers = await fleet.spawn(plan.count, evses=plan.evses)
+            load_scope = trio.CancelScope()  # the load stops before the chargers do
+            load = ""
+            if plan.sessions_s is not None:
+                steady = SteadyLoad(plan.sessions_s, random.Random(fleet.rng.random()))
+                steady.add(chargers, trio.current_time(),
+                           min(config.meter_interval, plan.sessions_s))
+
+                async def run_load() -> None:
+                    with load_scope:
+                        await drive(steady, config, fleet.wheel, nursery, counts)
+
+                nursery.start_soon(run_load)
+                load = f"; sessions of {plan.sessions_s / 60:g} min on average"
+            print(f"{plan.count} chargers of {plan.evses} EVSEs{shard} against {url}"
+                  f"{load}; control socket {control}", flush=True)
             await stop.wait()
+            load_scope.cancel()
+            if plan.sessions_s is not None:
+                log.info("steady load: %s", counts)
             with trio.move_on_after(30):
                 await fleet.stop()
             nursery.cancel_scope.cancel()

@@ -146,17 +146,7 @@ class ScenarioContext:
 
     def ev(self) -> Ev:
         """An EV drawn from the configured EV mix."""
-        mix = self.config_ev_mix
-        spec = self.rng.choices(mix, weights=[e.weight for e in mix])[0]
-        soc = self.rng.uniform(spec.soc_min, spec.soc_max)
-        return Ev(capacity_wh=spec.capacity_kwh * 1000, soc=round(soc, 1),
-                  max_power_w=spec.max_power_kw * 1000, phases=spec.phases,
-                  taper_from_soc=spec.taper_from_soc)
-
-    @property
-    def config_ev_mix(self) -> list[Any]:
-        """The EV mix of the simulator configuration."""
-        return list(self.fleet.config.ev_mix)
+        return self.fleet.config.draw_ev(self.rng)
 
     def check(self, condition: bool, message: str, *, name: str | None = None) -> None:
         """Record a check; a failed one fails the run (the scenario goes on; exit 1).

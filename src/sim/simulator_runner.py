@@ -101,8 +101,10 @@ class Fleet:
 
     def __init__(self, url: str, config: SimConfig, *, clock: Callable[[], datetime.datetime],
                  rng: random.Random, nursery: trio.Nursery, wheel: Wheel | None = None,
-                 record: bool = True) -> None:
+                 record: bool = True, first_number: int = 1) -> None:
         self.url = url
+        #: The number of the first charger spawned (``CP_01`` unless a shard of a fleet).
+        self.first_number = first_number
         #: Every timer of the fleet, its chargers and its scenario (see sim.wheel).
         self.wheel = wheel if wheel is not None else Wheel()
         self.config = config
@@ -113,6 +115,7 @@ class Fleet:
         #: Site power and every EVSE, sampled every meter interval (``record``; a fleet
         #: that runs until stopped, ``start-sim``, keeps none).
         self.timeline = Timeline()
+        self.record = record
         if record:
             nursery.start_soon(self._sample)
 
@@ -149,11 +152,12 @@ class Fleet:
 
     async def spawn(self, count: int, *, evses: int | None = None,
                     template: str | None = None) -> list[SimChargePoint]:
-        """Start ``count`` more chargers named ``CP_01``, ``CP_02`` …; returns them."""
+        """Start ``count`` more chargers named ``CP_01``, ``CP_02`` … (from
+        ``first_number``); returns them."""
         tpl = self.config.template(template)
         spawned = []
         for _ in range(count):
-            cp_id = f"CP_{len(self.chargers) + 1:02d}"
+            cp_id = f"CP_{self.first_number + len(self.chargers):02d}"
             password, cert = self._credentials(cp_id)
             cp = SimChargePoint(
                 ChargePointConfig(
@@ -171,6 +175,7 @@ class Fleet:
                 behaviour=tpl.behaviour(),
                 incidents=tpl.scheduled_incidents(),
                 wheel=self.wheel,
+                record=self.record,
             )
             self.chargers[cp_id] = cp
             await self._nursery.start(cp.run)

@@ -37,9 +37,10 @@ async def set_charging_profile(
         now=now,
     )
     if accepted:
-        cp.profiles_received[connector_id].append(
-            (now, converter.unstructure(request.cs_charging_profiles))
-        )
+        if cp.record:
+            cp.profiles_received[connector_id].append(
+                (now, converter.unstructure(request.cs_charging_profiles))
+            )
         cp.after(cp.reevaluate)
     else:
         log.info("%s: SetChargingProfile rejected: %s", cp.id, reason)
