@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextvars
 import datetime
-from collections.abc import Awaitable, Callable
-from typing import Any
+import functools
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -72,3 +73,31 @@ class Router:
     def get(self, action: str) -> Handler | None:
         """The handler for ``action``, if any."""
         return self._handlers.get(action)
+
+
+Owner = TypeVar("Owner")
+
+
+class BoundRouter(Router, Generic[Owner]):
+    """A router over one shared table of ``handler(owner, request)``, bound to its
+    ``owner`` (a connection's context, a simulated charger) when a CALL comes.
+
+    Binding at each CALL (a ``functools.partial`` that lives as long as the CALL) instead
+    of registering a closure per action per owner keeps a dict and a closure per action
+    out of every connection: 3.5 to 5 KiB each, tens of MiB at 10,000 chargers. Handlers
+    registered on the router itself (:meth:`Router.register`) come first.
+    """
+
+    def __init__(self, table: Mapping[str, Callable[[Owner, Any], Awaitable[Any]]],
+                 owner: Owner, tolerance: Tolerance | None = None) -> None:
+        super().__init__(tolerance)
+        self._table = table
+        self.owner = owner
+
+    def get(self, action: str) -> Handler | None:
+        """The handler registered for ``action``, else the table's bound to the owner."""
+        registered = super().get(action)
+        if registered is not None:
+            return registered
+        handler = self._table.get(action)
+        return None if handler is None else functools.partial(handler, self.owner)

@@ -22,7 +22,6 @@ import collections
 import datetime
 import functools
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -49,7 +48,7 @@ from sim.handlers import build_router
 from sim.incidents import Incident
 from sim.profiles import ProfileStore
 from sim.tx_queue import TransactionQueue
-from sim.uplink import Uplink
+from sim.uplink import Jitter, Uplink
 from sim.wheel import Wheel
 
 log = logging.getLogger("sim.charge_point")
@@ -79,7 +78,7 @@ class SimChargePoint:
         config: ChargePointConfig,
         *,
         clock: Callable[[], datetime.datetime],
-        rng: random.Random,
+        rng: Jitter,
         behaviour: Behaviour = IDEAL,
         wheel: Wheel | None = None,
         incidents: tuple[Incident, ...] = (),
@@ -97,7 +96,6 @@ class SimChargePoint:
             self._clock: Callable[[], datetime.datetime] = lambda: clock() + skew
         else:
             self._clock = clock
-        self._rng = rng
         self.behaviour = behaviour
         #: What happens to it when, counted from its start (sim.incidents).
         self.incidents = incidents

@@ -43,6 +43,7 @@ from sim.loopback import LoopbackSockets
 from sim.report import ScenarioReport, build_report
 from sim.scenario_context import ScenarioContext
 from sim.timeline import EvseSample, Timeline, activity
+from sim.uplink import LazyRandom
 from sim.wheel import Wheel
 
 # Scenarios import their context from here, as they always have.
@@ -171,7 +172,7 @@ class Fleet:
                     password=password, tls_ca=self.config.security.ca_file, tls_cert=cert,
                 ),
                 clock=self.clock,
-                rng=random.Random(self.rng.random()),
+                rng=LazyRandom(self.rng.random()),
                 behaviour=tpl.behaviour(),
                 incidents=tpl.scheduled_incidents(),
                 wheel=self.wheel,

@@ -9,7 +9,7 @@ import logging
 import math
 import random
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 import trio_websocket
@@ -36,6 +36,30 @@ _CONNECTION_FAILURES = (
 )
 
 
+class Jitter(Protocol):
+    """What the uplink draws its backoff jitter from (a ``random.Random`` will do)."""
+
+    def random(self) -> float: ...
+
+
+class LazyRandom:
+    """A ``random.Random(seed)`` made at its first draw: the same numbers, but a charger
+    that never reconnects never pays for the generator's 2.5 KiB of state (25 MiB at
+    10,000 chargers)."""
+
+    __slots__ = ("_rng", "_seed")
+
+    def __init__(self, seed: float) -> None:
+        self._seed = seed
+        self._rng: random.Random | None = None
+
+    def random(self) -> float:
+        """The next number of ``random.Random(seed)``."""
+        if self._rng is None:
+            self._rng = random.Random(self._seed)
+        return self._rng.random()
+
+
 class Uplink:
     """The connection of ``cp`` to the CSMS, across reconnects.
 
@@ -46,7 +70,7 @@ class Uplink:
         calls_sent, calls_received: OCPP CALLs over all connections.
     """
 
-    def __init__(self, cp: SimChargePoint, rng: random.Random) -> None:
+    def __init__(self, cp: SimChargePoint, rng: Jitter) -> None:
         self._cp = cp
         self._rng = rng
         self.session: RpcSession | None = None

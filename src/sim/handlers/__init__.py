@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ocppj import Router
+from ocppj.routing import BoundRouter
 from sim.handlers import (
     configuration,
     maintenance,
@@ -58,17 +59,20 @@ HANDLERS: dict[str, ChargerHandler] = {
 
 
 def build_router(cp: SimChargePoint) -> Router:
-    """The router answering the CSMS's CALLs to ``cp``."""
-    router = Router()
-    for action, handler in HANDLERS.items():
-        router.register(action, functools.partial(_answer, cp, action, handler))
-    return router
+    """The router answering the CSMS's CALLs to ``cp`` (bound to it at each CALL)."""
+    return BoundRouter(_DELAYED, cp)
 
 
-async def _answer(cp: SimChargePoint, action: str, handler: ChargerHandler, request: Any) -> Any:
+async def _answer(action: str, handler: ChargerHandler, cp: SimChargePoint, request: Any) -> Any:
     delay = cp.behaviour.answer_delay(action)
     if delay == math.inf:
         await trio.sleep_forever()
     if delay > 0:
         await cp.wheel.sleep(delay)
     return await handler(cp, request)
+
+
+#: Every handler, answering as late as the charger's behaviour says.
+_DELAYED: dict[str, ChargerHandler] = {
+    action: functools.partial(_answer, action, handler) for action, handler in HANDLERS.items()
+}
