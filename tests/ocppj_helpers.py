@@ -128,11 +128,13 @@ class Side:
 
 
 def make_side(
-    ws: WebSocketConnection, router: Router | None, *, name: str, call_timeout: float = 30.0
+    ws: WebSocketConnection, router: Router | None, *, name: str, call_timeout: float = 30.0,
+    answer_in_reader: bool = False,
 ) -> Side:
     """A session on ``ws`` observed by a fresh :class:`FrameLog` (not yet running)."""
     log = FrameLog()
-    session = RpcSession(ws, router or Router(), name=name, call_timeout=call_timeout, observer=log)
+    session = RpcSession(ws, router or Router(), name=name, call_timeout=call_timeout,
+                         observer=log, answer_in_reader=answer_in_reader)
     return Side(ws, session, log)
 
 
@@ -186,11 +188,12 @@ class RawPeer:
 
 @asynccontextmanager
 async def raw_peer(
-    router: Router | None = None, *, call_timeout: float = 30.0
+    router: Router | None = None, *, call_timeout: float = 30.0, answer_in_reader: bool = False
 ) -> AsyncIterator[RawPeer]:
     """A running server-side session facing a raw client WebSocket."""
     async with websocket_pair() as (server_ws, client_ws), trio.open_nursery() as nursery:
-        side = make_side(server_ws, router, name="csms", call_timeout=call_timeout)
+        side = make_side(server_ws, router, name="csms", call_timeout=call_timeout,
+                         answer_in_reader=answer_in_reader)
         await nursery.start(side.run)
         yield RawPeer(side, client_ws)
         nursery.cancel_scope.cancel()

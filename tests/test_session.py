@@ -475,8 +475,9 @@ async def test_concurrent_callers_queue_one_call_at_a_time(autojump_clock: trio.
     assert kinds == [(IN, 2), (OUT, 3)] * 3
 
 
+@pytest.mark.parametrize("answer_in_reader", [False, True])
 async def test_incoming_calls_are_answered_in_arrival_order(
-    autojump_clock: trio.abc.Clock,
+    autojump_clock: trio.abc.Clock, answer_in_reader: bool
 ) -> None:
     tags = ["A", "B", "C"]
     gates = {tag: trio.Event() for tag in tags}
@@ -493,12 +494,13 @@ async def test_incoming_calls_are_answered_in_arrival_order(
         running.remove(request.id_tag)
         return call_result.Authorize(id_tag_info=accepted(request.id_tag))
 
-    async with raw_peer(router) as peer:
+    async with raw_peer(router, answer_in_reader=answer_in_reader) as peer:
         with trio.fail_after(WATCHDOG):
             # A careless peer sends three CALLs without waiting for answers.
             for tag in tags:
                 await peer.send(json.dumps([2, f"id-{tag}", "Authorize", {"idTag": tag}]))
-            await peer.server.log.wait_count(IN, 3)
+            # Answering in the reader, nothing more is read while A's handler runs.
+            await peer.server.log.wait_count(IN, 1 if answer_in_reader else 3)
             gates["C"].set()
             gates["B"].set()
             await trio.testing.wait_all_tasks_blocked()
@@ -510,6 +512,35 @@ async def test_incoming_calls_are_answered_in_arrival_order(
         [3, f"id-{tag}", {"idTagInfo": {"status": "Accepted", "parentIdTag": tag}}] for tag in tags
     ]
     assert most_at_once == 1
+
+
+async def test_answering_in_the_reader_runs_after_answer_callbacks_once_the_answer_is_out(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """answer_in_reader (the CSMS's way): no dispatcher task; the handler knows its CALL,
+    and what waits for the answer runs once it went out, before the next CALL."""
+    router = Router()
+    order: list[str] = []
+    sides: list[Any] = []
+
+    @router.on("Heartbeat")
+    async def heartbeat(request: call.Heartbeat) -> call_result.Heartbeat:
+        info = current_call.get()
+        order.append(f"handler {info.unique_id}")
+        info.after_answer.append(lambda: order.append(
+            f"after, {len(sides[0].log.texts(OUT))} answers out"))
+        return call_result.Heartbeat(current_time=NOW)
+
+    async with raw_peer(router, answer_in_reader=True) as peer:
+        sides.append(peer.server)
+        with trio.fail_after(WATCHDOG):
+            await peer.send(json.dumps([2, "h1", "Heartbeat", {}]))
+            assert await peer.receive() == [3, "h1", {"currentTime": NOW}]
+            await peer.send(json.dumps([2, "h2", "Heartbeat", {}]))
+            assert await peer.receive() == [3, "h2", {"currentTime": NOW}]
+            await trio.testing.wait_all_tasks_blocked()
+    assert order == ["handler h1", "after, 1 answers out", "handler h2",
+                     "after, 2 answers out"]
 
 
 # -- re-entrancy -------------------------------------------------------------------------

@@ -202,6 +202,13 @@ class RpcSession:
             bound); one more is not sent (:class:`NotSent`, reason ``queue_full``).
         drop_after_timeouts: after this many of our CALLs in a row go unanswered, the
             session ends itself (:attr:`ended_for` ``(1001, ...)``); None: never.
+        answer_in_reader: answer each incoming CALL in the reader task itself, with no
+            dispatcher task: no second task, no channel, no scheduling round trip per
+            CALL. Only for handlers that never wait on the peer (a handler that called
+            the peer back and awaited the answer would wait for ever: nobody reads it);
+            while one runs, and while its answer goes out, nothing more is read. The
+            CSMS answers so; the simulator does not (a charger that answers late must
+            go on reading).
     """
 
     def __init__(
@@ -219,6 +226,7 @@ class RpcSession:
         call_flood_after: float = 600.0,
         max_queued_calls: int | None = None,
         drop_after_timeouts: int | None = None,
+        answer_in_reader: bool = False,
     ) -> None:
         self._max_queued_calls = max_queued_calls
         #: Our CALLs waiting for their turn behind the one outstanding.
@@ -241,9 +249,15 @@ class RpcSession:
         self._stream = stream
         self._router = router
         self._observer = observer
-        self._call_sender, self._call_receiver = trio.open_memory_channel[
-            tuple[frames.Call, datetime.datetime]
-        ](queue_size)
+        self._call_sender: trio.MemorySendChannel[tuple[frames.Call, datetime.datetime]] | None
+        self._call_receiver: trio.MemoryReceiveChannel[
+            tuple[frames.Call, datetime.datetime]] | None
+        if answer_in_reader:
+            self._call_sender = self._call_receiver = None
+        else:
+            self._call_sender, self._call_receiver = trio.open_memory_channel[
+                tuple[frames.Call, datetime.datetime]
+            ](queue_size)
         self._call_lock = trio.Lock()
         self._pending: PendingCall | None = None
         #: Our CALLs given up with an ``on_answer``, newest last (at most
@@ -280,7 +294,8 @@ class RpcSession:
         """
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            nursery.start_soon(self._dispatcher)
+            if self._call_receiver is not None:
+                nursery.start_soon(self._dispatcher, self._call_receiver)
             task_status.started()
             try:
                 await self._reader()
@@ -288,7 +303,8 @@ class RpcSession:
                 self._nursery = None
                 self._closed = True
                 self._ended.set()
-                self._call_sender.close()
+                if self._call_sender is not None:
+                    self._call_sender.close()
                 if self._pending is not None:
                     self._pending.resolve(None, SessionClosed(f"{self.name}: connection closed"))
 
@@ -597,11 +613,15 @@ class RpcSession:
         if isinstance(frame, frames.Call):
             await self._throttle()
             self._counters.calls_received += 1
+            sender = self._call_sender
+            if sender is None:
+                await self._dispatch(frame, at)  # answer_in_reader
+                return
             try:
                 # No scheduling round trip when the channel has room (the usual case).
-                self._call_sender.send_nowait((frame, at))
+                sender.send_nowait((frame, at))
             except trio.WouldBlock:
-                await self._call_sender.send((frame, at))
+                await sender.send((frame, at))
         else:
             self._on_response(frame, at)
 
@@ -672,20 +692,29 @@ class RpcSession:
             except Exception:
                 log.exception("%s: on_answer of %s failed", self.name, pending.action)
 
-    async def _dispatcher(self) -> None:
-        async for call, received_at in self._call_receiver:
-            info = CallInfo(call.unique_id, call.action, received_at)
-            current_call.set(info)
+    async def _dispatcher(
+        self, calls: trio.MemoryReceiveChannel[tuple[frames.Call, datetime.datetime]]
+    ) -> None:
+        async for call, received_at in calls:
+            await self._dispatch(call, received_at)
+
+    async def _dispatch(self, call: frames.Call, received_at: datetime.datetime) -> None:
+        """Answer ``call``, then run what waits for the answer to be out."""
+        info = CallInfo(call.unique_id, call.action, received_at)
+        token = current_call.set(info)
+        try:
             reply = await self._answer(call)
             try:
                 await self._send(reply)
             except SessionClosed:
-                continue
-            for callback in info.after_answer:
-                try:
-                    callback()
-                except Exception:
-                    log.exception("%s: after-answer callback of %s failed", self.name, call.action)
+                return
+        finally:
+            current_call.reset(token)
+        for callback in info.after_answer:
+            try:
+                callback()
+            except Exception:
+                log.exception("%s: after-answer callback of %s failed", self.name, call.action)
 
     async def _answer(self, call: frames.Call) -> str:
         """The frame answering ``call``: a CALLRESULT, or a CALLERROR from the error table."""

@@ -180,6 +180,9 @@ class ConnectionManager:
                     call_burst=CALL_BURST,
                     max_queued_calls=self._config.max_queued_calls,
                     drop_after_timeouts=self._config.drop_after_timeouts or None,
+                    # The CSMS's handlers never wait on the charger (what they start
+                    # after the answer runs elsewhere): no dispatcher task per connection.
+                    answer_in_reader=True,
                 )
                 await self._run_session(conn, conn.session)
             if conn.cancel_scope.cancelled_caught:
