@@ -141,34 +141,36 @@ class Recorder:
 
 
 def changes_of(state: DomainState, samples: list[SampleRow], previous_next_tx: int) -> Changes:
-    """The records ``state`` marked dirty, as a Changes to write."""
+    """The records ``state`` marked dirty, as a Changes to write.
+
+    One pass over the dirty set, sorting its keys by kind (each kind keeps the set's
+    order): every answer comes here, and a pass per kind cost eleven.
+    """
     dirty = state.take_dirty()
+    by_kind: dict[str, list[Any]] = {}
+    for kind, key in dirty:
+        by_kind.setdefault(kind, []).append(key)
+
+    def keys(kind: str) -> list[Any]:
+        return by_kind.get(kind, [])
+
+    profiles = keys("profile")
     return Changes(
-        chargers=tuple(state.chargers[key] for kind, key in dirty if kind == "charger"),
+        chargers=tuple(state.chargers[key] for key in keys("charger")),
         seen=tuple(
             (key, state.chargers[key].last_seen)
-            for kind, key in dirty
-            if kind == "seen" and ("charger", key) not in dirty
+            for key in keys("seen")
+            if ("charger", key) not in dirty
         ),
-        evses=tuple(state.evses[key] for kind, key in dirty if kind == "evse"),
-        sessions=tuple(state.sessions[key] for kind, key in dirty if kind == "session"),
-        anomalies=tuple((key, state.anomalies[key]) for kind, key in dirty if kind == "anomaly"),
-        profiles=tuple(
-            state.profiles[key]
-            for kind, key in dirty
-            if kind == "profile" and key in state.profiles
-        ),
-        removed_profiles=tuple(
-            key for kind, key in dirty if kind == "profile" and key not in state.profiles
-        ),
-        reservations=tuple(
-            state.reservations[key] for kind, key in dirty if kind == "reservation"
-        ),
-        meter_keys=tuple(
-            (key, state.meter_keys[key]) for kind, key in dirty if kind == "meter_key"
-        ),
+        evses=tuple(state.evses[key] for key in keys("evse")),
+        sessions=tuple(state.sessions[key] for key in keys("session")),
+        anomalies=tuple((key, state.anomalies[key]) for key in keys("anomaly")),
+        profiles=tuple(state.profiles[key] for key in profiles if key in state.profiles),
+        removed_profiles=tuple(key for key in profiles if key not in state.profiles),
+        reservations=tuple(state.reservations[key] for key in keys("reservation")),
+        meter_keys=tuple((key, state.meter_keys[key]) for key in keys("meter_key")),
         remote_commands=tuple(
-            (key, state.remote_commands[key]) for kind, key in dirty if kind == "remote_command"
+            (key, state.remote_commands[key]) for key in keys("remote_command")
         ),
         samples=tuple(samples),
         next_transaction_id=(
