@@ -21,7 +21,9 @@ from ocppj import current_call
 from ocppj.session import utc_now
 from ocppj.timestamps import format_timestamp
 
-#: A vendor's DataTransfer handler: (messageId, data) → (status, data).
+#: A vendor's DataTransfer handler: (messageId, data) → (status, data). It runs in the
+#: connection's reader (the CSMS answers CALLs there): it must not wait on that charger
+#: (a CALL of ours to it would never have its answer read); start such work elsewhere.
 VendorHandler = Callable[[str | None, str | None], Awaitable[tuple[str, str | None]]]
 
 
