@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+import resource
 import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,33 @@ def test_a_bad_command_line_exits_2() -> None:
         done = sim("start-sim", "--chargers", "3", *args)
         assert done.returncode == 2, args
         assert f"python -m sim: start-sim: {said}" in done.stderr, done.stderr
+
+
+def _limited(soft: int, hard: int) -> Callable[[], None]:
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return limit
+
+
+def test_start_sim_raises_its_open_files_limit_or_says_it_cannot(closed_port: int) -> None:
+    url = f"ws://127.0.0.1:{closed_port}/ocpp"
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 400:
+        pytest.skip(f"the hard open-files limit here is {hard}")
+    # A soft limit of 100 for 200 chargers: raised to the hard limit, and on to the CSMS
+    # (unreachable here: exit 3, not a failure to open sockets).
+    raised = subprocess.run([PYTHON, "-m", "sim", "start-sim", "--chargers", "200",
+                             "--url", url], capture_output=True, text=True, timeout=TIMEOUT,
+                            check=False, preexec_fn=_limited(100, hard))
+    assert raised.returncode == 3, raised.stderr
+    assert f"cannot reach the CSMS at {url}" in raised.stderr
+    # A hard limit of 100: no way to hold 200 chargers; exit 2 before anything starts.
+    refused = subprocess.run([PYTHON, "-m", "sim", "start-sim", "--chargers", "200",
+                              "--url", url], capture_output=True, text=True, timeout=TIMEOUT,
+                             check=False, preexec_fn=_limited(100, 100))
+    assert refused.returncode == 2
+    assert ("start-sim: 200 chargers need about 264 open files; the limit is 100 (raise it: "
+            "ulimit -Hn, or shard the fleet with --shard K/N over processes)") in refused.stderr
 
 
 def test_an_unreachable_csms_exits_3(closed_port: int) -> None:
