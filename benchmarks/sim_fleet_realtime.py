@@ -23,9 +23,7 @@ also raises its own when it needs to).
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import resource
 import signal
 import sqlite3
 import subprocess
@@ -36,21 +34,14 @@ from contextlib import closing
 from pathlib import Path
 from typing import IO
 
-TICKS = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(Path(__file__).parent))
 
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+import rpc_throughput as rt  # a sibling script, not a package
 
 
 def rss_mb(pid: int) -> float:
     """Resident memory of ``pid`` in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return rt.proc_status(pid).get("VmRSS", 0) / 1024
 
 
 def wait_for(stream: IO[str], pattern: str, timeout: float) -> re.Match[str]:
@@ -94,9 +85,7 @@ def main() -> None:
                         help="with --sessions: seconds between the last boot and the window "
                         "(default: %(default)s; the first arrivals take a meter interval)")
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    rt.raise_nofile_limit()
     with tempfile.TemporaryDirectory() as tmp:
         db, control = Path(tmp) / "csms.db", Path(tmp) / "ctl.sock"
         log = (Path(tmp) / "csms.log").open("w")
@@ -131,11 +120,11 @@ def main() -> None:
             starts = ("SELECT COUNT(*) FROM message_log WHERE frame LIKE "
                       "'%\"StartTransaction\"%'")
             meter_values = "SELECT COUNT(*) FROM message_log WHERE frame LIKE '%\"MeterValues\"%'"
-            before = (cpu_seconds(csms.pid), cpu_seconds(fleet.pid), count(db, frames),
-                      count(db, starts), count(db, meter_values))
+            before = (rt.proc_cpu_seconds(csms.pid), rt.proc_cpu_seconds(fleet.pid),
+                      count(db, frames), count(db, starts), count(db, meter_values))
             time.sleep(args.seconds)
-            after = (cpu_seconds(csms.pid), cpu_seconds(fleet.pid), count(db, frames),
-                     count(db, starts), count(db, meter_values))
+            after = (rt.proc_cpu_seconds(csms.pid), rt.proc_cpu_seconds(fleet.pid),
+                     count(db, frames), count(db, starts), count(db, meter_values))
             figures = [
                 ("CSMS", csms.pid, after[0] - before[0]),
                 ("simulator", fleet.pid, after[1] - before[1]),
