@@ -23,7 +23,7 @@ from sim.behaviour import BehaviourError, behaviour_from_spec, combined
 from sim.config import SimConfig
 from sim.evse import Action
 from sim.incidents import incident_from_spec
-from sim.simulator_runner import Fleet
+from sim.simulator_runner import Fleet, charger_id
 from sim.steady_load import LoadCounts, SteadyLoad, drive
 
 log = logging.getLogger("sim.control")
@@ -216,7 +216,7 @@ async def serve_fleet(url: str, config: SimConfig, plan: FleetPlan, seed: int | 
             nursery.start_soon(on_signal)
             shard = f" (shard {plan.shard})" if plan.shard else ""
             last = plan.first + plan.count - 1
-            print(f"starting CP_{plan.first:02d}..CP_{last:02d}{shard} against {url}",
+            print(f"starting {charger_id(plan.first)}..{charger_id(last)}{shard} against {url}",
                   flush=True)
             chargers = await fleet.spawn(plan.count, evses=plan.evses)
             load_scope = trio.CancelScope()  # the load stops before the chargers do

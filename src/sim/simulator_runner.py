@@ -97,6 +97,11 @@ def load_scenario(name: str) -> ModuleType:
     return module
 
 
+def charger_id(number: int) -> str:
+    """The id of the fleet's charger ``number``: ``CP_01``, ``CP_02`` … ``CP_100`` …"""
+    return f"CP_{number:02d}"
+
+
 class Fleet:
     """Simulated charge points supervised in one nursery."""
 
@@ -158,7 +163,7 @@ class Fleet:
         tpl = self.config.template(template)
         spawned = []
         for _ in range(count):
-            cp_id = f"CP_{self.first_number + len(self.chargers):02d}"
+            cp_id = charger_id(self.first_number + len(self.chargers))
             password, cert = self._credentials(cp_id)
             cp = SimChargePoint(
                 ChargePointConfig(
