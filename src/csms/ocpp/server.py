@@ -30,7 +30,7 @@ from attrs import frozen
 from csms.config import CsmsConfig
 from csms.ocpp.admission import BASIC_CHALLENGE, Gate
 from csms.ocpp.connection_manager import ConnectionManager
-from csms.ocpp.stall import StallGuard
+from csms.ocpp.stall import StallGuard, StallWatch
 from csms.ocpp.tls import peer_common_name
 from ocppj import SUBPROTOCOL
 from ocppj.identity import BadChargePointId, decode_charge_point_id
@@ -126,6 +126,7 @@ async def serve_ocpp(
     accepting = accepting if accepting is not None else Accepting()
 
     pending = PendingHandshakes(config.max_pending_handshakes)
+    stalls = StallWatch(config.call_timeout)
 
     async def connection(stream: trio.abc.Stream) -> None:
         slot = pending.enter()
@@ -136,7 +137,7 @@ async def serve_ocpp(
         try:
             async with trio.open_nursery() as nursery:
                 request = None
-                guard = StallGuard(stream, config.call_timeout)
+                guard = stalls.guard(stream)
                 with trio.move_on_after(config.close_timeout):
                     request = await trio_websocket.wrap_server_stream(
                         nursery, guard, max_message_size=config.max_frame_size
@@ -180,6 +181,7 @@ async def serve_ocpp(
                                        task_status=task_status)
 
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(stalls.run)
         await nursery.start(accept)
         task_status.started(port)
         await trio.sleep_forever()
