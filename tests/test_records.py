@@ -52,8 +52,9 @@ def stored_values(db: Path, transaction_id: int) -> list[str]:
     """The sampled values ``db`` holds for ``transaction_id``, in order."""
     with closing(sqlite3.connect(db)) as conn:
         return [value for (value,) in conn.execute(
-            "SELECT value FROM meter_samples WHERE transaction_id = ? ORDER BY id",
-            (transaction_id,))]
+            "SELECT json_extract(sample.value, '$[1]') FROM meter_readings, "
+            "json_each(meter_readings.samples) AS sample WHERE transaction_id = ? "
+            "ORDER BY meter_readings.id, sample.key", (transaction_id,))]
 
 
 async def _start_twice(tmp_path: Path, **config: Any) -> tuple[list[str], list[str]]:

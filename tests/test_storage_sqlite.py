@@ -16,9 +16,10 @@ import pytest
 import trio
 import trio.testing
 
+from csms.domain.meter import Sample
 from csms.domain.model import Reservation
 from csms.storage import codec
-from csms.storage.base import Changes
+from csms.storage.base import Changes, SampleRow
 from csms.storage.migrations import MIGRATIONS
 from csms.storage.sqlite import LAZY_COMMIT_S, open_sqlite_store
 
@@ -220,3 +221,76 @@ async def test_a_version_6_file_keys_its_reservations_by_charger(tmp_path: Path)
             await store.flush()
             state = await store.load_state()
     assert state.reservations == {("CP_01", 7): held, ("CP_02", 7): other}
+
+
+def _sample(value: str, measurand: str = "Energy.Active.Import.Register",
+            number: float | None = None, **fields: str) -> Sample:
+    unit = "W" if measurand.startswith("Power") else "Wh"
+    return Sample(fields.get("timestamp", "2026-01-05T08:00:00Z"), value, measurand, unit,
+                  fields.get("phase"), fields.get("context"), fields.get("location"),
+                  fields.get("format"), number)
+
+
+async def test_samples_are_stored_one_row_per_meter_values_and_read_back_in_order(
+    tmp_path: Path,
+) -> None:
+    """Every field of every sample comes back, in order, whatever the grouping; a
+    measurand filter keeps the order; one row per MeterValues (migration 8)."""
+    path = tmp_path / "csms.db"
+    later = AT + datetime.timedelta(seconds=60)
+    first = (
+        SampleRow("CP_01", 1, 7, AT, _sample("1500", number=1500.0, context="Sample.Periodic")),
+        SampleRow("CP_01", 1, 7, AT, _sample("7.4", "Power.Active.Import", 7400.0,
+                                             phase="L1", location="Outlet")),
+        SampleRow("CP_01", 1, 7, AT, _sample("garbage", format="SignedData")),
+    )
+    second = (
+        SampleRow("CP_02", 2, None, AT, _sample("0", "Power.Active.Import", 0.0)),
+        SampleRow("CP_01", 1, 7, later, _sample("2600", number=2600.0,
+                                                timestamp="2026-01-05T08:01:00.5+01:00")),
+    )
+    with trio.fail_after(WATCHDOG):
+        async with open_sqlite_store(str(path)) as store:
+            store.save(Changes(samples=first))
+            store.save(Changes(samples=second))
+            await store.flush()
+            assert await store.read_samples() == [*first, *second]
+            assert await store.read_samples("Power.Active.Import") == [first[1], second[0]]
+            assert await store.read_samples("Voltage") == []
+    with closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT charger_id, transaction_id FROM meter_readings ORDER BY id")
+        assert rows.fetchall() == [("CP_01", 7), ("CP_02", None), ("CP_01", 7)]
+
+
+async def test_a_version_7_file_keeps_its_samples_in_order(tmp_path: Path) -> None:
+    """Migration 8: each sampled-value row of before becomes a reading of one sample,
+    every field and the order kept."""
+    path = tmp_path / "old.db"
+    rows = [
+        ("CP_01", 1, 7, AT.isoformat(), "2026-01-05T08:00:00Z", "Energy.Active.Import.Register",
+         None, "Wh", "1500", 1500.0, "Sample.Periodic", None, None),
+        ("CP_01", 1, 7, AT.isoformat(), "2026-01-05T08:00:00Z", "Power.Active.Import",
+         "L1", "W", "7.4", 7400.0, None, "Outlet", None),
+        ("CP_02", 2, None, AT.isoformat(), "2026-01-05T08:00:00Z",
+         "Energy.Active.Import.Register", None, "Wh", "garbage", None, None, None, "SignedData"),
+    ]
+    with closing(sqlite3.connect(path)) as db:
+        for number, script in enumerate(MIGRATIONS[:7], start=1):
+            db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+        db.executemany(
+            "INSERT INTO meter_samples (charger_id, connector_id, transaction_id, received_at, "
+            "timestamp, measurand, phase, unit, value, number, context, location, format) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        db.commit()
+    with trio.fail_after(WATCHDOG):
+        async with open_sqlite_store(str(path)) as store:
+            samples = await store.read_samples()
+    assert samples == [
+        SampleRow(cp, connector, tx, AT, Sample(ts, value, measurand, unit, phase, context,
+                                                location, fmt, number))
+        for (cp, connector, tx, _, ts, measurand, phase, unit, value, number, context,
+             location, fmt) in rows
+    ]
+    with closing(sqlite3.connect(path)) as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+    assert "meter_samples" not in tables

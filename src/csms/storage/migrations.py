@@ -131,4 +131,27 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE reservations;
     ALTER TABLE reservations_v7 RENAME TO reservations;
     """,
+    # 8: one row per MeterValues instead of one per sampled value: its samples are a
+    # JSON array of [timestamp, value, measurand, unit, phase, context, location, format,
+    # number]. Eight rows of thirteen columns, an AUTOINCREMENT counter and an index were
+    # more than half of the database thread's work per MeterValues (issue 17, point 4).
+    # The rows of before become readings of one sample each, ids and order kept. Nothing
+    # queried samples by transaction: the index goes.
+    """
+    CREATE TABLE meter_readings (
+        id INTEGER PRIMARY KEY,
+        charger_id TEXT NOT NULL,
+        connector_id INTEGER NOT NULL,
+        transaction_id INTEGER,
+        received_at TEXT NOT NULL,
+        samples TEXT NOT NULL
+    );
+    INSERT INTO meter_readings (id, charger_id, connector_id, transaction_id, received_at,
+                                samples)
+        SELECT id, charger_id, connector_id, transaction_id, received_at,
+               json_array(json_array(timestamp, value, measurand, unit, phase, context,
+                                     location, format, number))
+        FROM meter_samples ORDER BY id;
+    DROP TABLE meter_samples;
+    """,
 )

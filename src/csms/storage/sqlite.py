@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 import trio
 
 from csms.domain.meter import Sample
@@ -64,10 +65,12 @@ _UPSERT_SESSION = (
     "VALUES (?, ?, ?, ?, ?)"
 )
 _UPSERT_ANOMALY = "INSERT OR REPLACE INTO anomalies (idx, data) VALUES (?, ?)"
-_INSERT_SAMPLE = (
-    "INSERT INTO meter_samples (charger_id, connector_id, transaction_id, received_at, "
-    "timestamp, measurand, phase, unit, value, number, context, location, format) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# One row per MeterValues (per MeterSampled event): its samples, a JSON array of
+# [timestamp, value, measurand, unit, phase, context, location, format, number] (the
+# fields of Sample, in order), in the order received.
+_INSERT_READING = (
+    "INSERT INTO meter_readings (charger_id, connector_id, transaction_id, received_at, "
+    "samples) VALUES (?, ?, ?, ?, ?)"
 )
 _UPSERT_PROFILE = (
     "INSERT OR REPLACE INTO charging_profiles (charger_id, connector_id, data) VALUES (?, ?, ?)"
@@ -196,26 +199,8 @@ class SqliteStore:
             )
         for idx, anomaly in changes.anomalies:
             self._put(_UPSERT_ANOMALY, (idx, codec.dumps(anomaly)))
-        for row in changes.samples:
-            s = row.sample
-            self._put(
-                _INSERT_SAMPLE,
-                (
-                    row.charger_id,
-                    row.connector_id,
-                    row.transaction_id,
-                    row.received_at.isoformat(),
-                    s.timestamp,
-                    s.measurand,
-                    s.phase,
-                    s.unit,
-                    s.value,
-                    s.number,
-                    s.context,
-                    s.location,
-                    s.format,
-                ),
-            )
+        for reading in _readings(changes.samples):
+            self._put(_INSERT_READING, reading)
         for profile in changes.profiles:
             self._put(_UPSERT_PROFILE, (profile.charger_id, profile.connector_id,
                                         codec.dumps(profile)))
@@ -512,17 +497,38 @@ class SqliteStore:
 
     async def read_samples(self, measurand: str | None = None) -> list[SampleRow]:
         """Every stored sampled value (of one measurand, if given), in order."""
-        where, params = ("WHERE measurand = ? ", (measurand,)) if measurand else ("", ())
         rows = await self._fetchall(
-            "SELECT charger_id, connector_id, transaction_id, received_at, timestamp, value, "
-            "measurand, unit, phase, context, location, format, number FROM meter_samples "
-            f"{where}ORDER BY id",
-            params,
+            "SELECT charger_id, connector_id, transaction_id, received_at, samples "
+            "FROM meter_readings ORDER BY id"
         )
-        return [
-            SampleRow(cp, connector, tx, datetime.datetime.fromisoformat(received), Sample(*sample))
-            for cp, connector, tx, received, *sample in rows
-        ]
+        found = []
+        for cp, connector, tx, received, samples in rows:
+            at = datetime.datetime.fromisoformat(received)
+            for fields in orjson.loads(samples):
+                sample = Sample(*fields)
+                if measurand is None or sample.measurand == measurand:
+                    found.append(SampleRow(cp, connector, tx, at, sample))
+        return found
+
+
+def _readings(samples: tuple[SampleRow, ...]) -> list[tuple[Any, ...]]:
+    """The meter_readings rows of ``samples``: one per run of samples of one charger,
+    connector, transaction and moment received (one MeterValues), in order."""
+    readings: list[tuple[Any, ...]] = []
+    key: tuple[Any, ...] | None = None
+    run: list[tuple[Any, ...]] = []
+    for row in samples:
+        row_key = (row.charger_id, row.connector_id, row.transaction_id, row.received_at)
+        if row_key != key:
+            if key is not None:
+                readings.append((*key[:3], key[3].isoformat(), orjson.dumps(run).decode()))
+            key, run = row_key, []
+        s = row.sample
+        run.append((s.timestamp, s.value, s.measurand, s.unit, s.phase, s.context,
+                    s.location, s.format, s.number))
+    if key is not None:
+        readings.append((*key[:3], key[3].isoformat(), orjson.dumps(run).decode()))
+    return readings
 
 
 def _write_groups(
