@@ -12,12 +12,13 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 import trio.testing
 
 from csms.domain.meter import Sample
-from csms.domain.model import Reservation
+from csms.domain.model import Charger, Reservation
 from csms.storage import codec
 from csms.storage.base import Changes, SampleRow
 from csms.storage.migrations import MIGRATIONS
@@ -294,3 +295,34 @@ async def test_a_version_7_file_keeps_its_samples_in_order(tmp_path: Path) -> No
     with closing(sqlite3.connect(path)) as db:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
     assert "meter_samples" not in tables
+
+
+async def test_last_seen_lives_in_its_own_table_and_never_moves_back(tmp_path: Path) -> None:
+    """Migration 9 copies the last-seen times the charger records hold; after it, a
+    message's time goes to charger_seen alone, a later one wins, an earlier one is
+    ignored, and load_state takes the later of the record's and the table's."""
+    path = tmp_path / "old.db"
+    old = Charger(id="CP_01", vendor="V", last_seen=AT)
+    with closing(sqlite3.connect(path)) as db:
+        for number, script in enumerate(MIGRATIONS[:8], start=1):
+            db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+        db.execute("INSERT INTO chargers (id, data) VALUES (?, ?)", ("CP_01", codec.dumps(old)))
+        db.commit()
+    later = AT + datetime.timedelta(minutes=5)
+    with trio.fail_after(WATCHDOG):
+        async with open_sqlite_store(str(path)) as store:
+            assert (await store.load_state()).chargers == {"CP_01": old}
+            store.save(Changes(seen=(("CP_01", later),)))
+            store.save(Changes(seen=(("CP_01", AT),)))  # queued later, but earlier
+            await store.flush()
+            assert (await store.load_state()).chargers["CP_01"].last_seen == later
+            # The record upserted with a time later still: the later of the two counts.
+            latest = attrs.evolve(old, last_seen=later + datetime.timedelta(seconds=1))
+            store.save(Changes(chargers=(latest,)))
+            await store.flush()
+            assert (await store.load_state()).chargers["CP_01"] == latest
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT charger_id, at FROM charger_seen").fetchall() == [
+            ("CP_01", later.isoformat())]
+        (data,) = db.execute("SELECT data FROM chargers").fetchone()
+    assert codec.loads(data, Charger) == latest

@@ -154,4 +154,13 @@ MIGRATIONS: tuple[str, ...] = (
         FROM meter_samples ORDER BY id;
     DROP TABLE meter_samples;
     """,
+    # 9: a charger's last-seen time in a small table of its own, instead of rewritten in
+    # its JSON record on every message (a page of ``chargers`` dirtied per message, and
+    # the JSON parsed twice). The times the records hold are copied.
+    """
+    CREATE TABLE charger_seen (charger_id TEXT PRIMARY KEY, at TEXT NOT NULL) WITHOUT ROWID;
+    INSERT INTO charger_seen (charger_id, at)
+        SELECT id, json_extract(data, '$.last_seen') FROM chargers
+        WHERE json_extract(data, '$.last_seen') IS NOT NULL;
+    """,
 )

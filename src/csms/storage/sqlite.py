@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import orjson
 import trio
 
@@ -52,12 +53,14 @@ _FORGET_UNSENT = (
     "ORDER BY seq DESC LIMIT 1)"
 )
 _UPSERT_CHARGER = "INSERT OR REPLACE INTO chargers (id, data) VALUES (?, ?)"
-# Writes last_seen as codec.dumps would (ISO 8601 in UTC), and never moves it back: the
-# UPDATEs of a batch run after its charger upserts (see _write_batch), and an upsert queued
-# later than an update may carry the later time. ISO strings of one offset sort as times.
-_UPDATE_LAST_SEEN = (
-    "UPDATE chargers SET data = json_set(data, '$.last_seen', ?1) WHERE id = ?2 "
-    "AND coalesce(json_extract(data, '$.last_seen') < ?1, 1)"
+# A charger's last-seen time, which every message moves, has a small table of its own:
+# rewriting it inside the charger's JSON record dirtied a page of ``chargers`` per
+# message (issue 17, point 4). Written as codec.dumps would (ISO 8601 in UTC), and never
+# moved back: ISO strings of one offset sort as times. The charger's record keeps the
+# time of its last upsert; load_state takes the later of the two.
+_UPSERT_SEEN = (
+    "INSERT INTO charger_seen (charger_id, at) VALUES (?2, ?1) ON CONFLICT (charger_id) "
+    "DO UPDATE SET at = excluded.at WHERE excluded.at > charger_seen.at"
 )
 _UPSERT_EVSE = "INSERT OR REPLACE INTO evses (charger_id, connector_id, data) VALUES (?, ?, ?)"
 _UPSERT_SESSION = (
@@ -183,7 +186,8 @@ class SqliteStore:
         for charger in changes.chargers:
             self._put(_UPSERT_CHARGER, (charger.id, codec.dumps(charger)))
         for charger_id, seen in changes.seen:
-            self._put(_UPDATE_LAST_SEEN, (seen.isoformat() if seen else None, charger_id))
+            if seen is not None:
+                self._put(_UPSERT_SEEN, (seen.isoformat(), charger_id))
         for evse in changes.evses:
             self._put(_UPSERT_EVSE, (evse.charger_id, evse.connector_id, codec.dumps(evse)))
         for session in changes.sessions:
@@ -337,8 +341,6 @@ class SqliteStore:
             else:
                 groups.setdefault(item[0], []).append(item[1])
                 rows += 1
-        if _UPDATE_LAST_SEEN in groups:
-            groups[_UPDATE_LAST_SEEN] = groups.pop(_UPDATE_LAST_SEEN)  # after the upserts
         if _FORGET_UNSENT in groups:
             groups[_FORGET_UNSENT] = groups.pop(_FORGET_UNSENT)  # after the frames inserted
         self._in_flight = True
@@ -405,6 +407,11 @@ class SqliteStore:
         for (data,) in await self._fetchall("SELECT data FROM chargers ORDER BY id"):
             charger = codec.loads(data, Charger)
             state.chargers[charger.id] = charger
+        for charger_id, at in await self._fetchall("SELECT charger_id, at FROM charger_seen"):
+            known = state.chargers.get(charger_id)
+            seen = datetime.datetime.fromisoformat(at)
+            if known is not None and (known.last_seen is None or seen > known.last_seen):
+                state.chargers[charger_id] = attrs.evolve(known, last_seen=seen)
         for (data,) in await self._fetchall(
             "SELECT data FROM evses ORDER BY charger_id, connector_id"
         ):
