@@ -144,36 +144,41 @@ def changes_of(state: DomainState, samples: list[SampleRow], previous_next_tx: i
     """The records ``state`` marked dirty, as a Changes to write.
 
     One pass over the dirty set, sorting its keys by kind (each kind keeps the set's
-    order): every answer comes here, and a pass per kind cost eleven.
+    order), and only the kinds present are gathered: every answer comes here, most touch
+    one or two kinds (a Heartbeat or a repeated MeterValues only the last-seen time), and
+    building all eleven cost 5.6 us.
     """
     dirty = state.take_dirty()
     by_kind: dict[str, list[Any]] = {}
     for kind, key in dirty:
         by_kind.setdefault(kind, []).append(key)
-
-    def keys(kind: str) -> list[Any]:
-        return by_kind.get(kind, [])
-
-    profiles = keys("profile")
-    return Changes(
-        chargers=tuple(state.chargers[key] for key in keys("charger")),
-        seen=tuple(
-            (key, state.chargers[key].last_seen)
-            for key in keys("seen")
-            if ("charger", key) not in dirty
-        ),
-        evses=tuple(state.evses[key] for key in keys("evse")),
-        sessions=tuple(state.sessions[key] for key in keys("session")),
-        anomalies=tuple((key, state.anomalies[key]) for key in keys("anomaly")),
-        profiles=tuple(state.profiles[key] for key in profiles if key in state.profiles),
-        removed_profiles=tuple(key for key in profiles if key not in state.profiles),
-        reservations=tuple(state.reservations[key] for key in keys("reservation")),
-        meter_keys=tuple((key, state.meter_keys[key]) for key in keys("meter_key")),
-        remote_commands=tuple(
-            (key, state.remote_commands[key]) for key in keys("remote_command")
-        ),
-        samples=tuple(samples),
-        next_transaction_id=(
-            state.next_transaction_id if state.next_transaction_id != previous_next_tx else None
-        ),
-    )
+    fields: dict[str, Any] = {}
+    for kind, keys in by_kind.items():
+        if kind == "seen":
+            fields["seen"] = tuple((key, state.chargers[key].last_seen) for key in keys
+                                   if ("charger", key) not in dirty)
+        elif kind == "charger":
+            fields["chargers"] = tuple(state.chargers[key] for key in keys)
+        elif kind == "evse":
+            fields["evses"] = tuple(state.evses[key] for key in keys)
+        elif kind == "session":
+            fields["sessions"] = tuple(state.sessions[key] for key in keys)
+        elif kind == "anomaly":
+            fields["anomalies"] = tuple((key, state.anomalies[key]) for key in keys)
+        elif kind == "profile":
+            fields["profiles"] = tuple(state.profiles[key] for key in keys
+                                       if key in state.profiles)
+            fields["removed_profiles"] = tuple(key for key in keys if key not in state.profiles)
+        elif kind == "reservation":
+            fields["reservations"] = tuple(state.reservations[key] for key in keys)
+        elif kind == "meter_key":
+            fields["meter_keys"] = tuple((key, state.meter_keys[key]) for key in keys)
+        elif kind == "remote_command":
+            fields["remote_commands"] = tuple((key, state.remote_commands[key]) for key in keys)
+        else:
+            raise ValueError(f"a dirty record of unknown kind {kind!r}")
+    if samples:
+        fields["samples"] = tuple(samples)
+    if state.next_transaction_id != previous_next_tx:
+        fields["next_transaction_id"] = state.next_transaction_id
+    return Changes(**fields)
