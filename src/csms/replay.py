@@ -268,10 +268,10 @@ def diff(
                 )
     if stored_samples != rebuilt.samples:
         lines.append(
-            f"meter_samples: {len(stored_samples)} stored, {len(rebuilt.samples)} replayed"
+            f"samples: {len(stored_samples)} stored, {len(rebuilt.samples)} replayed"
         )
         for i, (a, b) in enumerate(zip(stored_samples, rebuilt.samples, strict=False)):
             if a != b:
-                lines.append(f"meter_samples[{i}]: stored {a!r}, replayed {b!r}")
+                lines.append(f"samples[{i}]: stored {a!r}, replayed {b!r}")
                 break
     return lines

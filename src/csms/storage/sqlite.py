@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import datetime
 import functools
+import itertools
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
@@ -518,24 +519,25 @@ class SqliteStore:
         return found
 
 
+def _reading_of(row: SampleRow) -> tuple[Any, ...]:
+    return (row.charger_id, row.connector_id, row.transaction_id, row.received_at)
+
+
+def _sample_fields(s: Sample) -> tuple[Any, ...]:
+    """The fields of ``s``, in order: what read_samples gives back to ``Sample(*fields)``."""
+    return (s.timestamp, s.value, s.measurand, s.unit, s.phase, s.context, s.location,
+            s.format, s.number)
+
+
 def _readings(samples: tuple[SampleRow, ...]) -> list[tuple[Any, ...]]:
     """The meter_readings rows of ``samples``: one per run of samples of one charger,
     connector, transaction and moment received (one MeterValues), in order."""
-    readings: list[tuple[Any, ...]] = []
-    key: tuple[Any, ...] | None = None
-    run: list[tuple[Any, ...]] = []
-    for row in samples:
-        row_key = (row.charger_id, row.connector_id, row.transaction_id, row.received_at)
-        if row_key != key:
-            if key is not None:
-                readings.append((*key[:3], key[3].isoformat(), orjson.dumps(run).decode()))
-            key, run = row_key, []
-        s = row.sample
-        run.append((s.timestamp, s.value, s.measurand, s.unit, s.phase, s.context,
-                    s.location, s.format, s.number))
-    if key is not None:
-        readings.append((*key[:3], key[3].isoformat(), orjson.dumps(run).decode()))
-    return readings
+    return [
+        (charger_id, connector_id, transaction_id, received_at.isoformat(),
+         orjson.dumps([_sample_fields(row.sample) for row in run]).decode())
+        for (charger_id, connector_id, transaction_id, received_at), run
+        in itertools.groupby(samples, key=_reading_of)
+    ]
 
 
 def _write_groups(
