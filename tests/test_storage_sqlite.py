@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
+import tempfile
 from contextlib import closing
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import attrs
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from csms.domain.meter import Sample
 from csms.domain.model import Charger, Reservation
@@ -198,9 +201,10 @@ async def test_a_version_4_file_is_migrated_keeping_its_log_and_sequence(tmp_pat
     ]
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        # The index of version 5 went with migration 10 (the chain replaced it).
         indexes = {name for (name,) in db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'message_log'")}
-        assert "message_log_by_charger" in indexes
+        assert "message_log_by_charger" not in indexes
 
 
 async def test_a_version_6_file_keys_its_reservations_by_charger(tmp_path: Path) -> None:
@@ -326,3 +330,74 @@ async def test_last_seen_lives_in_its_own_table_and_never_moves_back(tmp_path: P
             ("CP_01", later.isoformat())]
         (data,) = db.execute("SELECT data FROM chargers").fetchone()
     assert codec.loads(data, Charger) == latest
+
+
+async def test_a_version_9_file_chains_each_chargers_rows(tmp_path: Path) -> None:
+    """Migration 10: each charger's rows, already there and new, are a chain newest
+    first; per-charger reads and the forgetting of an unsent CALL walk it, across the
+    rows of before (a deleted one included) and after, and the index of before is gone."""
+    path = tmp_path / "old.db"
+    with closing(sqlite3.connect(path)) as db:
+        for number, script in enumerate(MIGRATIONS[:9], start=1):
+            db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+        db.executemany(
+            "INSERT INTO message_log (charger_id, direction, at, frame) VALUES (?, ?, ?, ?)",
+            [("CP_01", "out", AT.isoformat(), '[2,"a","Reset",{}]'),
+             ("CP_02", "in", AT.isoformat(), "two 1"),
+             ("CP_01", "in", AT.isoformat(), "one 2"),
+             ("CP_01", "in", AT.isoformat(), "one 3, deleted"),
+             ("CP_02", "in", AT.isoformat(), "two 2")],
+        )
+        db.execute("DELETE FROM message_log WHERE frame = 'one 3, deleted'")
+        db.commit()
+    with trio.fail_after(WATCHDOG):
+        async with open_sqlite_store(str(path)) as store:
+            store.append_frame("CP_01", "in", "one 4", AT)
+            store.append_frame("CP_03", "in", "three 1", AT)
+            # The old CALL "a" never left: its frame is found through the old rows.
+            store.forget_unsent("CP_01", "a", '{"uniqueId":"a","action":"Reset"}')
+            await store.flush()
+            one = [(row.seq, row.frame) for row in await store.read_log("CP_01")]
+            newest = [row.frame for row in await store.read_messages("CP_01", limit=2)]
+            two = [row.frame for row in await store.read_messages("CP_02", limit=10)]
+            nobody = await store.read_messages("CP_09", limit=10)
+    assert one == [(1, '{"uniqueId":"a","action":"Reset"}'), (3, "one 2"), (6, "one 4")]
+    assert newest == ["one 4", "one 2"]
+    assert two == ["two 2", "two 1"]
+    assert nobody == []
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT * FROM log_heads ORDER BY charger_id").fetchall() == [
+            ("CP_01", 6), ("CP_02", 5), ("CP_03", 7)]
+        assert not db.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
+                              "AND tbl_name = 'message_log'").fetchall()
+
+
+@given(st.lists(st.tuples(st.sampled_from(["CP_01", "CP_02", "CP_03"]), st.booleans()),
+                max_size=30),
+       st.integers(min_value=1, max_value=40))
+@settings(max_examples=25, deadline=None)
+def test_a_chargers_rows_are_what_filtering_the_whole_log_gives(
+    rows: list[tuple[str, bool]], limit: int
+) -> None:
+    """Whatever the interleaving, and whether rows went in one commit or many, a
+    charger's rows read through its chain are the whole log's rows of that charger, in
+    order (read_log) and newest first up to the limit (read_messages)."""
+    async def check(path: str) -> None:
+        with trio.fail_after(WATCHDOG):
+            await check_store(path)
+
+    async def check_store(path: str) -> None:
+        async with open_sqlite_store(path) as store:
+            for i, (charger_id, commit) in enumerate(rows):
+                store.append_frame(charger_id, "in", f"frame {i}", AT)
+                if commit:
+                    await store.flush()
+            await store.flush()
+            every = await store.read_log()
+            for charger_id in ("CP_01", "CP_02", "CP_03"):
+                mine = [row for row in every if row.charger_id == charger_id]
+                assert await store.read_log(charger_id) == mine
+                assert await store.read_messages(charger_id, limit) == mine[::-1][:limit]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trio.run(check, str(Path(tmp) / "csms.db"))

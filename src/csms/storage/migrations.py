@@ -163,4 +163,25 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT id, json_extract(data, '$.last_seen') FROM chargers
         WHERE json_extract(data, '$.last_seen') IS NOT NULL;
     """,
+    # 10: a charger's rows of the message log are a chain, newest first: each row keeps
+    # ``prev``, the seq of the charger's row before it, and ``log_heads`` the seq of each
+    # charger's newest row (kept by a trigger). This replaces the index on (charger_id,
+    # seq): with many chargers in one commit, each dirtied a leaf page of its own, and
+    # that index was half of the database thread's work per answer (issue 17, point 4).
+    # The chain is filled in for the rows already there, through that index, which then
+    # goes.
+    """
+    ALTER TABLE message_log ADD COLUMN prev INTEGER;
+    UPDATE message_log SET prev = (
+        SELECT max(earlier.seq) FROM message_log AS earlier
+        WHERE earlier.charger_id = message_log.charger_id AND earlier.seq < message_log.seq);
+    CREATE TABLE log_heads (charger_id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO log_heads (charger_id, seq)
+        SELECT charger_id, max(seq) FROM message_log GROUP BY charger_id;
+    CREATE TRIGGER message_log_head AFTER INSERT ON message_log BEGIN
+        INSERT INTO log_heads (charger_id, seq) VALUES (NEW.charger_id, NEW.seq)
+            ON CONFLICT (charger_id) DO UPDATE SET seq = excluded.seq;
+    END;
+    DROP INDEX message_log_by_charger;
+    """,
 )

@@ -43,16 +43,31 @@ from ocppj import frames
 log = logging.getLogger("csms.storage")
 
 
-_INSERT_FRAME = "INSERT INTO message_log (charger_id, direction, at, frame) VALUES (?, ?, ?, ?)"
+# A row is linked to the charger's row before it (``prev``); the trigger of migration 10
+# then makes it the charger's head in ``log_heads``.
+_INSERT_FRAME = (
+    "INSERT INTO message_log (charger_id, direction, at, frame, prev) VALUES (?1, ?2, ?3, ?4, "
+    "(SELECT seq FROM log_heads WHERE charger_id = ?1))"
+)
+# The rows of charger ?1, newest first: the chain from its head, a row at a time (a
+# recursive query's queue yields rows in the order they were added). A query that takes
+# ``LIMIT`` rows of it stops walking there.
+_CHAIN = (
+    "WITH RECURSIVE chain (seq, charger_id, direction, at, frame, prev) AS ("
+    "SELECT seq, charger_id, direction, at, frame, prev FROM message_log "
+    "WHERE seq = (SELECT seq FROM log_heads WHERE charger_id = ?1) "
+    "UNION ALL SELECT m.seq, m.charger_id, m.direction, m.at, m.frame, m.prev "
+    "FROM message_log AS m JOIN chain ON m.seq = chain.prev) "
+)
 # A CALL of ours that never left: its logged frame is replaced by the summary of its
 # abandoned row (action, size, hash): a payload nobody received is not kept. The frame is
-# among the charger's last rows: the search walks them backwards on (charger_id, seq) and
-# stops at the first match.
+# among the charger's last rows: the search walks its chain and stops at the first match.
 _FORGET_UNSENT = (
-    "UPDATE message_log SET frame = ?1 WHERE seq = (SELECT seq FROM message_log "
-    "WHERE charger_id = ?2 AND direction = 'out' AND substr(frame, 1, length(?3)) = ?3 "
-    "ORDER BY seq DESC LIMIT 1)"
+    _CHAIN.replace("?1", "?2")
+    + "UPDATE message_log SET frame = ?1 WHERE seq = (SELECT seq FROM chain "
+    "WHERE direction = 'out' AND substr(frame, 1, length(?3)) = ?3 LIMIT 1)"
 )
+_LOG_COLUMNS = "seq, charger_id, direction, at, frame"
 _UPSERT_CHARGER = "INSERT OR REPLACE INTO chargers (id, data) VALUES (?, ?)"
 # A charger's last-seen time, which every message moves, has a small table of its own:
 # rewriting it inside the charger's JSON record dirtied a page of ``chargers`` per
@@ -462,24 +477,23 @@ class SqliteStore:
 
     async def read_log(self, charger_id: str | None = None) -> list[LogRow]:
         """The message log in order, optionally for one charger."""
-        sql = "SELECT seq, charger_id, direction, at, frame FROM message_log"
-        params: tuple[Any, ...] = ()
-        if charger_id is not None:
-            sql += " WHERE charger_id = ?"
-            params = (charger_id,)
-        rows = await self._fetchall(sql + " ORDER BY seq", params)
+        if charger_id is None:
+            rows = await self._fetchall(f"SELECT {_LOG_COLUMNS} FROM message_log ORDER BY seq", ())
+        else:
+            rows = await self._fetchall(
+                f"{_CHAIN}SELECT {_LOG_COLUMNS} FROM chain ORDER BY seq", (charger_id,))
         return [_log_row(*row) for row in rows]
 
     async def read_messages(
         self, charger_id: str | None = None, limit: int = 100
     ) -> list[LogRow]:
         """The newest ``limit`` rows of the message log, newest first."""
-        sql = "SELECT seq, charger_id, direction, at, frame FROM message_log"
-        params: tuple[Any, ...] = ()
-        if charger_id is not None:
-            sql += " WHERE charger_id = ?"
-            params = (charger_id,)
-        rows = await self._fetchall(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit))
+        if charger_id is None:
+            rows = await self._fetchall(
+                f"SELECT {_LOG_COLUMNS} FROM message_log ORDER BY seq DESC LIMIT ?", (limit,))
+        else:
+            rows = await self._fetchall(
+                f"{_CHAIN}SELECT {_LOG_COLUMNS} FROM chain LIMIT ?2", (charger_id, limit))
         return [_log_row(*row) for row in rows]
 
     async def read_id_tags(self) -> list[IdTagRow]:
