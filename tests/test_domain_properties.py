@@ -14,10 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from csms.domain import events as ev
+from csms.domain.model import (
+    Anomaly,
+    Charger,
+    Evse,
+    RemoteCommand,
+    Reservation,
+    SentProfile,
+    Session,
+)
+from csms.domain.replace import replace
 from csms.domain.state import DomainState, replay
 from csms.recorder import connection_event
 from domain_helpers import AT, Csms, without_last_seen
@@ -346,3 +357,33 @@ def test_sessions_are_only_stored_by_the_fold_and_the_store_reload() -> None:
         ("csms/domain/state.py", "_put_session(DomainState)"),
         ("csms/storage/sqlite.py", "load_state"),
     }
+
+
+
+_any_value = st.one_of(st.none(), st.integers(), st.text(max_size=5), st.booleans(),
+                       st.datetimes(timezones=st.just(datetime.UTC)))
+_RECORDS = (Charger, Evse, Session, SentProfile, Reservation, Anomaly, RemoteCommand)
+
+
+@st.composite
+def _record_and_changes(draw: st.DrawFn) -> tuple[Any, dict[str, Any]]:
+    cls = draw(st.sampled_from(_RECORDS))
+    names = [a.name for a in attrs.fields(cls)]
+    record = cls(**{name: draw(_any_value) for name in names})
+    changed = draw(st.lists(st.sampled_from(names), unique=True))
+    return record, {name: draw(_any_value) for name in changed}
+
+
+@given(_record_and_changes())
+def test_replace_is_attrs_evolve(case: tuple[Any, dict[str, Any]]) -> None:
+    """The fold's fast copy of a record with some fields changed (every message makes
+    one) is what attrs.evolve makes, whatever the fields hold."""
+    record, changes = case
+    copy = replace(record, **changes)
+    assert copy == attrs.evolve(record, **changes)
+    assert type(copy) is type(record)
+
+
+def test_replace_refuses_a_field_the_record_does_not_have() -> None:
+    with pytest.raises(TypeError, match="Charger has no field 'colour'"):
+        replace(Charger(id="CP_01"), colour="red")

@@ -34,6 +34,7 @@ from csms.domain.model import (
     SentProfile,
     Session,
 )
+from csms.domain.replace import replace
 from ocppj.timestamps import format_timestamp
 
 #: Statuses in which a cable is plugged in.
@@ -172,19 +173,19 @@ def _apply(event: Any, state: DomainState) -> None:
 def _(event: ev.ChargerConnected, state: DomainState) -> None:
     charger = _charger(state, event.charger_id)
     _put_charger(
-        state, attrs.evolve(charger, connected=True, remote=event.remote, disconnect_reason=None)
+        state, replace(charger, connected=True, remote=event.remote, disconnect_reason=None)
     )
 
 
 @_apply.register
 def _(event: ev.ChargerDisconnected, state: DomainState) -> None:
     charger = _charger(state, event.charger_id)
-    _put_charger(state, attrs.evolve(charger, connected=False, disconnect_reason=event.reason))
+    _put_charger(state, replace(charger, connected=False, disconnect_reason=event.reason))
 
 
 @_apply.register
 def _(event: ev.ChargerBooted, state: DomainState) -> None:
-    charger = attrs.evolve(
+    charger = replace(
         _charger(state, event.charger_id),
         vendor=event.vendor,
         model=event.model,
@@ -206,14 +207,14 @@ def _(event: ev.ConfigurationReported, state: DomainState) -> None:
     charger = _charger(state, event.charger_id)
     configuration = dict(charger.configuration)
     configuration.update(event.values)
-    _put_charger(state, attrs.evolve(charger, configuration=configuration))
+    _put_charger(state, replace(charger, configuration=configuration))
 
 
 @_apply.register
 def _(event: ev.ConnectorStatusChanged, state: DomainState) -> None:
     if event.connector_id == 0:
         charger = _charger(state, event.charger_id)
-        _put_charger(state, attrs.evolve(charger, status=event.status, error_code=event.error_code))
+        _put_charger(state, replace(charger, status=event.status, error_code=event.error_code))
         return
     key = (event.charger_id, event.connector_id)
     state.evses[key] = Evse(
@@ -260,7 +261,7 @@ def _(event: ev.SessionStarted, state: DomainState) -> None:
     if reservation is not None and reservation.used_by_transaction_id is None:
         _put_reservation(
             state,
-            attrs.evolve(
+            replace(
                 reservation, used_by_transaction_id=event.transaction_id, used_at=event.at
             ),
         )
@@ -278,7 +279,7 @@ def _close_without_stop(state: DomainState, charger_id: str, at: datetime.dateti
     anomaly of that kind keeps the evidence. A StopTransaction that comes later completes
     the record."""
     old = state.sessions[transaction_id]
-    _close(state, attrs.evolve(old, open=False, stopped_at=at, stop_reason=reason))
+    _close(state, replace(old, open=False, stopped_at=at, stop_reason=reason))
     _anomaly(state, Anomaly(at, charger_id, reason.lower(), detail, transaction_id))
 
 
@@ -378,8 +379,11 @@ def _(event: ev.MeterSampled, state: DomainState) -> None:
             idle = changes["power_w"] <= IDLE_W and not paused
             changes["idle_since"] = (session.idle_since or event.at) if idle else None
         if "power_w" in changes or "current_a" in changes:
-            changes.update(_compliance(state, event, attrs.evolve(session, **changes)))
-    _put_session(state, attrs.evolve(session, **changes))
+            changes.update(_compliance(
+                state, event, session, changes.get("power_w", session.power_w),
+                changes.get("current_a", session.current_a),
+            ))
+    _put_session(state, replace(session, **changes))
 
 
 def _recent(recent: tuple[SentProfile, ...], accepted: SentProfile) -> tuple[SentProfile, ...]:
@@ -405,14 +409,18 @@ def _judged_limit(recent: tuple[SentProfile, ...], at: datetime.datetime) -> flo
     return max(p.limit for p in window)
 
 
-def _compliance(state: DomainState, event: ev.MeterSampled, session: Session) -> dict[str, Any]:
+def _compliance(
+    state: DomainState, event: ev.MeterSampled, session: Session, power_w: float | None,
+    current_a: tuple[tuple[str, float], ...] | None,
+) -> dict[str, Any]:
     """Whether the session's EV keeps to the limit its charger accepted, after this
-    reading (a non_compliant anomaly when it turns so)."""
+    reading, which measured ``power_w`` and ``current_a`` (a non_compliant anomaly when it
+    turns so)."""
     profile = session.limit
     limit = _judged_limit(session.recent_limits, event.at)
     if profile is None or limit is None:
         return {}
-    measured = measured_in_unit(profile.unit, session.power_w, session.current_a, profile.phases)
+    measured = measured_in_unit(profile.unit, power_w, current_a, profile.phases)
     if measured is None:
         return {}
     count = session.overdraw_readings + 1 if overdraws(limit, profile.unit, measured) else 0
@@ -457,7 +465,7 @@ def _(event: ev.SessionStopped, state: DomainState) -> None:
         )
     _close(
         state,
-        attrs.evolve(
+        replace(
             session,
             open=False,
             meter_stop=event.meter_stop,
@@ -536,14 +544,14 @@ def _(event: ev.ChargingProfileAnswered, state: DomainState) -> None:
     else:
         # A refusal changes nothing the charger enforces: the last accepted limit holds.
         changes["refused"] = profile.status
-    _put_session(state, attrs.evolve(session, **changes))
+    _put_session(state, replace(session, **changes))
 
 
 @_apply.register
 def _(event: ev.ChargingProfileSent, state: DomainState) -> None:
     # The projection emits it only for an open session of the charger.
     session = state.sessions[event.profile.transaction_id or -1]
-    _put_session(state, attrs.evolve(session, pending=event.profile))
+    _put_session(state, replace(session, pending=event.profile))
 
 
 @_apply.register
@@ -557,7 +565,7 @@ def _(event: ev.CallAbandoned, state: DomainState) -> None:
         uncertain = session.uncertain
         if event.sent and (uncertain is None or pending.watts() > uncertain.watts()):
             uncertain = pending
-        _put_session(state, attrs.evolve(session, pending=None, uncertain=uncertain))
+        _put_session(state, replace(session, pending=None, uncertain=uncertain))
 
 
 @_apply.register
@@ -573,7 +581,7 @@ def _(event: ev.ChargingProfilesCleared, state: DomainState) -> None:
         if (key[0] == event.charger_id and session.limit is not None
                 and _clears(event, session.limit)):
             # What the charger enforces now is unknown to the domain (its other profiles).
-            _put_session(state, attrs.evolve(session, limit=None))
+            _put_session(state, replace(session, limit=None))
 
 
 def _clears(event: ev.ChargingProfilesCleared, profile: SentProfile) -> bool:
@@ -625,34 +633,34 @@ def _(event: ev.ReservationCancelAnswered, state: DomainState) -> None:
     if reservation.cancel_status == "Accepted":
         return  # already cancelled: a second CancelReservation changes nothing
     _put_reservation(
-        state, attrs.evolve(reservation, cancel_status=event.status, cancelled_at=event.at)
+        state, replace(reservation, cancel_status=event.status, cancelled_at=event.at)
     )
 
 
 @_apply.register
 def _(event: ev.LocalListVersionReported, state: DomainState) -> None:
     charger = _charger(state, event.charger_id)
-    _put_charger(state, attrs.evolve(charger, local_list_version=event.version))
+    _put_charger(state, replace(charger, local_list_version=event.version))
 
 
 @_apply.register
 def _(event: ev.FirmwareStatusReported, state: DomainState) -> None:
     charger = _charger(state, event.charger_id)
     _put_charger(
-        state, attrs.evolve(charger, firmware_status=event.status, firmware_status_at=event.at)
+        state, replace(charger, firmware_status=event.status, firmware_status_at=event.at)
     )
 
 
 @_apply.register
 def _(event: ev.LogStatusReported, state: DomainState) -> None:
     charger = _charger(state, event.charger_id)
-    _put_charger(state, attrs.evolve(charger, log_status=event.status, log_status_at=event.at))
+    _put_charger(state, replace(charger, log_status=event.status, log_status_at=event.at))
 
 
 @_apply.register
 def _(event: ev.SignedFirmwareStatusReported, state: DomainState) -> None:
     charger = _charger(state, event.charger_id)
-    _put_charger(state, attrs.evolve(
+    _put_charger(state, replace(
         charger, signed_firmware_status=event.status, signed_firmware_status_at=event.at
     ))
 
@@ -662,7 +670,7 @@ def _(event: ev.SecurityEventReported, state: DomainState) -> None:
     charger = _charger(state, event.charger_id)
     kept = (*charger.security_events,
             SecurityEvent(event.type, event.timestamp, event.tech_info, event.at))
-    _put_charger(state, attrs.evolve(
+    _put_charger(state, replace(
         charger, security_events=kept[-SECURITY_EVENTS_KEPT:],
         security_event_count=charger.security_event_count + 1,
     ))
@@ -671,7 +679,7 @@ def _(event: ev.SecurityEventReported, state: DomainState) -> None:
 @_apply.register
 def _(event: ev.CertificateSigningRequested, state: DomainState) -> None:
     charger = _charger(state, event.charger_id)
-    _put_charger(state, attrs.evolve(charger, csr=event.csr, csr_at=event.at))
+    _put_charger(state, replace(charger, csr=event.csr, csr_at=event.at))
 
 
 @_apply.register
@@ -679,7 +687,7 @@ def _(event: ev.DiagnosticsStatusReported, state: DomainState) -> None:
     charger = _charger(state, event.charger_id)
     _put_charger(
         state,
-        attrs.evolve(charger, diagnostics_status=event.status, diagnostics_status_at=event.at),
+        replace(charger, diagnostics_status=event.status, diagnostics_status_at=event.at),
     )
 
 
@@ -711,7 +719,7 @@ def apply(state: DomainState, event: ev.Event) -> DomainState:
     else:
         # Only the last-seen time changes on most messages: the store updates that field
         # alone rather than rewriting the whole charger record.
-        state.chargers[charger.id] = attrs.evolve(charger, last_seen=event.at)
+        state.chargers[charger.id] = replace(charger, last_seen=event.at)
         state.dirty.add(("seen", charger.id))
     return state
 
