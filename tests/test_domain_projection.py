@@ -874,10 +874,8 @@ def test_recorder_saves_the_touched_records(csms: Csms) -> None:
     assert changes.next_transaction_id == tx + 1
     csms.meter_values(CP, 1, [energy_sample("10"), {"value": "5", "measurand": SOC}])
     changes = csms.store.changes[-1]
-    assert [(row.transaction_id, row.sample.value) for row in changes.samples] == [
-        (tx, "10"),
-        (tx, "5"),
-    ]
+    assert [(row.transaction_id, [sample.value for sample in row.samples])
+            for row in changes.readings] == [(tx, ["10", "5"])]
     assert [s.energy_wh for s in changes.sessions] == [10.0]
     assert changes.next_transaction_id is None
     csms.stop(CP, 99, 1)

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from csms.domain.meter import Sample
 from csms.domain.model import Charger, Reservation
 from csms.storage import codec
-from csms.storage.base import Changes, SampleRow
+from csms.storage.base import Changes, MeterReadingRow, SampleRow
 from csms.storage.migrations import MIGRATIONS
 from csms.storage.sqlite import LAZY_COMMIT_S, open_sqlite_store
 
@@ -239,8 +239,8 @@ def _sample(value: str, measurand: str = "Energy.Active.Import.Register",
 async def test_samples_are_stored_one_row_per_meter_values_and_read_back_in_order(
     tmp_path: Path,
 ) -> None:
-    """Every field of every sample comes back, in order, whatever the grouping; a
-    measurand filter keeps the order; one row per MeterValues (migration 8)."""
+    """Every field of every sample comes back, in order; a measurand filter keeps the
+    order; one row per MeterValues (migration 8)."""
     path = tmp_path / "csms.db"
     later = AT + datetime.timedelta(seconds=60)
     first = (
@@ -256,8 +256,11 @@ async def test_samples_are_stored_one_row_per_meter_values_and_read_back_in_orde
     )
     with trio.fail_after(WATCHDOG):
         async with open_sqlite_store(str(path)) as store:
-            store.save(Changes(samples=first))
-            store.save(Changes(samples=second))
+            store.save(Changes(readings=(
+                MeterReadingRow("CP_01", 1, 7, AT, tuple(row.sample for row in first)),)))
+            store.save(Changes(readings=(
+                MeterReadingRow("CP_02", 2, None, AT, (second[0].sample,)),
+                MeterReadingRow("CP_01", 1, 7, later, (second[1].sample,)))))
             await store.flush()
             assert await store.read_samples() == [*first, *second]
             assert await store.read_samples("Power.Active.Import") == [first[1], second[0]]

@@ -22,7 +22,7 @@ from csms.domain.projection import (
     events_for_call,
 )
 from csms.domain.state import DomainState, apply
-from csms.storage.base import Changes, SampleRow, Store
+from csms.storage.base import Changes, MeterReadingRow, SampleRow, Store
 from ocppj import frames
 from ocppj.errors import FrameError
 from ocppj.outgoing import abandoned_was_sent
@@ -129,18 +129,21 @@ class Recorder:
 
     def _apply(self, events: list[ev.Event]) -> None:
         next_tx = self.state.next_transaction_id
-        samples: list[SampleRow] = []
+        readings: list[MeterReadingRow] = []
         for event in events:
             if isinstance(event, ev.ProjectionFailed):
                 log.error("%s: %s not projected (a bug; kept as an unprojectable anomaly): %s",
                           event.charger_id, event.action, event.detail)
             apply(self.state, event)
             if isinstance(event, ev.MeterSampled):
-                samples.extend(sample_rows(event))
-        self.store.save(changes_of(self.state, samples, next_tx))
+                readings.append(MeterReadingRow(event.charger_id, event.connector_id,
+                                                event.transaction_id, event.at, event.samples))
+        self.store.save(changes_of(self.state, readings, next_tx))
 
 
-def changes_of(state: DomainState, samples: list[SampleRow], previous_next_tx: int) -> Changes:
+def changes_of(
+    state: DomainState, readings: list[MeterReadingRow], previous_next_tx: int
+) -> Changes:
     """The records ``state`` marked dirty, as a Changes to write.
 
     One pass over the dirty set, sorting its keys by kind (each kind keeps the set's
@@ -177,8 +180,8 @@ def changes_of(state: DomainState, samples: list[SampleRow], previous_next_tx: i
             fields["remote_commands"] = tuple((key, state.remote_commands[key]) for key in keys)
         else:
             raise ValueError(f"a dirty record of unknown kind {kind!r}")
-    if samples:
-        fields["samples"] = tuple(samples)
+    if readings:
+        fields["readings"] = tuple(readings)
     if state.next_transaction_id != previous_next_tx:
         fields["next_transaction_id"] = state.next_transaction_id
     return Changes(**fields)

@@ -52,6 +52,18 @@ class SampleRow:
 
 
 @frozen
+class MeterReadingRow:
+    """One stored MeterValues (a MeterSampled event): its samples, in the order sent, and
+    what they belong to."""
+
+    charger_id: str
+    connector_id: int
+    transaction_id: int | None
+    received_at: datetime.datetime
+    samples: tuple[Sample, ...]
+
+
+@frozen
 class Changes:
     """Projection records to write, as the fold left them."""
 
@@ -61,7 +73,7 @@ class Changes:
     evses: tuple[Evse, ...] = ()
     sessions: tuple[Session, ...] = ()
     anomalies: tuple[tuple[int, Anomaly], ...] = ()
-    samples: tuple[SampleRow, ...] = ()
+    readings: tuple[MeterReadingRow, ...] = ()
     profiles: tuple[SentProfile, ...] = ()
     next_transaction_id: int | None = None
     #: (charger, connector) whose profile a ClearChargingProfile removed.

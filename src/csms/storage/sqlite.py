@@ -11,8 +11,8 @@ from __future__ import annotations
 import collections
 import datetime
 import functools
-import itertools
 import logging
+import operator
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -219,8 +219,12 @@ class SqliteStore:
             )
         for idx, anomaly in changes.anomalies:
             self._put(_UPSERT_ANOMALY, (idx, codec.dumps(anomaly)))
-        for reading in _readings(changes.samples):
-            self._put(_INSERT_READING, reading)
+        for reading in changes.readings:
+            self._put(_INSERT_READING, (
+                reading.charger_id, reading.connector_id, reading.transaction_id,
+                reading.received_at.isoformat(),
+                orjson.dumps([_sample_fields(sample) for sample in reading.samples]).decode(),
+            ))
         for profile in changes.profiles:
             self._put(_UPSERT_PROFILE, (profile.charger_id, profile.connector_id,
                                         codec.dumps(profile)))
@@ -533,25 +537,8 @@ class SqliteStore:
         return found
 
 
-def _reading_of(row: SampleRow) -> tuple[Any, ...]:
-    return (row.charger_id, row.connector_id, row.transaction_id, row.received_at)
-
-
-def _sample_fields(s: Sample) -> tuple[Any, ...]:
-    """The fields of ``s``, in order: what read_samples gives back to ``Sample(*fields)``."""
-    return (s.timestamp, s.value, s.measurand, s.unit, s.phase, s.context, s.location,
-            s.format, s.number)
-
-
-def _readings(samples: tuple[SampleRow, ...]) -> list[tuple[Any, ...]]:
-    """The meter_readings rows of ``samples``: one per run of samples of one charger,
-    connector, transaction and moment received (one MeterValues), in order."""
-    return [
-        (charger_id, connector_id, transaction_id, received_at.isoformat(),
-         orjson.dumps([_sample_fields(row.sample) for row in run]).decode())
-        for (charger_id, connector_id, transaction_id, received_at), run
-        in itertools.groupby(samples, key=_reading_of)
-    ]
+#: The fields of a Sample, in order: what read_samples gives back to ``Sample(*fields)``.
+_sample_fields = operator.attrgetter(*(a.name for a in attrs.fields(Sample)))
 
 
 def _write_groups(
