@@ -49,16 +49,20 @@ _INSERT_FRAME = (
     "INSERT INTO message_log (charger_id, direction, at, frame, prev) VALUES (?1, ?2, ?3, ?4, "
     "(SELECT seq FROM log_heads WHERE charger_id = ?1))"
 )
-# The rows of charger ?1, newest first: the chain from its head, a row at a time (a
-# recursive query's queue yields rows in the order they were added). A query that takes
-# ``LIMIT`` rows of it stops walking there.
-_CHAIN = (
+# The rows of charger ?1: the chain from its head, newest first. SQLite walks it a row at
+# a time (each step finds one row, the only one in the recursive query's queue) and hands
+# each on as it is found, so a query that stops early stops the walk.
+_CHAIN_START = (
     "WITH RECURSIVE chain (seq, charger_id, direction, at, frame, prev) AS ("
     "SELECT seq, charger_id, direction, at, frame, prev FROM message_log "
     "WHERE seq = (SELECT seq FROM log_heads WHERE charger_id = ?1) "
     "UNION ALL SELECT m.seq, m.charger_id, m.direction, m.at, m.frame, m.prev "
-    "FROM message_log AS m JOIN chain ON m.seq = chain.prev) "
+    "FROM message_log AS m JOIN chain ON m.seq = chain.prev"
 )
+_CHAIN = _CHAIN_START + ") "
+# The newest ?2 rows of charger ?1: a LIMIT in the recursive part bounds the walk (by
+# SQLite's documented rule: it caps the rows ever added to the chain, the first included).
+_CHAIN_NEWEST = _CHAIN_START + " LIMIT ?2) "
 # A CALL of ours that never left: its logged frame is replaced by the summary of its
 # abandoned row (action, size, hash): a payload nobody received is not kept. The frame is
 # among the charger's last rows: the search walks its chain and stops at the first match.
@@ -497,7 +501,8 @@ class SqliteStore:
                 f"SELECT {_LOG_COLUMNS} FROM message_log ORDER BY seq DESC LIMIT ?", (limit,))
         else:
             rows = await self._fetchall(
-                f"{_CHAIN}SELECT {_LOG_COLUMNS} FROM chain LIMIT ?2", (charger_id, limit))
+                f"{_CHAIN_NEWEST}SELECT {_LOG_COLUMNS} FROM chain ORDER BY seq DESC",
+                (charger_id, limit))
         return [_log_row(*row) for row in rows]
 
     async def read_id_tags(self) -> list[IdTagRow]:
