@@ -32,6 +32,7 @@ from csms.domain.model import (
     SentProfile,
     Session,
 )
+from csms.domain.replace import replace
 from csms.domain.state import DomainState, start_key
 from csms.registry import Registration
 from csms.storage import codec
@@ -67,8 +68,7 @@ _CHAIN_NEWEST = _CHAIN_START + " LIMIT ?2) "
 # abandoned row (action, size, hash): a payload nobody received is not kept. The frame is
 # among the charger's last rows: the search walks its chain and stops at the first match.
 _FORGET_UNSENT = (
-    _CHAIN.replace("?1", "?2")
-    + "UPDATE message_log SET frame = ?1 WHERE seq = (SELECT seq FROM chain "
+    _CHAIN + "UPDATE message_log SET frame = ?2 WHERE seq = (SELECT seq FROM chain "
     "WHERE direction = 'out' AND substr(frame, 1, length(?3)) = ?3 LIMIT 1)"
 )
 _LOG_COLUMNS = "seq, charger_id, direction, at, frame"
@@ -199,7 +199,7 @@ class SqliteStore:
     def forget_unsent(self, charger_id: str, unique_id: str, summary: str) -> None:
         """Queue the replacement of our logged CALL ``unique_id``, which never left, by
         ``summary`` (its abandoned row's text)."""
-        self._put(_FORGET_UNSENT, (summary, charger_id, frames.encode_call_prefix(unique_id)))
+        self._put(_FORGET_UNSENT, (charger_id, summary, frames.encode_call_prefix(unique_id)))
 
     def save(self, changes: Changes) -> None:
         """Queue projection changes."""
@@ -435,7 +435,7 @@ class SqliteStore:
             known = state.chargers.get(charger_id)
             seen = datetime.datetime.fromisoformat(at)
             if known is not None and (known.last_seen is None or seen > known.last_seen):
-                state.chargers[charger_id] = attrs.evolve(known, last_seen=seen)
+                state.chargers[charger_id] = replace(known, last_seen=seen)
         for (data,) in await self._fetchall(
             "SELECT data FROM evses ORDER BY charger_id, connector_id"
         ):
